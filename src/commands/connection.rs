@@ -1,0 +1,497 @@
+//! Connection commands (Redis's networking.c and parts of server.c): PING, ECHO, HELLO, AUTH,
+//! SELECT, QUIT, RESET and the CLIENT family.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, SYNTAX, reply_help};
+use crate::client::{FLAG_NO_EVICT, FLAG_NO_TOUCH, ReplyMode};
+use crate::config;
+use crate::protocol::Protocol;
+use crate::server::REDIS_VERSION;
+use crate::util::{eq_ignore_case, now_ms, parse_i64};
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+pub fn ping(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    match args.get(1) {
+        None => ctx.reply.simple("PONG"),
+        Some(message) if args.len() == 2 => ctx.reply.bulk(message),
+        Some(_) => return Err("ERR wrong number of arguments for 'ping' command".into()),
+    }
+    Ok(())
+}
+
+pub fn echo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    ctx.reply.bulk(&args[1]);
+    Ok(())
+}
+
+pub fn quit(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.reply.ok();
+    ctx.client.close_after_reply = true;
+    Ok(())
+}
+
+pub fn select(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let index =
+        parse_i64(&args[1]).ok_or(Error::from("ERR value is not an integer or out of range"))?;
+    if index < 0 || index as usize >= ctx.server.store.dbs().len() {
+        return Err(DB_OUT_OF_RANGE.into());
+    }
+    ctx.client.db = index as usize;
+    ctx.client
+        .handle
+        .db
+        .store(index as usize, Ordering::Relaxed);
+    ctx.reply.ok();
+    Ok(())
+}
+
+/// Checks a password for `user`. Only the default user exists until ACLs do.
+fn check_password(ctx: &Ctx, user: &[u8], password: &[u8]) -> bool {
+    let required = ctx.server.config.text(config::REQUIREPASS);
+    user == b"default" && (required.is_empty() || constant_time_eq(required.as_bytes(), password))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn auth(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if args.len() > 3 {
+        return Err(SYNTAX.into());
+    }
+    let (user, password) = match args {
+        [_, password] => (&b"default"[..], password),
+        [_, user, password] => (&user[..], password),
+        _ => unreachable!("arity is checked"),
+    };
+    if args.len() == 2 && ctx.server.config.text(config::REQUIREPASS).is_empty() {
+        return Err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into());
+    }
+    if !check_password(ctx, user, password) {
+        return Err(WRONGPASS.into());
+    }
+    ctx.client.authenticated = true;
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn hello(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let mut protocol = None;
+    let mut i = 1;
+    if let Some(version) = args.get(1) {
+        let version = parse_i64(version).ok_or(Error::from(
+            "ERR Protocol version is not an integer or out of range",
+        ))?;
+        protocol = match version {
+            2 => Some(Protocol::Resp2),
+            3 => Some(Protocol::Resp3),
+            _ => return Err("NOPROTO unsupported protocol version".into()),
+        };
+        i = 2;
+    }
+    let mut credentials = None;
+    let mut name = None;
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        if eq_ignore_case(&args[i], "auth") && more >= 2 {
+            credentials = Some((&args[i + 1], &args[i + 2]));
+            i += 3;
+        } else if eq_ignore_case(&args[i], "setname") && more >= 1 {
+            name = Some(&args[i + 1]);
+            i += 2;
+        } else {
+            return Err(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&args[i])
+            )
+            .into());
+        }
+    }
+    if let Some((user, password)) = credentials {
+        if !check_password(ctx, user, password) {
+            return Err(WRONGPASS.into());
+        }
+        ctx.client.authenticated = true;
+    }
+    if !ctx.client.authenticated {
+        return Err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into());
+    }
+    if let Some(name) = name {
+        set_name(ctx, name)?;
+    }
+    if let Some(protocol) = protocol {
+        ctx.client.protocol = protocol;
+        ctx.reply.protocol = protocol;
+        ctx.client.handle.resp.store(
+            if protocol == Protocol::Resp3 { 3 } else { 2 },
+            Ordering::Relaxed,
+        );
+    }
+    let proto = if ctx.client.protocol == Protocol::Resp3 {
+        3
+    } else {
+        2
+    };
+    let r = &mut *ctx.reply;
+    r.map(7);
+    r.bulk(b"server");
+    r.bulk(b"redis");
+    r.bulk(b"version");
+    r.bulk(REDIS_VERSION.as_bytes());
+    r.bulk(b"proto");
+    r.int(proto);
+    r.bulk(b"id");
+    r.int(ctx.client.id as i64);
+    r.bulk(b"mode");
+    r.bulk(b"standalone");
+    r.bulk(b"role");
+    r.bulk(b"master");
+    r.bulk(b"modules");
+    r.array(0);
+    Ok(())
+}
+
+pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let client = &mut *ctx.client;
+    client.db = 0;
+    client.handle.db.store(0, Ordering::Relaxed);
+    client.protocol = Protocol::Resp2;
+    client.handle.resp.store(2, Ordering::Relaxed);
+    client.reply_mode = ReplyMode::On;
+    client.authenticated = ctx.server.config.text(config::REQUIREPASS).is_empty();
+    client.handle.set_flag(FLAG_NO_EVICT | FLAG_NO_TOUCH, false);
+    *client.handle.name.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    if client.handle.has_flag(crate::client::FLAG_MONITOR) {
+        client.handle.set_flag(crate::client::FLAG_MONITOR, false);
+        ctx.server.monitors.remove(client.id);
+    }
+    ctx.reply.protocol = Protocol::Resp2;
+    ctx.reply.simple("RESET");
+    Ok(())
+}
+
+pub fn client_id(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.reply.int(ctx.client.id as i64);
+    Ok(())
+}
+
+/// Client names and library strings may not contain spaces or control characters.
+fn valid_client_text(value: &[u8]) -> bool {
+    value.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn set_name(ctx: &mut Ctx, name: &Bytes) -> CmdResult {
+    if !valid_client_text(name) {
+        return Err(
+            "ERR Client names cannot contain spaces, newlines or special characters.".into(),
+        );
+    }
+    let value = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+    *ctx.client
+        .handle
+        .name
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = value;
+    Ok(())
+}
+
+pub fn client_setname(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    set_name(ctx, &args[2])?;
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn client_getname(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let name = ctx
+        .client
+        .handle
+        .name
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match name {
+        Some(name) => ctx.reply.bulk(&name),
+        None => ctx.reply.null(),
+    }
+    Ok(())
+}
+
+pub fn client_setinfo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (attr, value) = (&args[2], &args[3]);
+    let slot = if eq_ignore_case(attr, "lib-name") {
+        &ctx.client.handle.lib_name
+    } else if eq_ignore_case(attr, "lib-ver") {
+        &ctx.client.handle.lib_ver
+    } else {
+        return Err(format!(
+            "ERR Unrecognized option '{}'",
+            String::from_utf8_lossy(attr)
+        )
+        .into());
+    };
+    if !valid_client_text(value) {
+        return Err(format!(
+            "ERR {} cannot contain spaces, newlines or special characters.",
+            String::from_utf8_lossy(attr).to_ascii_lowercase()
+        )
+        .into());
+    }
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) =
+        (!value.is_empty()).then(|| Bytes::copy_from_slice(value));
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn client_list(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 2;
+    while i < args.len() {
+        if eq_ignore_case(&args[i], "type") && i + 1 < args.len() {
+            let kind = &args[i + 1];
+            if !["normal", "master", "replica", "slave", "pubsub"]
+                .iter()
+                .any(|k| eq_ignore_case(kind, k))
+            {
+                return Err(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(kind)
+                )
+                .into());
+            }
+            if !eq_ignore_case(kind, "normal") {
+                ids = Some(Vec::new());
+            }
+            i += 2;
+        } else if eq_ignore_case(&args[i], "id") && i + 1 < args.len() {
+            let mut list = Vec::new();
+            for arg in &args[i + 1..] {
+                match parse_i64(arg) {
+                    Some(id) if id > 0 => list.push(id as u64),
+                    _ => return Err("ERR Invalid client ID".into()),
+                }
+            }
+            ids = Some(list);
+            i = args.len();
+        } else {
+            return Err(SYNTAX.into());
+        }
+    }
+    let mut text = String::new();
+    for client in ctx.server.clients.snapshot() {
+        if ids.as_ref().is_none_or(|ids| ids.contains(&client.id)) {
+            text.push_str(&client.describe(&ctx.server.commands));
+            text.push('\n');
+        }
+    }
+    ctx.reply.verbatim("txt", text.as_bytes());
+    Ok(())
+}
+
+pub fn client_info(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let mut line = ctx.client.handle.describe(&ctx.server.commands);
+    line.push('\n');
+    ctx.reply.verbatim("txt", line.as_bytes());
+    Ok(())
+}
+
+pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let me = ctx.client.id;
+    if args.len() == 3 {
+        // Old form: CLIENT KILL addr:port
+        let target = ctx
+            .server
+            .clients
+            .snapshot()
+            .into_iter()
+            .find(|c| c.addr.as_bytes() == &args[2][..]);
+        return match target {
+            Some(client) => {
+                kill(ctx, &client);
+                ctx.reply.ok();
+                Ok(())
+            }
+            None => Err("ERR No such client".into()),
+        };
+    }
+    let (mut id, mut addr, mut laddr, mut user, mut skip_me) = (None, None, None, None, true);
+    let mut kind: Option<String> = None;
+    let mut i = 2;
+    while i + 1 < args.len() {
+        let value = &args[i + 1];
+        if eq_ignore_case(&args[i], "id") {
+            id = Some(
+                parse_i64(value)
+                    .filter(|v| *v > 0)
+                    .ok_or(Error::from("ERR client-id should be greater than 0"))?,
+            );
+        } else if eq_ignore_case(&args[i], "type") {
+            let k = String::from_utf8_lossy(value).to_ascii_lowercase();
+            if !["normal", "master", "replica", "slave", "pubsub"].contains(&k.as_str()) {
+                return Err(format!("ERR Unknown client type '{k}'").into());
+            }
+            kind = Some(k);
+        } else if eq_ignore_case(&args[i], "addr") {
+            addr = Some(value.clone());
+        } else if eq_ignore_case(&args[i], "laddr") {
+            laddr = Some(value.clone());
+        } else if eq_ignore_case(&args[i], "user") {
+            user = Some(value.clone());
+        } else if eq_ignore_case(&args[i], "skipme") {
+            skip_me = match () {
+                _ if eq_ignore_case(value, "yes") => true,
+                _ if eq_ignore_case(value, "no") => false,
+                _ => return Err(SYNTAX.into()),
+            };
+        } else {
+            return Err(SYNTAX.into());
+        }
+        i += 2;
+    }
+    if i != args.len() {
+        return Err(SYNTAX.into());
+    }
+    let mut killed = 0;
+    for client in ctx.server.clients.snapshot() {
+        let matches = id.is_none_or(|id| client.id == id as u64)
+            && addr
+                .as_ref()
+                .is_none_or(|a| client.addr.as_bytes() == &a[..])
+            && laddr
+                .as_ref()
+                .is_none_or(|a| client.laddr.as_bytes() == &a[..])
+            && user.as_ref().is_none_or(|u| &u[..] == b"default")
+            && kind.as_deref().is_none_or(|k| k == "normal")
+            && !(skip_me && client.id == me);
+        if matches {
+            kill(ctx, &client);
+            killed += 1;
+        }
+    }
+    ctx.reply.int(killed);
+    Ok(())
+}
+
+fn kill(ctx: &mut Ctx, client: &crate::client::ClientHandle) {
+    if client.id == ctx.client.id {
+        ctx.client.close_after_reply = true;
+    } else {
+        client.kill();
+    }
+}
+
+fn on_off(arg: &[u8]) -> Result<bool, Error> {
+    match () {
+        _ if eq_ignore_case(arg, "on") => Ok(true),
+        _ if eq_ignore_case(arg, "off") => Ok(false),
+        _ => Err(SYNTAX.into()),
+    }
+}
+
+pub fn client_no_evict(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    ctx.client.handle.set_flag(FLAG_NO_EVICT, on_off(&args[2])?);
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn client_no_touch(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    ctx.client.handle.set_flag(FLAG_NO_TOUCH, on_off(&args[2])?);
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn client_reply(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let mode = &args[2];
+    ctx.client.reply_mode = match () {
+        _ if eq_ignore_case(mode, "on") => {
+            ctx.reply.ok();
+            ReplyMode::On
+        }
+        _ if eq_ignore_case(mode, "off") => ReplyMode::Off,
+        _ if eq_ignore_case(mode, "skip") => ReplyMode::SkipNext,
+        _ => return Err(SYNTAX.into()),
+    };
+    Ok(())
+}
+
+pub fn client_pause(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let timeout =
+        parse_i64(&args[2]).ok_or(Error::from("ERR timeout is not an integer or out of range"))?;
+    if timeout < 0 {
+        return Err("ERR timeout is negative".into());
+    }
+    let write_only = match args.get(3) {
+        None => false,
+        Some(mode) if eq_ignore_case(mode, "write") => true,
+        Some(mode) if eq_ignore_case(mode, "all") => false,
+        Some(_) => return Err(SYNTAX.into()),
+    };
+    if args.len() > 4 {
+        return Err(SYNTAX.into());
+    }
+    ctx.server
+        .pause
+        .start(now_ms() + timeout as u64, write_only);
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn client_unpause(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.server.pause.stop();
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn client_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    reply_help(
+        ctx,
+        &[
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "KILL <ip:port>",
+            "    Kill connection made from <ip:port>.",
+            "KILL <option> <value> [<option> <value> [...]]",
+            "    Kill connections. Options are:",
+            "    * ADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made from the specified address",
+            "    * LADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made to specified local address",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Kill connections by type.",
+            "    * USER <username>",
+            "      Kill connections authenticated by <username>.",
+            "    * SKIPME (YES|NO)",
+            "      Skip killing current connection (default: yes).",
+            "    * ID <client-id>",
+            "      Kill connections by client id.",
+            "LIST [options ...]",
+            "    Return information about client connections. Options:",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Return clients of specified type.",
+            "UNPAUSE",
+            "    Stop the current client pause, resuming traffic.",
+            "PAUSE <timeout> [WRITE|ALL]",
+            "    Suspend all, or just write, clients for <timeout> milliseconds.",
+            "REPLY (ON|OFF|SKIP)",
+            "    Control the replies sent to the current connection.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+            "SETINFO <option> <value>",
+            "    Set client meta attr. Options are:",
+            "    * LIB-NAME: the client lib name.",
+            "    * LIB-VER: the client lib version.",
+            "NO-EVICT (ON|OFF)",
+            "    Protect current client connection from eviction.",
+            "NO-TOUCH (ON|OFF)",
+            "    Will not touch LRU/LFU stats when this mode is on.",
+        ],
+    );
+    Ok(())
+}

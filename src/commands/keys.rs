@@ -1,0 +1,470 @@
+//! Generic key commands (Redis's db.c and expire.c): existence, deletion, renaming, copying,
+//! expiry, iteration and OBJECT.
+
+use bytes::Bytes;
+
+use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, NO_SUCH_KEY, SYNTAX, int_arg, reply_help};
+use crate::store::{Class, Value};
+use crate::util::{eq_ignore_case, glob_match, parse_i64};
+
+pub fn del(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let db = ctx.db();
+    let mut deleted = 0;
+    for key in &args[1..] {
+        if db.lock(key).remove(key).is_some() {
+            deleted += 1;
+            ctx.modified(key, Class::Generic, "del");
+        }
+    }
+    ctx.reply.int(deleted);
+    Ok(())
+}
+
+pub fn exists(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let db = ctx.db();
+    let count = args[1..]
+        .iter()
+        .filter(|key| db.lock(key).contains(key))
+        .count();
+    ctx.reply.int(count as i64);
+    Ok(())
+}
+
+pub fn touch(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    exists(ctx, args)
+}
+
+pub fn key_type(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let db = ctx.db();
+    let mut locked = db.lock(&args[1]);
+    let name = locked
+        .get(&args[1])
+        .map_or("none", |e| e.value.kind().name());
+    ctx.reply.simple(name);
+    Ok(())
+}
+
+fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) -> CmdResult {
+    let (src, dst) = (&args[1], &args[2]);
+    let db = ctx.db();
+    if src == dst {
+        if !db.lock(src).contains(src) {
+            return Err(NO_SUCH_KEY.into());
+        }
+        if nx {
+            ctx.reply.int(0)
+        } else {
+            ctx.reply.ok()
+        }
+        return Ok(());
+    }
+    if !db.lock(src).contains(src) {
+        return Err(NO_SUCH_KEY.into());
+    }
+    if nx && db.lock(dst).contains(dst) {
+        ctx.reply.int(0);
+        return Ok(());
+    }
+    let entry = db
+        .lock(src)
+        .remove(src)
+        .expect("checked above under the exclusive gate");
+    let expire = entry.expire_at();
+    db.lock(dst).set_with_expire(dst, entry.value, expire);
+    ctx.modified(src, Class::Generic, "rename_from");
+    ctx.modified(dst, Class::Generic, "rename_to");
+    if nx {
+        ctx.reply.int(1)
+    } else {
+        ctx.reply.ok()
+    }
+    Ok(())
+}
+
+pub fn rename(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    rename_generic(ctx, args, false)
+}
+
+pub fn renamenx(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    rename_generic(ctx, args, true)
+}
+
+fn db_index_arg(ctx: &Ctx, arg: &[u8]) -> Result<usize, Error> {
+    let index = parse_i64(arg).ok_or(Error::from("ERR value is not an integer or out of range"))?;
+    if index < 0 || index as usize >= ctx.server.store.dbs().len() {
+        return Err(DB_OUT_OF_RANGE.into());
+    }
+    Ok(index as usize)
+}
+
+pub fn copy(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (src, dst) = (&args[1], &args[2]);
+    let mut target_db = ctx.client.db;
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        if eq_ignore_case(&args[i], "replace") {
+            replace = true;
+        } else if eq_ignore_case(&args[i], "db") && i + 1 < args.len() {
+            target_db = db_index_arg(ctx, &args[i + 1])?;
+            i += 1;
+        } else {
+            return Err(SYNTAX.into());
+        }
+        i += 1;
+    }
+    if src == dst && target_db == ctx.client.db {
+        return Err("ERR source and destination objects are the same".into());
+    }
+    let source = ctx
+        .db()
+        .lock(src)
+        .get(src)
+        .map(|e| (e.value.clone(), e.expire_at()));
+    let Some((value, expire)) = source else {
+        ctx.reply.int(0);
+        return Ok(());
+    };
+    let target = ctx.server.store.db(target_db);
+    let mut locked = target.lock(dst);
+    if locked.contains(dst) && !replace {
+        ctx.reply.int(0);
+        return Ok(());
+    }
+    locked.set_with_expire(dst, value, expire);
+    drop(locked);
+    ctx.server
+        .store
+        .notifier
+        .modified(target_db, dst, Class::Generic, "copy_to");
+    ctx.reply.int(1);
+    Ok(())
+}
+
+pub fn move_key(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let key = &args[1];
+    let target_db = db_index_arg(ctx, &args[2])?;
+    if target_db == ctx.client.db {
+        return Err("ERR source and destination objects are the same".into());
+    }
+    let target = ctx.server.store.db(target_db);
+    if !ctx.db().lock(key).contains(key) || target.lock(key).contains(key) {
+        ctx.reply.int(0);
+        return Ok(());
+    }
+    let entry = ctx
+        .db()
+        .lock(key)
+        .remove(key)
+        .expect("checked above under the exclusive gate");
+    let expire = entry.expire_at();
+    target.lock(key).set_with_expire(key, entry.value, expire);
+    ctx.modified(key, Class::Generic, "move_from");
+    ctx.server
+        .store
+        .notifier
+        .modified(target_db, key, Class::Generic, "move_to");
+    ctx.reply.int(1);
+    Ok(())
+}
+
+pub fn keys(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let pattern = &args[1];
+    let all = &pattern[..] == b"*";
+    let keys = ctx.db().keys(|key| all || glob_match(pattern, key, false));
+    ctx.reply.bulks(keys.iter().map(|k| &k[..]));
+    Ok(())
+}
+
+pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let cursor = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or(Error::from("ERR invalid cursor"))?;
+    let mut count = 10i64;
+    let mut pattern: Option<&Bytes> = None;
+    let mut type_filter: Option<String> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let has_value = i + 1 < args.len();
+        if eq_ignore_case(&args[i], "count") && has_value {
+            count = int_arg(&args[i + 1])?;
+            if count < 1 {
+                return Err(SYNTAX.into());
+            }
+        } else if eq_ignore_case(&args[i], "match") && has_value {
+            pattern = Some(&args[i + 1]);
+        } else if eq_ignore_case(&args[i], "type") && has_value {
+            type_filter = Some(String::from_utf8_lossy(&args[i + 1]).to_ascii_lowercase());
+        } else {
+            return Err(SYNTAX.into());
+        }
+        i += 2;
+    }
+    let db = ctx.db();
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    let mut cursor = cursor;
+    // As Redis: visit buckets until COUNT elements were gathered or 10*COUNT buckets were seen.
+    let mut budget = count.saturating_mul(10);
+    loop {
+        cursor = db.scan(cursor, |key, value| {
+            let matches = pattern.is_none_or(|p| glob_match(p, key, false))
+                && type_filter
+                    .as_deref()
+                    .is_none_or(|t| value.kind().name() == t);
+            if matches {
+                found.push(key.to_vec());
+            }
+        });
+        budget -= 1;
+        if cursor == 0 || budget <= 0 || found.len() as i64 >= count {
+            break;
+        }
+    }
+    ctx.reply.array(2);
+    ctx.reply
+        .bulk(itoa::Buffer::new().format(cursor).as_bytes());
+    ctx.reply.bulks(found.iter().map(|k| &k[..]));
+    Ok(())
+}
+
+pub fn randomkey(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    match ctx.db().random_key() {
+        Some(key) => ctx.reply.bulk(&key),
+        None => ctx.reply.null(),
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct ExpireCommand {
+    millis: bool,
+    absolute: bool,
+}
+
+fn expire_generic(ctx: &mut Ctx, args: &[Bytes], how: ExpireCommand) -> CmdResult {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for opt in &args[3..] {
+        match () {
+            _ if eq_ignore_case(opt, "nx") => nx = true,
+            _ if eq_ignore_case(opt, "xx") => xx = true,
+            _ if eq_ignore_case(opt, "gt") => gt = true,
+            _ if eq_ignore_case(opt, "lt") => lt = true,
+            _ => {
+                return Err(
+                    format!("ERR Unsupported option {}", String::from_utf8_lossy(opt)).into(),
+                );
+            }
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+    }
+    if gt && lt {
+        return Err("ERR GT and LT options at the same time are not compatible".into());
+    }
+    let mut when = int_arg(&args[2])?;
+    let invalid = || {
+        Error::from(format!(
+            "ERR invalid expire time in '{}' command",
+            ctx.name()
+        ))
+    };
+    if !how.millis {
+        when = when.checked_mul(1000).ok_or_else(invalid)?;
+    }
+    let key = &args[1];
+    let db = ctx.db();
+    let mut locked = db.lock(key);
+    if !how.absolute {
+        when = when.checked_add(locked.now as i64).ok_or_else(invalid)?;
+    }
+    let Some(entry) = locked.get(key) else {
+        ctx.reply.int(0);
+        return Ok(());
+    };
+    let current = entry.expire_at().map(|t| t as i64);
+    let refused = (nx && current.is_some())
+        || (xx && current.is_none())
+        || (gt && current.is_none_or(|c| when <= c))
+        || (lt && current.is_some_and(|c| when >= c));
+    if refused {
+        ctx.reply.int(0);
+        return Ok(());
+    }
+    if when <= locked.now as i64 {
+        locked.remove(key);
+        drop(locked);
+        ctx.modified(key, Class::Generic, "del");
+    } else {
+        locked.set_expire(key, Some(when as u64));
+        drop(locked);
+        ctx.modified(key, Class::Generic, "expire");
+    }
+    ctx.reply.int(1);
+    Ok(())
+}
+
+pub fn expire(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    expire_generic(
+        ctx,
+        args,
+        ExpireCommand {
+            millis: false,
+            absolute: false,
+        },
+    )
+}
+
+pub fn pexpire(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    expire_generic(
+        ctx,
+        args,
+        ExpireCommand {
+            millis: true,
+            absolute: false,
+        },
+    )
+}
+
+pub fn expireat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    expire_generic(
+        ctx,
+        args,
+        ExpireCommand {
+            millis: false,
+            absolute: true,
+        },
+    )
+}
+
+pub fn pexpireat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    expire_generic(
+        ctx,
+        args,
+        ExpireCommand {
+            millis: true,
+            absolute: true,
+        },
+    )
+}
+
+/// TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 for a missing key, -1 for no expiry.
+fn ttl_generic(ctx: &mut Ctx, args: &[Bytes], millis: bool, absolute: bool) -> CmdResult {
+    let db = ctx.db();
+    let mut locked = db.lock(&args[1]);
+    let now = locked.now as i64;
+    let reply = match locked.get(&args[1]) {
+        None => -2,
+        Some(entry) => match entry.expire_at() {
+            None => -1,
+            Some(at) => {
+                let ttl = if absolute {
+                    at as i64
+                } else {
+                    (at as i64 - now).max(0)
+                };
+                if millis { ttl } else { (ttl + 500) / 1000 }
+            }
+        },
+    };
+    ctx.reply.int(reply);
+    Ok(())
+}
+
+pub fn ttl(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    ttl_generic(ctx, args, false, false)
+}
+
+pub fn pttl(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    ttl_generic(ctx, args, true, false)
+}
+
+pub fn expiretime(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    ttl_generic(ctx, args, false, true)
+}
+
+pub fn pexpiretime(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    ttl_generic(ctx, args, true, true)
+}
+
+pub fn persist(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let key = &args[1];
+    let db = ctx.db();
+    let mut locked = db.lock(key);
+    let had = locked.get(key).and_then(|e| e.expire_at()).is_some();
+    if had {
+        locked.set_expire(key, None);
+        drop(locked);
+        ctx.modified(key, Class::Generic, "persist");
+    }
+    ctx.reply.int(had as i64);
+    Ok(())
+}
+
+/// Runs `f` on the value at `key`, or replies null when the key is missing (OBJECT's rule).
+fn with_object(ctx: &mut Ctx, key: &[u8], f: impl FnOnce(&mut Ctx, &Value)) -> CmdResult {
+    let db = ctx.db();
+    let mut locked = db.lock(key);
+    match locked.get(key) {
+        Some(entry) => f(ctx, &entry.value),
+        None => ctx.reply.null(),
+    }
+    Ok(())
+}
+
+pub fn object_encoding(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    with_object(ctx, &args[2], |ctx, value| {
+        ctx.reply.bulk(value.encoding().as_bytes())
+    })
+}
+
+/// Redis shares the integers 0..9999 between keys and reports them with INT_MAX references.
+pub fn object_refcount(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    with_object(ctx, &args[2], |ctx, value| ctx.reply.int(value.refcount()))
+}
+
+pub fn object_idletime(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if ctx
+        .server
+        .config
+        .text(crate::config::MAXMEMORY_POLICY)
+        .contains("lfu")
+    {
+        return Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
+    }
+    with_object(ctx, &args[2], |ctx, _| ctx.reply.int(0))
+}
+
+pub fn object_freq(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if !ctx
+        .server
+        .config
+        .text(crate::config::MAXMEMORY_POLICY)
+        .contains("lfu")
+    {
+        return Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
+    }
+    with_object(ctx, &args[2], |ctx, _| ctx.reply.int(0))
+}
+
+pub fn object_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    reply_help(
+        ctx,
+        &[
+            "ENCODING <key>",
+            "    Return the kind of internal representation used in order to store the value",
+            "    associated with a <key>.",
+            "FREQ <key>",
+            "    Return the access frequency index of the <key>. The returned integer is",
+            "    proportional to the logarithm of the recent access frequency of the key.",
+            "IDLETIME <key>",
+            "    Return the idle time of the <key>, that is the approximated number of",
+            "    seconds elapsed since the last access to the key.",
+            "REFCOUNT <key>",
+            "    Return the number of references of the value associated with the specified",
+            "    <key>.",
+        ],
+    );
+    Ok(())
+}

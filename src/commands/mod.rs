@@ -1,0 +1,580 @@
+//! THE command table. Each row pairs a command name with its handler; everything else a row
+//! needs (arity, flags, key positions, ACL categories, docs) comes from Redis's own command
+//! reference in `spec.rs`. Dispatch, arity errors, COMMAND and key extraction all read this.
+
+mod command;
+mod config;
+mod connection;
+mod keys;
+pub mod meta;
+mod server;
+mod spec;
+mod spec_extra;
+mod strings;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use crate::client::Client;
+use crate::protocol::Reply;
+use crate::server::Server;
+use crate::store::{Class, Db};
+use meta::{CommandSpec, flag_bit};
+
+/// An error reply, with its code (`ERR`, `WRONGTYPE` ...) as Redis writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub Cow<'static, str>);
+
+pub type CmdResult = Result<(), Error>;
+pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
+
+impl From<String> for Error {
+    fn from(s: String) -> Error {
+        Error(Cow::Owned(s))
+    }
+}
+
+impl From<&'static str> for Error {
+    fn from(s: &'static str) -> Error {
+        Error(Cow::Borrowed(s))
+    }
+}
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const SYNTAX: &str = "ERR syntax error";
+pub const NO_SUCH_KEY: &str = "ERR no such key";
+pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub const INVALID_EXPIRE: &str = "ERR invalid expire time in '{}' command";
+pub const DB_OUT_OF_RANGE: &str = "ERR DB index is out of range";
+
+/// What a handler sees: the server, the calling client, and the reply being written.
+pub struct Ctx<'a> {
+    pub server: &'a Server,
+    pub client: &'a mut Client,
+    pub reply: &'a mut Reply,
+    pub command: &'a Command,
+}
+
+impl<'a> Ctx<'a> {
+    /// The client's selected database; borrowed from the server, not from the context.
+    pub fn db(&self) -> &'a Db {
+        self.server.store.db(self.client.db)
+    }
+
+    /// The modify hook: every handler that changes a key calls this once per key.
+    pub fn modified(&self, key: &[u8], class: Class, event: &str) {
+        self.server
+            .store
+            .notifier
+            .modified(self.client.db, key, class, event);
+    }
+
+    /// The command's name as errors quote it.
+    pub fn name(&self) -> &str {
+        &self.command.name
+    }
+}
+
+/// Extra behaviour of a row that Redis's reference data does not carry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Decided by the number of keys in the call: one key runs beside other commands,
+    /// several keys run alone.
+    ByKeys,
+    /// Touches whole databases: always runs alone.
+    Exclusive,
+}
+
+pub struct Command {
+    /// Position in the table, counting subcommands (see `CommandTable::name_of`).
+    pub id: usize,
+    /// Lowercase full name: `get`, `client|kill`.
+    pub name: String,
+    pub spec: &'static CommandSpec,
+    pub flags: u32,
+    pub acl: u32,
+    pub legacy_range: (i32, i32, i32),
+    pub movable_keys: bool,
+    handler: Option<Handler>,
+    access: Access,
+    pub subcommands: Vec<Command>,
+    pub calls: AtomicU64,
+    pub usec: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl Command {
+    pub fn has_flag(&self, name: &str) -> bool {
+        self.flags & flag_bit(name) != 0
+    }
+
+    pub fn arity(&self) -> i32 {
+        self.spec.arity
+    }
+
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let arity = self.spec.arity;
+        (arity > 0 && argc == arity as usize) || (arity < 0 && argc >= (-arity) as usize)
+    }
+
+    /// Argument positions that hold keys in this call.
+    pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
+        meta::key_positions(self.spec.key_specs, args)
+    }
+
+    /// Whether this call must run with the keyspace to itself.
+    pub fn exclusive(&self, args: &[Bytes]) -> bool {
+        match self.access {
+            Access::Exclusive => true,
+            Access::ByKeys if !self.movable_keys && self.legacy_range.0 == self.legacy_range.1 => {
+                false
+            }
+            Access::ByKeys => self.key_positions(args).len() > 1,
+        }
+    }
+
+    /// Runs the handler. A container (CLIENT, CONFIG ...) reaches here only with too few
+    /// arguments, which the arity check already refused.
+    pub fn run(&self, ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+        match self.handler {
+            Some(handler) => handler(ctx, args),
+            None => {
+                Err(format!("ERR wrong number of arguments for '{}' command", self.name).into())
+            }
+        }
+    }
+}
+
+pub struct CommandTable {
+    commands: Vec<Command>,
+    by_name: HashMap<Vec<u8>, usize, foldhash::fast::RandomState>,
+    names: Vec<String>,
+}
+
+/// The rows: full command name, access, handler.
+const ROWS: &[(&str, Access, Handler)] = {
+    use Access::*;
+    &[
+        // strings
+        ("append", ByKeys, strings::append),
+        ("decr", ByKeys, strings::decr),
+        ("decrby", ByKeys, strings::decrby),
+        ("get", ByKeys, strings::get),
+        ("getdel", ByKeys, strings::getdel),
+        ("getex", ByKeys, strings::getex),
+        ("getrange", ByKeys, strings::getrange),
+        ("getset", ByKeys, strings::getset),
+        ("incr", ByKeys, strings::incr),
+        ("incrby", ByKeys, strings::incrby),
+        ("incrbyfloat", ByKeys, strings::incrbyfloat),
+        ("lcs", ByKeys, strings::lcs),
+        ("mget", ByKeys, strings::mget),
+        ("mset", ByKeys, strings::mset),
+        ("msetnx", ByKeys, strings::msetnx),
+        ("psetex", ByKeys, strings::psetex),
+        ("set", ByKeys, strings::set),
+        ("setex", ByKeys, strings::setex),
+        ("setnx", ByKeys, strings::setnx),
+        ("setrange", ByKeys, strings::setrange),
+        ("strlen", ByKeys, strings::strlen),
+        ("substr", ByKeys, strings::getrange),
+        ("getbit", ByKeys, strings::getbit),
+        ("setbit", ByKeys, strings::setbit),
+        // keys
+        ("copy", ByKeys, keys::copy),
+        ("del", ByKeys, keys::del),
+        ("exists", ByKeys, keys::exists),
+        ("expire", ByKeys, keys::expire),
+        ("expireat", ByKeys, keys::expireat),
+        ("expiretime", ByKeys, keys::expiretime),
+        ("keys", Exclusive, keys::keys),
+        ("move", Exclusive, keys::move_key),
+        ("object|encoding", ByKeys, keys::object_encoding),
+        ("object|freq", ByKeys, keys::object_freq),
+        ("object|help", ByKeys, keys::object_help),
+        ("object|idletime", ByKeys, keys::object_idletime),
+        ("object|refcount", ByKeys, keys::object_refcount),
+        ("persist", ByKeys, keys::persist),
+        ("pexpire", ByKeys, keys::pexpire),
+        ("pexpireat", ByKeys, keys::pexpireat),
+        ("pexpiretime", ByKeys, keys::pexpiretime),
+        ("pttl", ByKeys, keys::pttl),
+        ("randomkey", Exclusive, keys::randomkey),
+        ("rename", ByKeys, keys::rename),
+        ("renamenx", ByKeys, keys::renamenx),
+        ("scan", Exclusive, keys::scan),
+        ("touch", ByKeys, keys::touch),
+        ("ttl", ByKeys, keys::ttl),
+        ("type", ByKeys, keys::key_type),
+        ("unlink", ByKeys, keys::del),
+        // connection
+        ("auth", ByKeys, connection::auth),
+        ("client|getname", ByKeys, connection::client_getname),
+        ("client|help", ByKeys, connection::client_help),
+        ("client|id", ByKeys, connection::client_id),
+        ("client|info", ByKeys, connection::client_info),
+        ("client|kill", ByKeys, connection::client_kill),
+        ("client|list", ByKeys, connection::client_list),
+        ("client|no-evict", ByKeys, connection::client_no_evict),
+        ("client|no-touch", ByKeys, connection::client_no_touch),
+        ("client|pause", ByKeys, connection::client_pause),
+        ("client|reply", ByKeys, connection::client_reply),
+        ("client|setinfo", ByKeys, connection::client_setinfo),
+        ("client|setname", ByKeys, connection::client_setname),
+        ("client|unpause", ByKeys, connection::client_unpause),
+        ("echo", ByKeys, connection::echo),
+        ("hello", ByKeys, connection::hello),
+        ("ping", ByKeys, connection::ping),
+        ("quit", ByKeys, connection::quit),
+        ("reset", ByKeys, connection::reset),
+        ("select", ByKeys, connection::select),
+        // server
+        ("command", ByKeys, command::command),
+        ("command|count", ByKeys, command::count),
+        ("command|docs", ByKeys, command::docs),
+        ("command|getkeys", ByKeys, command::getkeys),
+        ("command|getkeysandflags", ByKeys, command::getkeysandflags),
+        ("command|help", ByKeys, command::help),
+        ("command|info", ByKeys, command::info),
+        ("command|list", ByKeys, command::list),
+        ("config|get", ByKeys, config::get),
+        ("config|help", ByKeys, config::help),
+        ("config|resetstat", ByKeys, config::resetstat),
+        ("config|rewrite", ByKeys, config::rewrite),
+        ("config|set", ByKeys, config::set),
+        ("dbsize", ByKeys, server::dbsize),
+        ("debug", Exclusive, server::debug),
+        ("flushall", Exclusive, server::flushall),
+        ("flushdb", Exclusive, server::flushdb),
+        ("function|flush", ByKeys, server::function_flush),
+        ("info", ByKeys, server::info),
+        ("lastsave", ByKeys, server::lastsave),
+        ("latency|doctor", ByKeys, server::latency_doctor),
+        ("latency|help", ByKeys, server::latency_help),
+        ("latency|history", ByKeys, server::latency_history),
+        ("latency|latest", ByKeys, server::latency_latest),
+        ("latency|reset", ByKeys, server::latency_reset),
+        ("memory|usage", ByKeys, server::memory_usage),
+        ("monitor", ByKeys, server::monitor),
+        ("slowlog|get", ByKeys, server::slowlog_get),
+        ("slowlog|help", ByKeys, server::slowlog_help),
+        ("slowlog|len", ByKeys, server::slowlog_len),
+        ("slowlog|reset", ByKeys, server::slowlog_reset),
+        ("swapdb", Exclusive, server::swapdb),
+        ("time", ByKeys, server::time),
+    ]
+};
+
+impl CommandTable {
+    pub fn new() -> CommandTable {
+        let spec_of = |full: &str| -> &'static CommandSpec {
+            let (container, name) = match full.split_once('|') {
+                Some((c, n)) => (Some(c), n),
+                None => (None, full),
+            };
+            spec::SPECS
+                .iter()
+                .chain(spec_extra::EXTRA_SPECS)
+                .find(|s| s.name == name && s.container == container)
+                .unwrap_or_else(|| panic!("no spec for {full}"))
+        };
+        let build = |name: &str, access: Access, handler: Option<Handler>| {
+            let spec = spec_of(name);
+            let mut flags = spec.flags.iter().fold(0, |acc, f| acc | flag_bit(f));
+            let acl = spec
+                .acl_categories
+                .iter()
+                .fold(0, |acc, c| acc | meta::category_bit(c));
+            let (legacy_range, movable_keys) = meta::legacy_range(spec.key_specs);
+            if movable_keys {
+                flags |= flag_bit("movablekeys");
+            }
+            Command {
+                id: 0,
+                name: name.to_string(),
+                spec,
+                flags,
+                acl: meta::implicit_categories(flags, acl),
+                legacy_range,
+                movable_keys,
+                handler,
+                access,
+                subcommands: Vec::new(),
+                calls: AtomicU64::new(0),
+                usec: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+            }
+        };
+        let mut commands: Vec<Command> = Vec::new();
+        for &(name, access, handler) in ROWS {
+            match name.split_once('|') {
+                None => commands.push(build(name, access, Some(handler))),
+                Some((container, _)) => {
+                    let parent = match commands.iter().position(|c| c.name == container) {
+                        Some(i) => i,
+                        None => {
+                            commands.push(build(container, Access::ByKeys, None));
+                            commands.len() - 1
+                        }
+                    };
+                    commands[parent]
+                        .subcommands
+                        .push(build(name, access, Some(handler)));
+                }
+            }
+        }
+        let mut names = Vec::new();
+        for command in &mut commands {
+            command.id = names.len();
+            names.push(command.name.clone());
+            for sub in &mut command.subcommands {
+                sub.id = names.len();
+                names.push(sub.name.clone());
+            }
+        }
+        let by_name = commands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_bytes().to_vec(), i))
+            .collect();
+        CommandTable {
+            commands,
+            by_name,
+            names,
+        }
+    }
+
+    /// Finds a top-level command by name, ignoring case.
+    pub fn get(&self, name: &[u8]) -> Option<&Command> {
+        let mut lower = [0u8; 32];
+        if name.len() > lower.len() {
+            return None;
+        }
+        let lower = &mut lower[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        self.by_name.get(&lower[..]).map(|&i| &self.commands[i])
+    }
+
+    /// Finds the command or subcommand a request names (`CLIENT KILL` -> `client|kill`), or
+    /// the error Redis gives for an unknown one.
+    pub fn resolve(&self, args: &[Bytes]) -> Result<&Command, String> {
+        let command = self
+            .get(&args[0])
+            .ok_or_else(|| unknown_command_error(args))?;
+        if command.subcommands.is_empty() || args.len() < 2 {
+            return Ok(command);
+        }
+        command
+            .find_subcommand(&args[1])
+            .ok_or_else(|| unknown_subcommand_error(args))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Command> {
+        self.commands.iter()
+    }
+
+    /// Every command and subcommand.
+    pub fn all_with_subcommands(&self) -> impl Iterator<Item = &Command> {
+        self.commands
+            .iter()
+            .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter()))
+    }
+
+    /// A command or `container|sub` by its full name.
+    pub fn by_full_name(&self, name: &[u8]) -> Option<&Command> {
+        let text = String::from_utf8_lossy(name).to_ascii_lowercase();
+        match text.split_once('|') {
+            Some((parent, sub)) => self.get(parent.as_bytes())?.find_subcommand(sub.as_bytes()),
+            None => self.get(name),
+        }
+    }
+
+    /// The full name of the command with this `id`; `NULL` for none, as CLIENT LIST shows.
+    pub fn name_of(&self, id: usize) -> &str {
+        self.names.get(id).map(String::as_str).unwrap_or("NULL")
+    }
+
+    pub fn reset_stats(&self) {
+        for c in self.all_with_subcommands() {
+            for counter in [&c.calls, &c.usec, &c.rejected, &c.failed] {
+                counter.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Command {
+    pub fn find_subcommand(&self, name: &[u8]) -> Option<&Command> {
+        let prefix = self.name.len() + 1;
+        self.subcommands
+            .iter()
+            .find(|s| s.name.as_bytes()[prefix..].eq_ignore_ascii_case(name))
+    }
+}
+
+impl Default for CommandTable {
+    fn default() -> Self {
+        CommandTable::new()
+    }
+}
+
+/// Redis's `addReplyHelp`: a usage line, the command's lines, and the HELP entry.
+pub fn reply_help(ctx: &mut Ctx, lines: &[&str]) {
+    let container = ctx
+        .command
+        .name
+        .split('|')
+        .next()
+        .unwrap_or_default()
+        .to_uppercase();
+    ctx.reply.array(lines.len() + 3);
+    ctx.reply.simple(&format!(
+        "{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    ));
+    for line in lines {
+        ctx.reply.simple(line);
+    }
+    ctx.reply.simple("HELP");
+    ctx.reply.simple("    Print this help.");
+}
+
+/// Parses an integer argument with Redis's error text.
+pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
+    crate::util::parse_i64(arg).ok_or(Error::from(NOT_INTEGER))
+}
+
+/// The error for an unknown command, as Redis's `commandCheckExistence` words it.
+pub fn unknown_command_error(args: &[Bytes]) -> String {
+    let mut quoted = String::new();
+    for arg in &args[1..] {
+        if quoted.len() >= 128 {
+            break;
+        }
+        quoted.push_str(&format!("'{}' ", printable(arg, 128 - quoted.len())));
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {quoted}",
+        printable(&args[0], 128)
+    )
+}
+
+pub fn unknown_subcommand_error(args: &[Bytes]) -> String {
+    format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        printable(&args[1], 128),
+        String::from_utf8_lossy(&args[0]).to_uppercase()
+    )
+}
+
+/// Client input quoted in an error: cut at `max` bytes, newlines blanked.
+pub fn printable(arg: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&arg[..arg.len().min(max)]);
+    text.replace(['\r', '\n'], " ")
+}
+
+/// Runs one request for `client` and writes its reply: command lookup, arity and
+/// authentication checks, the keyspace gate, statistics, slow log and MONITOR feed.
+pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
+    let reply_start = reply.buf.len();
+    let command = match server.commands.resolve(args) {
+        Ok(command) => command,
+        Err(message) => {
+            reject(server, reply, None, &message);
+            return finish_reply(client, reply, reply_start);
+        }
+    };
+    if !command.arity_ok(args.len()) {
+        let message = format!(
+            "ERR wrong number of arguments for '{}' command",
+            command.name
+        );
+        reject(server, reply, Some(command), &message);
+        return finish_reply(client, reply, reply_start);
+    }
+    if !client.authenticated && !command.has_flag("no_auth") {
+        reject(
+            server,
+            reply,
+            Some(command),
+            "NOAUTH Authentication required.",
+        );
+        return finish_reply(client, reply, reply_start);
+    }
+    client
+        .handle
+        .last_command
+        .store(command.id, Ordering::Relaxed);
+    let db_before = client.db;
+    let started = std::time::Instant::now();
+    let result = {
+        let _gate = (!command.spec.key_specs.is_empty() || command.access == Access::Exclusive)
+            .then(|| server.store.enter(command.exclusive(args)));
+        let mut ctx = Ctx {
+            server,
+            client: &mut *client,
+            reply: &mut *reply,
+            command,
+        };
+        command.run(&mut ctx, args)
+    };
+    let micros = started.elapsed().as_micros() as u64;
+    if let Err(Error(message)) = &result {
+        reply.error(message);
+        server.stats.count_error(message);
+        command.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    command.calls.fetch_add(1, Ordering::Relaxed);
+    command.usec.fetch_add(micros, Ordering::Relaxed);
+    server
+        .stats
+        .commands_processed
+        .fetch_add(1, Ordering::Relaxed);
+    let slower_than = server.config.int(crate::config::SLOWLOG_LOG_SLOWER_THAN);
+    if slower_than >= 0 && micros >= slower_than as u64 && !command.has_flag("skip_slowlog") {
+        let name = client
+            .handle
+            .name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        let max_len = server.config.int(crate::config::SLOWLOG_MAX_LEN) as usize;
+        let mut slowlog = server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
+        slowlog.push(args, micros, client.handle.addr.clone(), name, max_len);
+    }
+    if !command.has_flag("skip_monitor") && !command.has_flag("admin") {
+        server.monitors.feed(db_before, &client.handle.addr, args);
+    }
+    finish_reply(client, reply, reply_start);
+}
+
+fn reject(server: &Server, reply: &mut Reply, command: Option<&Command>, message: &str) {
+    reply.error(message);
+    server.stats.count_error(message);
+    if let Some(command) = command {
+        command.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote.
+fn finish_reply(client: &mut Client, reply: &mut Reply, start: usize) {
+    match client.reply_mode {
+        crate::client::ReplyMode::On => {}
+        crate::client::ReplyMode::Off => reply.buf.truncate(start),
+        crate::client::ReplyMode::SkipNext => {
+            client.reply_mode = crate::client::ReplyMode::Skipping
+        }
+        crate::client::ReplyMode::Skipping => {
+            reply.buf.truncate(start);
+            client.reply_mode = crate::client::ReplyMode::On;
+        }
+    }
+}

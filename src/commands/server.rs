@@ -1,0 +1,668 @@
+//! Server commands (Redis's server.c, db.c, debug.c, slowlog.c, latency.c): INFO, DBSIZE,
+//! FLUSHDB/FLUSHALL, SWAPDB, TIME, DEBUG, SLOWLOG, LATENCY, MEMORY USAGE, MONITOR.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, SYNTAX, reply_help};
+use crate::alloc;
+use crate::client::FLAG_MONITOR;
+use crate::config;
+use crate::server::{OXIDIS_VERSION, REDIS_VERSION, Server};
+use crate::store::{Class, Str, Value};
+use crate::util::{eq_ignore_case, now_ms, now_us, parse_f64, parse_i64};
+
+pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.reply.int(ctx.db().len() as i64);
+    Ok(())
+}
+
+/// SYNC or ASYNC; ASYNC frees the old contents on another thread.
+fn flush_mode(args: &[Bytes]) -> Result<bool, Error> {
+    match args.get(1) {
+        None => Ok(false),
+        Some(mode) if args.len() == 2 && eq_ignore_case(mode, "async") => Ok(true),
+        Some(mode) if args.len() == 2 && eq_ignore_case(mode, "sync") => Ok(false),
+        Some(_) => Err(SYNTAX.into()),
+    }
+}
+
+fn flush_dbs(ctx: &Ctx, indexes: impl Iterator<Item = usize>, async_free: bool) {
+    let mut garbage = Vec::new();
+    for index in indexes {
+        let db = ctx.server.store.db(index);
+        let old = db.take_all();
+        if old.iter().any(|d| !d.is_empty()) {
+            ctx.server
+                .store
+                .notifier
+                .modified(index, b"", Class::Generic, "flushdb");
+        }
+        garbage.extend(old);
+    }
+    if async_free {
+        std::thread::spawn(move || drop(garbage));
+    }
+}
+
+pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let async_free = flush_mode(args)?;
+    flush_dbs(ctx, std::iter::once(ctx.client.db), async_free);
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let async_free = flush_mode(args)?;
+    flush_dbs(ctx, 0..ctx.server.store.dbs().len(), async_free);
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn function_flush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    flush_mode(&args[1..])?;
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let count = ctx.server.store.dbs().len() as i64;
+    let parse = |arg: &[u8], what: &'static str| -> Result<usize, Error> {
+        let index = parse_i64(arg).ok_or(Error::from(what))?;
+        if index < 0 || index >= count {
+            Err(DB_OUT_OF_RANGE.into())
+        } else {
+            Ok(index as usize)
+        }
+    };
+    let a = parse(&args[1], "ERR invalid first DB index")?;
+    let b = parse(&args[2], "ERR invalid second DB index")?;
+    if a != b {
+        ctx.server.store.db(a).swap_with(ctx.server.store.db(b));
+    }
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn time(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let us = now_us();
+    ctx.reply.array(2);
+    ctx.reply.bulk_int((us / 1_000_000) as i64);
+    ctx.reply.bulk_int((us % 1_000_000) as i64);
+    Ok(())
+}
+
+pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.reply
+        .int(ctx.server.lastsave.load(Ordering::Relaxed) as i64);
+    Ok(())
+}
+
+pub fn monitor(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    if !ctx.client.handle.has_flag(FLAG_MONITOR) {
+        ctx.client.handle.set_flag(FLAG_MONITOR, true);
+        ctx.server.monitors.add(ctx.client.handle.clone());
+    }
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn memory_usage(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let key = &args[2];
+    match args.get(3) {
+        None => {}
+        Some(opt) if args.len() == 5 && eq_ignore_case(opt, "samples") => {
+            parse_i64(&args[4]).ok_or(Error::from(super::NOT_INTEGER))?;
+        }
+        Some(_) => return Err(SYNTAX.into()),
+    }
+    let db = ctx.db();
+    let mut locked = db.lock(key);
+    match locked.get(key) {
+        Some(entry) => {
+            // Key bytes, value bytes and the per-entry node, as allocated.
+            let value = match &entry.value {
+                Value::Str(Str::Int(_)) => 0,
+                Value::Str(Str::Emb(b)) => b.len(),
+                Value::Str(Str::Raw(v)) => v.capacity(),
+            };
+            let node = std::mem::size_of::<crate::store::Entry>() + 16 + 8;
+            ctx.reply.int((key.len() + value + node) as i64);
+        }
+        None => ctx.reply.null(),
+    }
+    Ok(())
+}
+
+pub fn slowlog_get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let count = match args.get(2) {
+        None => 10,
+        Some(arg) => match parse_i64(arg) {
+            Some(n) if n >= -1 => n,
+            _ => return Err("ERR count should be greater than or equal to -1".into()),
+        },
+    };
+    let slowlog = ctx.server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
+    let shown = if count == -1 {
+        slowlog.entries.len()
+    } else {
+        (count as usize).min(slowlog.entries.len())
+    };
+    ctx.reply.array(shown);
+    for entry in slowlog.entries.iter().take(shown) {
+        ctx.reply.array(6);
+        ctx.reply.int(entry.id as i64);
+        ctx.reply.int(entry.time as i64);
+        ctx.reply.int(entry.micros as i64);
+        ctx.reply.bulks(entry.args.iter().map(|a| &a[..]));
+        ctx.reply.bulk(entry.peer.as_bytes());
+        ctx.reply.bulk(&entry.name);
+    }
+    Ok(())
+}
+
+pub fn slowlog_len(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let len = ctx
+        .server
+        .slowlog
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entries
+        .len();
+    ctx.reply.int(len as i64);
+    Ok(())
+}
+
+pub fn slowlog_reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.server
+        .slowlog
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entries
+        .clear();
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn slowlog_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    reply_help(
+        ctx,
+        &[
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+            "    Entries are made of:",
+            "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+            "    client name",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
+        ],
+    );
+    Ok(())
+}
+
+// LATENCY: Oxidis does not yet sample latency events, so every report is empty.
+pub fn latency_latest(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.reply.array(0);
+    Ok(())
+}
+
+pub fn latency_history(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.reply.array(0);
+    Ok(())
+}
+
+pub fn latency_reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.reply.int(0);
+    Ok(())
+}
+
+pub fn latency_doctor(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let text = "Dave, no latency spike was observed during the lifetime of this Redis instance, not in the slightest bit. I honestly think you ought to sleep a little more.\n";
+    ctx.reply.verbatim("txt", text.as_bytes());
+    Ok(())
+}
+
+pub fn latency_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    reply_help(
+        ctx,
+        &[
+            "DOCTOR",
+            "    Return a human readable latency analysis report.",
+            "GRAPH <event>",
+            "    Return an ASCII latency graph for the <event> class.",
+            "HISTORY <event>",
+            "    Return time-latency samples for the <event> class.",
+            "LATEST",
+            "    Return the latest latency samples for all events.",
+            "RESET [<event> ...]",
+            "    Reset latency data of one or more <event> classes.",
+            "    (default: reset all data for all event classes)",
+            "HISTOGRAM [COMMAND ...]",
+            "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+            "    If no commands are specified then all histograms are replied.",
+        ],
+    );
+    Ok(())
+}
+
+/// DEBUG: the subset Redis's test suite and tools use. Refused unless enable-debug-command
+/// allows it, as in Redis 7.
+pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let allowed = match ctx
+        .server
+        .config
+        .text(config::ENABLE_DEBUG_COMMAND)
+        .as_str()
+    {
+        "yes" => true,
+        "local" => is_local(&ctx.client.handle.addr),
+        _ => false,
+    };
+    if !allowed {
+        return Err("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.".into());
+    }
+    let sub = &args[1];
+    let argc = args.len();
+    if eq_ignore_case(sub, "sleep") && argc == 3 {
+        let seconds = parse_f64(&args[2]).unwrap_or(0.0);
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0)));
+        ctx.reply.ok();
+    } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {
+        ctx.server
+            .active_expire
+            .store(&args[2][..] != b"0", Ordering::Relaxed);
+        ctx.reply.ok();
+    } else if eq_ignore_case(sub, "object") && argc == 3 {
+        debug_object(ctx, &args[2])?;
+    } else if eq_ignore_case(sub, "protocol") && argc == 3 {
+        debug_protocol(ctx, &args[2])?;
+    } else if eq_ignore_case(sub, "log") && argc == 3 {
+        tracing::warn!("DEBUG LOG: {}", String::from_utf8_lossy(&args[2]));
+        ctx.reply.ok();
+    } else if eq_ignore_case(sub, "change-repl-id") && argc == 2 {
+        ctx.reply.ok();
+    } else if eq_ignore_case(sub, "stringmatch-len") && argc == 3 {
+        crate::util::glob_match(&args[2], b"", false);
+        ctx.reply.ok();
+    } else if eq_ignore_case(sub, "help") {
+        reply_help(
+            ctx,
+            &[
+                "LOG <message>",
+                "    Write <message> to the server log.",
+                "OBJECT <key>",
+                "    Show low level info about the key and associated value.",
+                "PROTOCOL <type>",
+                "    Reply with a test value of the specified type. <type> can be: string,",
+                "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
+                "    true, false.",
+                "SET-ACTIVE-EXPIRE <0|1>",
+                "    Setting it to 0 disables expiring keys in background when they are not",
+                "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+                "    default.",
+                "SLEEP <seconds>",
+                "    Stop the server for <seconds>. Decimals allowed.",
+            ],
+        );
+    } else {
+        return Err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+            String::from_utf8_lossy(sub)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn is_local(addr: &str) -> bool {
+    addr.starts_with("127.") || addr.starts_with("[::1]")
+}
+
+fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {
+    let db = ctx.db();
+    let mut locked = db.lock(key);
+    let Some(entry) = locked.get(key) else {
+        return Err(super::NO_SUCH_KEY.into());
+    };
+    let value = &entry.value;
+    let length = match value {
+        Value::Str(s) => s.len(),
+    };
+    let line = format!(
+        "Value at:{:p} refcount:{} encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
+        value as *const Value,
+        value.refcount(),
+        value.encoding(),
+        length.max(1)
+    );
+    drop(locked);
+    ctx.reply.simple(&line);
+    Ok(())
+}
+
+fn debug_protocol(ctx: &mut Ctx, kind: &[u8]) -> CmdResult {
+    let r = &mut *ctx.reply;
+    let kind = String::from_utf8_lossy(kind).to_ascii_lowercase();
+    match kind.as_str() {
+        "string" => r.bulk(b"Hello World"),
+        "integer" => r.int(12345),
+        "double" => r.double(3.141),
+        "bignum" => r.big_number("1234567999999999999999999999999999999"),
+        "null" => r.null(),
+        "array" | "set" => {
+            if kind == "set" { r.set(3) } else { r.array(3) }
+            (0..3).for_each(|j| r.int(j));
+        }
+        "map" => {
+            r.map(3);
+            for j in 0..3 {
+                r.int(j);
+                r.boolean(j == 1);
+            }
+        }
+        "attrib" => {
+            if r.is_resp3() {
+                r.attribute(1);
+                r.bulk(b"key-popularity");
+                r.array(2);
+                r.bulk(b"key:123");
+                r.int(90);
+            }
+            r.bulk(b"Some real reply following the attribute");
+        }
+        "push" => {
+            if !r.is_resp3() {
+                return Err("ERR RESP2 is not supported by this command".into());
+            }
+            r.push(2);
+            r.bulk(b"server-cpu-usage");
+            r.int(42);
+            r.bulk(b"Some real reply following the push reply");
+        }
+        "true" => r.boolean(true),
+        "false" => r.boolean(false),
+        "verbatim" => r.verbatim("txt", b"This is a verbatim\nstring"),
+        _ => return Err("ERR Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false".into()),
+    }
+    Ok(())
+}
+
+pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let text = info_text(ctx.server, &args[1..]);
+    ctx.reply.verbatim("txt", text.as_bytes());
+    Ok(())
+}
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "module_list",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+const ALL_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "module_list",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+];
+
+/// The INFO text for the requested sections, in Redis's section order and field names.
+pub fn info_text(server: &Server, args: &[Bytes]) -> String {
+    let mut wanted: Vec<String> = Vec::new();
+    let mut all = false;
+    if args.is_empty() {
+        wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
+    }
+    for arg in args {
+        let name = String::from_utf8_lossy(arg).to_ascii_lowercase();
+        match name.as_str() {
+            "default" => wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string())),
+            "all" | "everything" => all = true,
+            "modules" => wanted.push("module_list".into()),
+            _ => wanted.push(name),
+        }
+    }
+    let mut out = String::new();
+    for section in ALL_SECTIONS {
+        if !all && !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        write_section(server, section, &mut out);
+    }
+    out
+}
+
+fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        _ if n < 1024.0 => format!("{}B", n as u64),
+        _ if n < 1024.0 * 1024.0 => format!("{:.2}K", n / 1024.0),
+        _ if n < 1024.0 * 1024.0 * 1024.0 => format!("{:.2}M", n / (1024.0 * 1024.0)),
+        _ => format!("{:.2}G", n / (1024.0 * 1024.0 * 1024.0)),
+    }
+}
+
+fn write_section(server: &Server, section: &str, out: &mut String) {
+    let uptime = server.started.elapsed().as_secs();
+    let stats = &server.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let w = out;
+    match section {
+        "server" => {
+            let _ = write!(
+                w,
+                "# Server\r\nredis_version:{REDIS_VERSION}\r\noxidis_version:{OXIDIS_VERSION}\r\nredis_git_sha1:00000000\r\n\
+                 redis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\n\
+                 monotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\n\
+                 gcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\n\
+                 server_time_usec:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\n\
+                 lru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\n",
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                std::process::id(),
+                server.run_id,
+                server.listen_port.load(Ordering::Relaxed),
+                now_us(),
+                uptime / 86400,
+                server.config.int(config::HZ),
+                server.config.int(config::HZ),
+                (now_ms() / 1000) & ((1 << 24) - 1),
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                server
+                    .config
+                    .file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        "clients" => {
+            let _ = write!(
+                w,
+                "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\n\
+                 client_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\n\
+                 tracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+                server.clients.len(),
+                server.config.int(config::MAXCLIENTS),
+            );
+        }
+        "memory" => {
+            let used = alloc::allocated() as u64;
+            let rss = alloc::resident() as u64;
+            let maxmemory = server.config.int(config::MAXMEMORY) as u64;
+            let system = system_memory();
+            let _ = write!(
+                w,
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
+                 used_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\n\
+                 used_memory_peak_perc:100.00%\r\nused_memory_overhead:0\r\nused_memory_startup:0\r\n\
+                 used_memory_dataset:{used}\r\nused_memory_dataset_perc:100.00%\r\ntotal_system_memory:{system}\r\n\
+                 total_system_memory_human:{}\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nmaxmemory:{maxmemory}\r\n\
+                 maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n\
+                 lazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+                human_bytes(used),
+                human_bytes(rss),
+                human_bytes(used),
+                human_bytes(system),
+                human_bytes(maxmemory),
+                server.config.text(config::MAXMEMORY_POLICY),
+                if used > 0 {
+                    rss as f64 / used as f64
+                } else {
+                    0.0
+                },
+            );
+        }
+        "persistence" => {
+            let _ = write!(
+                w,
+                "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n\
+                 current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\n\
+                 current_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\n\
+                 rdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\n\
+                 rdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\n\
+                 rdb_last_load_keys_loaded:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
+                 aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\n\
+                 aof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\n\
+                 aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+                load(&server.store.notifier.dirty),
+                server.lastsave.load(Ordering::Relaxed),
+            );
+        }
+        "stats" => {
+            let _ = write!(
+                w,
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\n\
+                 total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\n\
+                 total_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\n\
+                 instantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\n\
+                 sync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\n\
+                 expired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:0\r\n\
+                 evicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
+                 keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\n\
+                 pubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n\
+                 slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n\
+                 active_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\n\
+                 current_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\n\
+                 tracking_total_prefixes:0\r\nunexpected_error_replies:{}\r\ntotal_error_replies:{}\r\n\
+                 dump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\n\
+                 io_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\n\
+                 reply_buffer_expands:0\r\n",
+                load(&server.clients.total_connections),
+                load(&stats.commands_processed),
+                load(&stats.net_input_bytes),
+                load(&stats.net_output_bytes),
+                load(&server.clients.rejected_connections),
+                load(&server.store.notifier.expired_keys),
+                load(&stats.keyspace_hits),
+                load(&stats.keyspace_misses),
+                load(&stats.unexpected_error_replies),
+                load(&stats.error_replies),
+            );
+        }
+        "replication" => {
+            let _ = write!(
+                w,
+                "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
+                 master_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n\
+                 master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n\
+                 repl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
+                server.run_id,
+                server.config.int(config::REPL_BACKLOG_SIZE),
+            );
+        }
+        "cpu" => {
+            let (user, sys) = alloc::cpu_seconds();
+            let _ = write!(
+                w,
+                "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\n\
+                 used_cpu_user_children:0.000000\r\nused_cpu_sys_main_thread:{sys:.6}\r\nused_cpu_user_main_thread:{user:.6}\r\n"
+            );
+        }
+        "module_list" => w.push_str("# Modules\r\n"),
+        "commandstats" => {
+            w.push_str("# Commandstats\r\n");
+            for c in server.commands.all_with_subcommands() {
+                let (calls, usec) = (load(&c.calls), load(&c.usec));
+                let (rejected, failed) = (load(&c.rejected), load(&c.failed));
+                if calls == 0 && rejected == 0 && failed == 0 {
+                    continue;
+                }
+                let per_call = if calls > 0 {
+                    usec as f64 / calls as f64
+                } else {
+                    0.0
+                };
+                let _ = write!(
+                    w,
+                    "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per_call:.2},rejected_calls={rejected},failed_calls={failed}\r\n",
+                    c.name
+                );
+            }
+        }
+        "errorstats" => {
+            w.push_str("# Errorstats\r\n");
+            let errors = stats
+                .errors_by_code
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut codes: Vec<_> = errors.iter().collect();
+            codes.sort();
+            for (code, count) in codes {
+                let _ = write!(w, "errorstat_{code}:count={count}\r\n");
+            }
+        }
+        "latencystats" => w.push_str("# Latencystats\r\n"),
+        "cluster" => w.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
+        "keyspace" => {
+            w.push_str("# Keyspace\r\n");
+            for db in server.store.dbs() {
+                let keys = db.len();
+                if keys > 0 {
+                    let _ = write!(
+                        w,
+                        "db{}:keys={keys},expires={},avg_ttl=0\r\n",
+                        db.index,
+                        db.volatile_len()
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn system_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}

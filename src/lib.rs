@@ -1,0 +1,10 @@
+//! Oxidis: a Redis-compatible in-memory server.
+
+pub mod alloc;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod util;

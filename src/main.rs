@@ -1,0 +1,145 @@
+//! The `oxidis` binary: redis-server's command line, then the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Arg, ArgAction, Command};
+use oxidis::config::{self, Config};
+
+#[global_allocator]
+static ALLOCATOR: oxidis::alloc::CountingAllocator = oxidis::alloc::CountingAllocator;
+
+fn cli() -> Command {
+    Command::new("oxidis")
+        .about("A Redis-compatible in-memory server")
+        .override_usage(
+            "oxidis [/path/to/redis.conf] [options] [-]\n       \
+             oxidis - (read config from stdin)\n       \
+             oxidis -v or --version\n       \
+             oxidis -h or --help\n\n\
+             Examples:\n       \
+             oxidis (run the server with default config)\n       \
+             oxidis /etc/redis/6379.conf\n       \
+             oxidis --port 7777\n       \
+             oxidis /etc/myredis.conf --loglevel verbose --save 60 1000",
+        )
+        .disable_version_flag(true)
+        .arg(
+            Arg::new("version")
+                .short('v')
+                .long("version")
+                .action(ArgAction::SetTrue)
+                .help("Print version"),
+        )
+        .arg(
+            Arg::new("args")
+                .num_args(0..)
+                .trailing_var_arg(true)
+                .allow_hyphen_values(true)
+                .value_name("ARGS")
+                .help("A config file path, then `--directive value ...` pairs as in redis.conf"),
+        )
+}
+
+/// Splits redis-server style arguments into a config file and directive lines.
+fn directives(args: &[String]) -> (Option<PathBuf>, String) {
+    let mut rest = args;
+    let mut file = None;
+    if let Some(first) = args.first() {
+        if !first.starts_with("--") {
+            file = Some(PathBuf::from(first));
+            rest = &args[1..];
+        }
+    }
+    let mut text = String::new();
+    for arg in rest {
+        if let Some(name) = arg.strip_prefix("--") {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(name);
+        } else {
+            text.push(' ');
+            text.push_str(&oxidis::util::repr(arg.as_bytes()));
+        }
+    }
+    (file, text)
+}
+
+fn init_logging(config: &Config) {
+    let level = match config.text(config::LOGLEVEL).as_str() {
+        "debug" | "verbose" => tracing::Level::DEBUG,
+        "warning" => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false);
+    let logfile = config.text(config::LOGFILE);
+    if logfile.is_empty() {
+        builder.init();
+    } else {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&logfile)
+        {
+            Ok(file) => builder.with_writer(std::sync::Mutex::new(file)).init(),
+            Err(e) => {
+                eprintln!("Can't open the log file: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let matches = cli().get_matches();
+    if matches.get_flag("version") {
+        println!(
+            "Oxidis server v={} redis_version={} bits=64",
+            env!("CARGO_PKG_VERSION"),
+            oxidis::server::REDIS_VERSION
+        );
+        return ExitCode::SUCCESS;
+    }
+    let args: Vec<String> = matches
+        .get_many::<String>("args")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    let (file, overrides) = directives(&args);
+    let mut config = Config::new();
+    let file = file.map(|f| std::fs::canonicalize(&f).unwrap_or(f));
+    if let Err(e) = config.load(file.as_deref(), &overrides) {
+        eprintln!(
+            "\n*** FATAL CONFIG FILE ERROR (Redis {}) ***",
+            oxidis::server::REDIS_VERSION
+        );
+        if let Some((line, text)) = e.line {
+            eprintln!("Reading the configuration file, at line {line}");
+            eprintln!(">>> '{text}'");
+        }
+        eprintln!("{}", e.message);
+        return ExitCode::from(1);
+    }
+    config.file = file;
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Failed to start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(oxidis::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

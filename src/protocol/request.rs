@@ -1,0 +1,222 @@
+//! Incremental RESP request parser: multibulk (`*N\r\n$L\r\n...`) and inline commands.
+//! Arguments are split off the read buffer as zero-copy `Bytes`. Partial requests keep their
+//! state here, so a large bulk arriving in many reads is never rescanned.
+
+use bytes::{Bytes, BytesMut};
+
+use super::splitargs::split_args;
+use crate::util::parse_i64;
+
+/// Redis's PROTO_INLINE_MAX_SIZE: the longest inline request or header line.
+pub const INLINE_MAX_SIZE: usize = 64 * 1024;
+/// Bulk arguments at least this large get their whole buffer reserved up front.
+const BIG_ARG: usize = 32 * 1024;
+
+/// A protocol violation; the client gets `-ERR Protocol error: <msg>` and is disconnected.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+/// What the parser enforces for one client.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    /// `proto-max-bulk-len`.
+    pub max_bulk_len: usize,
+    /// Unauthenticated clients may only send small requests, as in Redis.
+    pub authenticated: bool,
+}
+
+#[derive(Default)]
+pub struct RequestParser {
+    /// Bulk arguments still expected by the multibulk request in progress.
+    remaining: usize,
+    /// Length of the bulk whose `$len` header has been read but whose payload has not.
+    bulk_len: Option<usize>,
+}
+
+impl RequestParser {
+    /// Parses at most one request from `buf`, pushing its arguments onto `args`.
+    /// Returns `Ok(true)` when `args` holds a complete request (empty for a blank one, which the
+    /// caller skips), `Ok(false)` when more bytes are needed; `args` then keeps what was parsed.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        args: &mut Vec<Bytes>,
+        limits: Limits,
+    ) -> Result<bool, ProtocolError> {
+        if self.remaining == 0 {
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            if buf[0] != b'*' {
+                return parse_inline(buf, args);
+            }
+            let Some(line_end) = find_crlf(buf, 1) else {
+                return too_big(buf, "too big mbulk count string");
+            };
+            let count = parse_i64(&buf[1..line_end]);
+            let _ = buf.split_to(line_end + 2);
+            match count {
+                Some(n) if n <= i32::MAX as i64 => {
+                    if n > 10 && !limits.authenticated {
+                        return protocol_error("unauthenticated multibulk length");
+                    }
+                    if n <= 0 {
+                        return Ok(true);
+                    }
+                    self.remaining = n as usize;
+                    args.reserve(self.remaining.min(1024));
+                }
+                _ => return protocol_error("invalid multibulk length"),
+            }
+        }
+        while self.remaining > 0 {
+            let len = match self.bulk_len {
+                Some(len) => len,
+                None => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let Some(line_end) = find_crlf(buf, 1) else {
+                        return too_big(buf, "too big bulk count string");
+                    };
+                    if buf[0] != b'$' {
+                        return protocol_error(&format!("expected '$', got '{}'", buf[0] as char));
+                    }
+                    let len = match parse_i64(&buf[1..line_end]) {
+                        Some(n) if n >= 0 && n as u64 <= limits.max_bulk_len as u64 => n as usize,
+                        _ => return protocol_error("invalid bulk length"),
+                    };
+                    if len > 16384 && !limits.authenticated {
+                        return protocol_error("unauthenticated bulk length");
+                    }
+                    let _ = buf.split_to(line_end + 2);
+                    if len >= BIG_ARG {
+                        buf.reserve(len + 2);
+                    }
+                    self.bulk_len = Some(len);
+                    len
+                }
+            };
+            if buf.len() < len + 2 {
+                return Ok(false);
+            }
+            args.push(buf.split_to(len).freeze());
+            let _ = buf.split_to(2);
+            self.bulk_len = None;
+            self.remaining -= 1;
+        }
+        Ok(true)
+    }
+}
+
+fn parse_inline(buf: &mut BytesMut, args: &mut Vec<Bytes>) -> Result<bool, ProtocolError> {
+    let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
+        return too_big(buf, "too big inline request");
+    };
+    let line_end = if newline > 0 && buf[newline - 1] == b'\r' {
+        newline - 1
+    } else {
+        newline
+    };
+    let line = buf.split_to(newline + 1);
+    match split_args(&line[..line_end]) {
+        Some(words) => {
+            args.extend(words.into_iter().map(Bytes::from));
+            Ok(true)
+        }
+        None => protocol_error("unbalanced quotes in request"),
+    }
+}
+
+/// Position of the `\r` that ends the header line starting at `buf[0]`, if complete.
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let pos = from
+        + buf[from.min(buf.len())..]
+            .iter()
+            .position(|&b| b == b'\r')?;
+    (pos + 1 < buf.len()).then_some(pos)
+}
+
+fn too_big(buf: &BytesMut, what: &str) -> Result<bool, ProtocolError> {
+    if buf.len() > INLINE_MAX_SIZE {
+        protocol_error(what)
+    } else {
+        Ok(false)
+    }
+}
+
+fn protocol_error(msg: &str) -> Result<bool, ProtocolError> {
+    Err(ProtocolError(msg.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_bulk_len: 512 << 20,
+        authenticated: true,
+    };
+
+    fn parse_all(input: &[u8]) -> Result<Vec<Vec<String>>, ProtocolError> {
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        let mut args = Vec::new();
+        while parser.parse(&mut buf, &mut args, LIMITS)? {
+            out.push(
+                args.drain(..)
+                    .map(|a| String::from_utf8_lossy(&a).into_owned())
+                    .collect(),
+            );
+            if buf.is_empty() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn parses_pipelined_multibulk_and_inline() {
+        let got = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\nset a \"b c\"\r\n").unwrap();
+        assert_eq!(
+            got,
+            vec![vec!["GET", "k"], vec!["PING"], vec!["set", "a", "b c"]]
+        );
+    }
+
+    #[test]
+    fn resumes_a_request_split_across_reads() {
+        let mut parser = RequestParser::default();
+        let mut args = Vec::new();
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$5\r\nhel"[..]);
+        assert_eq!(parser.parse(&mut buf, &mut args, LIMITS), Ok(false));
+        buf.extend_from_slice(b"lo\r\n");
+        assert_eq!(parser.parse(&mut buf, &mut args, LIMITS), Ok(true));
+        assert_eq!(args, vec![Bytes::from("GET"), Bytes::from("hello")]);
+    }
+
+    #[test]
+    fn reports_redis_protocol_errors() {
+        let err = |input: &[u8]| parse_all(input).unwrap_err().0;
+        assert_eq!(err(b"*3000000000\r\n"), "invalid multibulk length");
+        assert_eq!(err(b"*1\r\nfoo\r\n"), "expected '$', got 'f'");
+        assert_eq!(err(b"*1\r\n$-10\r\n"), "invalid bulk length");
+        assert_eq!(err(b"*1\r\n$blabla\r\n"), "invalid bulk length");
+        assert_eq!(err(b"set \"a\r\n"), "unbalanced quotes in request");
+        assert_eq!(err(&[b'x'; 70_000]), "too big inline request");
+        assert_eq!(parse_all(b"*-10\r\n").unwrap(), vec![Vec::<String>::new()]);
+    }
+
+    #[test]
+    fn limits_unauthenticated_clients() {
+        let mut parser = RequestParser::default();
+        let limits = Limits {
+            authenticated: false,
+            ..LIMITS
+        };
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        let err = parser.parse(&mut buf, &mut Vec::new(), limits).unwrap_err();
+        assert_eq!(err.0, "unauthenticated multibulk length");
+    }
+}

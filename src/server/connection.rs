@@ -1,0 +1,207 @@
+//! One task per client: read into a buffer, parse every complete request, execute each, append
+//! the replies to one output buffer, and write it once per batch, so pipelines cost one write.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+
+use super::Server;
+use crate::client::{Client, ClientHandle, NO_COMMAND, ReplyMode};
+use crate::commands;
+use crate::config;
+use crate::protocol::{Limits, Protocol, Reply, RequestParser};
+use crate::util::now_ms;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr) {
+    let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Bytes>();
+    let now = now_ms();
+    let handle = Arc::new(ClientHandle {
+        id: server.clients.next_id(),
+        addr: peer.to_string(),
+        laddr: stream
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        fd: stream.as_raw_fd(),
+        created_ms: now,
+        last_interaction_ms: AtomicU64::new(now),
+        db: AtomicUsize::new(0),
+        resp: AtomicU8::new(2),
+        flags: AtomicU32::new(0),
+        last_command: AtomicUsize::new(NO_COMMAND),
+        name: Default::default(),
+        lib_name: Default::default(),
+        lib_ver: Default::default(),
+        query_buffer: AtomicUsize::new(0),
+        query_buffer_free: AtomicUsize::new(0),
+        output_buffer: AtomicUsize::new(0),
+        killed: AtomicBool::new(false),
+        kill_signal: Notify::new(),
+        push: push_tx,
+    });
+    if server.clients.len() >= server.config.int(config::MAXCLIENTS) as usize {
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        server
+            .clients
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    server.clients.add(handle.clone());
+    let mut client = Client {
+        id: handle.id,
+        db: 0,
+        protocol: Protocol::Resp2,
+        authenticated: server.config.text(config::REQUIREPASS).is_empty(),
+        user: "default".into(),
+        reply_mode: ReplyMode::On,
+        close_after_reply: false,
+        handle: handle.clone(),
+    };
+    if let Err(e) = client_loop(&server, &mut stream, &mut client, &mut push_rx).await {
+        tracing::debug!("Client id={} closed: {e}", client.id);
+    }
+    server.monitors.remove(client.id);
+    server.clients.remove(client.id);
+}
+
+async fn client_loop(
+    server: &Server,
+    stream: &mut TcpStream,
+    client: &mut Client,
+    push_rx: &mut mpsc::UnboundedReceiver<Bytes>,
+) -> std::io::Result<()> {
+    let handle = client.handle.clone();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut parser = RequestParser::default();
+    let mut args: Vec<Bytes> = Vec::with_capacity(8);
+    let mut reply = Reply::new(client.protocol);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            _ = handle.kill_signal.notified() => return Ok(()),
+            Some(message) = push_rx.recv() => {
+                reply.buf.extend_from_slice(&message);
+                while let Ok(message) = push_rx.try_recv() {
+                    reply.buf.extend_from_slice(&message);
+                }
+            }
+            read = stream.read_buf(&mut buf) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(());
+                }
+                server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                handle.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
+            }
+        }
+        if handle.killed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let limits = Limits {
+            max_bulk_len: server.config.int(config::PROTO_MAX_BULK_LEN) as usize,
+            authenticated: client.authenticated,
+        };
+        loop {
+            match parser.parse(&mut buf, &mut args, limits) {
+                Ok(false) => break,
+                Ok(true) if args.is_empty() => continue,
+                Ok(true) => {
+                    wait_if_paused(server, &args, stream, &mut reply).await?;
+                    commands::execute(server, client, &mut reply, &args);
+                    args.clear();
+                    if client.close_after_reply {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    reply.error(&format!("ERR Protocol error: {}", e.0));
+                    server.stats.count_error("ERR");
+                    tracing::debug!(
+                        "Protocol error ({}) from client: id={} addr={}",
+                        e.0,
+                        client.id,
+                        handle.addr
+                    );
+                    client.close_after_reply = true;
+                    break;
+                }
+            }
+        }
+        if buf.len() > server.config.int(config::CLIENT_QUERY_BUFFER_LIMIT) as usize {
+            tracing::warn!(
+                "Closing client that reached max query buffer length: id={} addr={}",
+                client.id,
+                handle.addr
+            );
+            return Ok(());
+        }
+        handle.query_buffer.store(buf.len(), Ordering::Relaxed);
+        handle
+            .query_buffer_free
+            .store(buf.capacity() - buf.len(), Ordering::Relaxed);
+        reply.protocol = client.protocol;
+        flush(server, stream, &mut reply).await?;
+        if client.close_after_reply {
+            return Ok(());
+        }
+    }
+}
+
+async fn flush(server: &Server, stream: &mut TcpStream, reply: &mut Reply) -> std::io::Result<()> {
+    if reply.buf.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(&reply.buf).await?;
+    server
+        .stats
+        .net_output_bytes
+        .fetch_add(reply.buf.len() as u64, Ordering::Relaxed);
+    if reply.buf.capacity() > 1 << 20 {
+        reply.buf = Vec::with_capacity(READ_CHUNK);
+    } else {
+        reply.buf.clear();
+    }
+    Ok(())
+}
+
+/// CLIENT PAUSE: holds this client's next command until the pause ends, after sending the
+/// replies already computed.
+async fn wait_if_paused(
+    server: &Server,
+    args: &[Bytes],
+    stream: &mut TcpStream,
+    reply: &mut Reply,
+) -> std::io::Result<()> {
+    if !server.pause.is_paused() {
+        return Ok(());
+    }
+    let is_write = server
+        .commands
+        .get(&args[0])
+        .is_some_and(|c| c.has_flag("write") || c.has_flag("may_replicate"));
+    if server.pause.wait_for(is_write).is_some() {
+        flush(server, stream, reply).await?;
+        while let Some(ms) = server.pause.wait_for(is_write) {
+            tokio::select! {
+                _ = server.pause.resumed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            }
+        }
+    }
+    Ok(())
+}

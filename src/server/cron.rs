@@ -1,0 +1,57 @@
+//! The background cycle Redis calls serverCron: active expiry and idle-client timeouts.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::Server;
+use crate::client::FLAG_MONITOR;
+use crate::config;
+use crate::util::now_ms;
+
+/// Buckets visited per shard per step of the expiry sweep.
+const EXPIRE_BUCKETS_PER_STEP: usize = 64;
+/// Share of a cycle the expiry sweep may take, as Redis's 25% CPU budget.
+const EXPIRE_TIME_BUDGET: f64 = 0.25;
+
+pub async fn run(server: Arc<Server>) {
+    loop {
+        let hz = server.config.int(config::HZ).clamp(1, 500) as u64;
+        let period = Duration::from_millis(1000 / hz);
+        tokio::time::sleep(period).await;
+        if server.active_expire.load(Ordering::Relaxed) {
+            let server = server.clone();
+            // The sweep locks shards briefly; run it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || active_expire(&server, period)).await;
+        }
+        close_idle_clients(&server);
+    }
+}
+
+/// Sweeps every database; keeps going while a step finds many expired keys, within budget.
+fn active_expire(server: &Server, period: Duration) {
+    let deadline = Instant::now() + period.mul_f64(EXPIRE_TIME_BUDGET);
+    for db in server.store.dbs() {
+        loop {
+            let removed = db.active_expire(EXPIRE_BUCKETS_PER_STEP);
+            if removed < EXPIRE_BUCKETS_PER_STEP / 4 || Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+}
+
+fn close_idle_clients(server: &Server) {
+    let timeout = server.config.int(config::TIMEOUT) as u64;
+    if timeout == 0 {
+        return;
+    }
+    let now = now_ms();
+    for client in server.clients.snapshot() {
+        let idle = now.saturating_sub(client.last_interaction_ms.load(Ordering::Relaxed));
+        if idle > timeout * 1000 && !client.has_flag(FLAG_MONITOR) {
+            tracing::debug!("Closing idle client id={}", client.id);
+            client.kill();
+        }
+    }
+}

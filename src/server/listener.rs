@@ -1,0 +1,128 @@
+//! Start-up: bind the configured addresses, accept clients, run the background cycle, and shut
+//! down cleanly on SIGTERM/SIGINT or SHUTDOWN.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{Server, connection, cron};
+use crate::config::{self, Config};
+
+/// Runs the server until it is told to stop. Returns an error if no address could be bound.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    let server = Arc::new(Server::new(config));
+    let port = server.config.int(config::PORT) as u16;
+    let mut listeners = Vec::new();
+    if port != 0 {
+        for spec in server
+            .config
+            .text(config::BIND)
+            .split(' ')
+            .filter(|s| !s.is_empty())
+        {
+            let (optional, addr) = match spec.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, spec),
+            };
+            let ip: IpAddr = match addr {
+                "*" => "0.0.0.0".parse().expect("literal"),
+                "::*" => "::".parse().expect("literal"),
+                other => other.parse().map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("Invalid bind address '{other}'"),
+                    )
+                })?,
+            };
+            match bind(
+                SocketAddr::new(ip, port),
+                server.config.int(config::TCP_BACKLOG) as i32,
+            ) {
+                Ok(listener) => listeners.push(listener),
+                Err(e) if optional => tracing::debug!("Skipping optional address {addr}: {e}"),
+                Err(e) => {
+                    tracing::warn!(
+                        "Warning: Could not create server TCP listening socket {addr}:{port}: {e}"
+                    );
+                    return Err(e);
+                }
+            }
+        }
+        if listeners.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                "Failed listening on any address",
+            ));
+        }
+    }
+    let bound_port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
+    server
+        .listen_port
+        .store(bound_port as u64, Ordering::Relaxed);
+    tracing::info!(
+        "Oxidis {} (Redis {} compatible) started, pid {}, port {}",
+        super::OXIDIS_VERSION,
+        super::REDIS_VERSION,
+        std::process::id(),
+        bound_port
+    );
+    tracing::info!("Ready to accept connections tcp");
+    for listener in listeners {
+        tokio::spawn(accept_loop(server.clone(), listener));
+    }
+    tokio::spawn(cron::run(server.clone()));
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = sigterm.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
+        _ = sigint.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
+        _ = server.shutdown.notified() => {}
+    }
+    tracing::warn!("User requested shutdown...");
+    tracing::warn!("Oxidis is now ready to exit, bye bye...");
+    Ok(())
+}
+
+fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // Like Redis: "::" serves IPv6 only, so it can sit beside "0.0.0.0" on the same port.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.max(1))?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => accept(&server, stream, peer),
+            Err(e) => {
+                tracing::warn!("Accepting client connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn accept(server: &Arc<Server>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = server.config.int(config::TCP_KEEPALIVE);
+    if keepalive > 0 {
+        let params = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(keepalive as u64));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&params);
+    }
+    tokio::spawn(connection::serve(server.clone(), stream, peer));
+}

@@ -1,0 +1,261 @@
+//! Server-wide state shared by every connection, and the start-up sequence.
+
+mod connection;
+mod cron;
+mod listener;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::client::{ClientHandle, ClientRegistry};
+use crate::commands::CommandTable;
+use crate::config::{self, Config};
+use crate::store::Store;
+use crate::util::{now_ms, now_us, repr};
+
+pub use listener::run;
+
+/// The Redis version whose behaviour Oxidis matches, reported as `redis_version`.
+pub const REDIS_VERSION: &str = "7.0.15";
+pub const OXIDIS_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub struct Server {
+    pub config: Config,
+    pub store: Store,
+    pub commands: CommandTable,
+    pub clients: ClientRegistry,
+    pub stats: Stats,
+    pub slowlog: Mutex<SlowLog>,
+    pub monitors: Monitors,
+    pub pause: Pause,
+    pub started: Instant,
+    pub run_id: String,
+    /// Turned off by DEBUG SET-ACTIVE-EXPIRE 0.
+    pub active_expire: AtomicBool,
+    pub shutdown: Notify,
+    pub lastsave: AtomicU64,
+    pub listen_port: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub commands_processed: AtomicU64,
+    pub net_input_bytes: AtomicU64,
+    pub net_output_bytes: AtomicU64,
+    pub keyspace_hits: AtomicU64,
+    pub keyspace_misses: AtomicU64,
+    pub error_replies: AtomicU64,
+    pub unexpected_error_replies: AtomicU64,
+    /// Error replies counted by their code (`ERR`, `WRONGTYPE` ...) for INFO errorstats.
+    pub errors_by_code: Mutex<HashMap<String, u64>>,
+}
+
+impl Stats {
+    pub fn count_error(&self, message: &str) {
+        self.error_replies.fetch_add(1, Ordering::Relaxed);
+        let code = message.split(' ').next().unwrap_or("ERR").to_string();
+        *self
+            .errors_by_code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    pub fn reset(&self) {
+        for counter in [
+            &self.commands_processed,
+            &self.net_input_bytes,
+            &self.net_output_bytes,
+            &self.keyspace_hits,
+            &self.keyspace_misses,
+            &self.error_replies,
+            &self.unexpected_error_replies,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        self.errors_by_code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+pub struct SlowLogEntry {
+    pub id: u64,
+    pub time: u64,
+    pub micros: u64,
+    pub args: Vec<Bytes>,
+    pub peer: String,
+    pub name: Bytes,
+}
+
+#[derive(Default)]
+pub struct SlowLog {
+    pub entries: VecDeque<SlowLogEntry>,
+    pub next_id: u64,
+}
+
+impl SlowLog {
+    /// Records a slow command as Redis does: at most 32 arguments, each cut at 128 bytes.
+    pub fn push(&mut self, args: &[Bytes], micros: u64, peer: String, name: Bytes, max_len: usize) {
+        const MAX_ARGC: usize = 32;
+        const MAX_STRING: usize = 128;
+        let mut kept: Vec<Bytes> = Vec::new();
+        for (i, arg) in args.iter().enumerate() {
+            if i == MAX_ARGC - 1 && args.len() > MAX_ARGC {
+                kept.push(Bytes::from(format!(
+                    "... ({} more arguments)",
+                    args.len() - MAX_ARGC + 1
+                )));
+                break;
+            }
+            if arg.len() > MAX_STRING {
+                let mut cut = arg[..MAX_STRING].to_vec();
+                cut.extend_from_slice(
+                    format!("... ({} more bytes)", arg.len() - MAX_STRING).as_bytes(),
+                );
+                kept.push(cut.into());
+            } else {
+                kept.push(arg.clone());
+            }
+        }
+        self.entries.push_front(SlowLogEntry {
+            id: self.next_id,
+            time: now_ms() / 1000,
+            micros,
+            args: kept,
+            peer,
+            name,
+        });
+        self.next_id += 1;
+        self.entries.truncate(max_len);
+    }
+}
+
+/// Clients in MONITOR mode; `active` lets the hot path skip the lock when there are none.
+#[derive(Default)]
+pub struct Monitors {
+    active: AtomicBool,
+    clients: Mutex<Vec<Arc<ClientHandle>>>,
+}
+
+impl Monitors {
+    pub fn add(&self, client: Arc<ClientHandle>) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.push(client);
+        self.active.store(true, Ordering::Release);
+    }
+
+    pub fn remove(&self, id: u64) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|c| c.id != id);
+        self.active.store(!clients.is_empty(), Ordering::Release);
+    }
+
+    /// Sends `+<time> [<db> <peer>] "arg" ...` to every monitor.
+    pub fn feed(&self, db: usize, peer: &str, args: &[Bytes]) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        let us = now_us();
+        let mut line = format!(
+            "+{}.{:06} [{} {}]",
+            us / 1_000_000,
+            us % 1_000_000,
+            db,
+            peer
+        );
+        for arg in args {
+            line.push(' ');
+            line.push_str(&repr(arg));
+        }
+        line.push_str("\r\n");
+        let line = Bytes::from(line);
+        for client in self
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = client.push.send(line.clone());
+        }
+    }
+}
+
+/// CLIENT PAUSE state.
+#[derive(Default)]
+pub struct Pause {
+    until_ms: AtomicU64,
+    write_only: AtomicBool,
+    pub resumed: Notify,
+}
+
+impl Pause {
+    pub fn start(&self, until_ms: u64, write_only: bool) {
+        // A new pause never shortens a running one, as in Redis.
+        if until_ms > self.until_ms.load(Ordering::Relaxed) || !self.is_paused() {
+            self.until_ms.store(until_ms, Ordering::Relaxed);
+        }
+        self.write_only.store(write_only, Ordering::Relaxed);
+    }
+
+    pub fn stop(&self) {
+        self.until_ms.store(0, Ordering::Relaxed);
+        self.resumed.notify_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.until_ms.load(Ordering::Relaxed) > now_ms()
+    }
+
+    /// How long a command with these properties must still wait, in milliseconds.
+    pub fn wait_for(&self, is_write: bool) -> Option<u64> {
+        let until = self.until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let now = now_ms();
+        if until <= now || (self.write_only.load(Ordering::Relaxed) && !is_write) {
+            return None;
+        }
+        Some(until - now)
+    }
+}
+
+impl Server {
+    pub fn new(config: Config) -> Server {
+        let databases = config.int(config::DATABASES) as usize;
+        let store = Store::new(databases);
+        if let Some(flags) =
+            crate::store::notify::parse_event_flags(&config.text(config::NOTIFY_KEYSPACE_EVENTS))
+        {
+            store.notifier.set_events(flags);
+        }
+        let mut rng = crate::util::Rng::new();
+        let run_id = (0..5)
+            .map(|_| format!("{:08x}", rng.next() as u32))
+            .collect();
+        Server {
+            config,
+            store,
+            commands: CommandTable::new(),
+            clients: ClientRegistry::default(),
+            stats: Stats::default(),
+            slowlog: Mutex::default(),
+            monitors: Monitors::default(),
+            pause: Pause::default(),
+            started: Instant::now(),
+            run_id,
+            active_expire: AtomicBool::new(true),
+            shutdown: Notify::new(),
+            lastsave: AtomicU64::new(now_ms() / 1000),
+            listen_port: AtomicU64::new(0),
+        }
+    }
+}

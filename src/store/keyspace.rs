@@ -1,0 +1,313 @@
+//! The databases: each a fixed set of shards, each shard a mutex around a `Dict` of entries.
+//! Keys expire lazily on access (through `Locked`) and actively in a background sweep.
+//!
+//! Atomicity: a command that touches one key locks that key's shard only, so commands on
+//! different keys run in parallel. Commands that touch several keys or the whole keyspace take
+//! the store's gate exclusively (see `Store::gate`), so while they run no other command holds a
+//! shard lock and they may lock shards one after the other. A caller never holds two shard locks
+//! at once, so no lock order is needed.
+
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use foldhash::fast::FixedState;
+
+use super::dict::Dict;
+use super::notify::Notifier;
+use super::value::Value;
+
+pub const SHARDS: usize = 16;
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+
+pub struct Entry {
+    pub value: Value,
+    /// Absolute expiry in Unix milliseconds; 0 means the key does not expire.
+    expire_at: u64,
+}
+
+impl Entry {
+    pub fn new(value: Value) -> Entry {
+        Entry {
+            value,
+            expire_at: 0,
+        }
+    }
+
+    pub fn expire_at(&self) -> Option<u64> {
+        (self.expire_at != 0).then_some(self.expire_at)
+    }
+
+    fn is_expired(&self, now: u64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now
+    }
+}
+
+#[derive(Default)]
+pub struct Shard {
+    dict: Dict<Entry>,
+    /// Keys in this shard with an expiry, so the active sweep can skip shards without any.
+    volatile: usize,
+    /// Where the active expiry sweep resumes in this shard.
+    expire_cursor: u64,
+}
+
+pub struct Db {
+    pub index: usize,
+    shards: Box<[Mutex<Shard>]>,
+    notifier: Arc<Notifier>,
+}
+
+/// Picks a key's shard; independent of each `Dict`'s own randomly seeded hasher.
+fn shard_index(key: &[u8]) -> usize {
+    FixedState::with_seed(0x6f78_6964_6973).hash_one(key) as usize & (SHARDS - 1)
+}
+
+impl Db {
+    pub fn new(index: usize, notifier: Arc<Notifier>) -> Db {
+        Db {
+            index,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            notifier,
+        }
+    }
+
+    /// Locks the shard holding `key`. Do not hold the result while locking another shard.
+    pub fn lock(&self, key: &[u8]) -> Locked<'_> {
+        self.lock_shard(shard_index(key))
+    }
+
+    fn lock_shard(&self, index: usize) -> Locked<'_> {
+        Locked {
+            shard: self.shards[index].lock().unwrap_or_else(|e| e.into_inner()),
+            db: self,
+            now: crate::util::now_ms(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).dict.len())
+            .sum()
+    }
+
+    pub fn volatile_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).volatile)
+            .sum()
+    }
+
+    /// Removes every key; returns the old contents so a caller can free them elsewhere.
+    pub fn take_all(&self) -> Vec<Dict<Entry>> {
+        self.shards
+            .iter()
+            .map(|s| {
+                let mut shard = s.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::take(&mut *shard).dict
+            })
+            .collect()
+    }
+
+    /// Exchanges the contents of two databases (SWAPDB). Caller holds the gate exclusively.
+    pub fn swap_with(&self, other: &Db) {
+        for (a, b) in self.shards.iter().zip(other.shards.iter()) {
+            let mut a = a.lock().unwrap_or_else(|e| e.into_inner());
+            let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *a, &mut *b);
+        }
+    }
+
+    /// One step of SCAN over all shards. The cursor keeps the shard in its low bits and the
+    /// shard's own reverse-binary cursor above them. Expired keys are skipped (and deleted).
+    pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &Value)) -> u64 {
+        let mut shard_no = (cursor as usize) & (SHARDS - 1);
+        let mut inner = cursor >> SHARD_BITS;
+        let mut locked = self.lock_shard(shard_no);
+        let now = locked.now;
+        let mut expired = Vec::new();
+        inner = locked.shard.dict.scan(inner, |key, entry| {
+            if entry.is_expired(now) {
+                expired.push(key.to_vec());
+            } else {
+                visit(key, &entry.value);
+            }
+        });
+        for key in expired {
+            locked.get(&key);
+        }
+        if inner == 0 {
+            shard_no += 1;
+            if shard_no == SHARDS {
+                return 0;
+            }
+        }
+        (inner << SHARD_BITS) | shard_no as u64
+    }
+
+    /// Every live key matching `keep`, for KEYS.
+    pub fn keys(&self, mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for index in 0..SHARDS {
+            let locked = self.lock_shard(index);
+            let now = locked.now;
+            for (key, entry) in locked.shard.dict.iter() {
+                if !entry.is_expired(now) && keep(key) {
+                    out.push(key.to_vec());
+                }
+            }
+        }
+        out
+    }
+
+    /// A random live key, or None when the database is empty.
+    pub fn random_key(&self) -> Option<Vec<u8>> {
+        let mut rand = crate::util::Rng::new();
+        // Expired keys met on the way are deleted; give up after many tries as Redis does when
+        // every key is volatile and expired.
+        for _ in 0..100 {
+            let sizes: Vec<usize> = (0..SHARDS)
+                .map(|i| self.lock_shard(i).shard.dict.len())
+                .collect();
+            let total: usize = sizes.iter().sum();
+            if total == 0 {
+                return None;
+            }
+            let mut pick = rand.next() as usize % total;
+            let mut index = 0;
+            while pick >= sizes[index] {
+                pick -= sizes[index];
+                index += 1;
+            }
+            let mut locked = self.lock_shard(index);
+            let key = locked
+                .shard
+                .dict
+                .random(|| rand.next())
+                .map(|(k, _)| k.to_vec())?;
+            if locked.get(&key).is_some() {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// One pass of active expiry over up to `budget` buckets per shard; returns keys removed.
+    pub fn active_expire(&self, budget: usize) -> usize {
+        let mut removed_total = 0;
+        for index in 0..SHARDS {
+            let mut locked = self.lock_shard(index);
+            if locked.shard.volatile == 0 {
+                continue;
+            }
+            let now = locked.now;
+            let mut removed = Vec::new();
+            let shard = &mut *locked.shard;
+            let mut cursor = shard.expire_cursor;
+            for _ in 0..budget {
+                cursor = shard.dict.scan_retain(cursor, |key, entry| {
+                    let expired = entry.is_expired(now);
+                    if expired {
+                        removed.push(key.to_vec());
+                    }
+                    !expired
+                });
+                if cursor == 0 {
+                    break;
+                }
+            }
+            shard.expire_cursor = cursor;
+            shard.volatile -= removed.len();
+            removed_total += removed.len();
+            drop(locked);
+            for key in removed {
+                self.notifier.expired(self.index, &key);
+            }
+        }
+        removed_total
+    }
+}
+
+/// A locked shard. Every lookup through it deletes the key first if it has expired.
+pub struct Locked<'a> {
+    shard: MutexGuard<'a, Shard>,
+    db: &'a Db,
+    pub now: u64,
+}
+
+impl Locked<'_> {
+    /// The live entry for `key`, deleting it first if it has expired.
+    pub fn get(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let expired = self.shard.dict.get(key)?.is_expired(self.now);
+        if expired {
+            self.shard.dict.remove(key);
+            self.shard.volatile -= 1;
+            self.db.notifier.expired(self.db.index, key);
+            return None;
+        }
+        self.shard.dict.get_mut(key)
+    }
+
+    pub fn contains(&mut self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Stores `value` at `key`, dropping any previous value and its expiry.
+    pub fn set(&mut self, key: &[u8], value: Value) {
+        self.set_with_expire(key, value, None);
+    }
+
+    pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: Option<u64>) {
+        let entry = Entry {
+            value,
+            expire_at: expire_at.unwrap_or(0),
+        };
+        let added = entry.expire_at != 0;
+        if let Some(old) = self.shard.dict.insert(key, entry) {
+            if old.expire_at != 0 {
+                self.shard.volatile -= 1;
+            }
+        }
+        if added {
+            self.shard.volatile += 1;
+        }
+    }
+
+    /// Inserts a key the caller has just found absent; returns its entry.
+    pub fn insert_new(&mut self, key: &[u8], value: Value) -> &mut Entry {
+        self.shard.dict.insert_new(key.into(), Entry::new(value))
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let live = self.get(key).is_some();
+        let entry = if live {
+            self.shard.dict.remove(key)
+        } else {
+            None
+        }?;
+        if entry.expire_at != 0 {
+            self.shard.volatile -= 1;
+        }
+        Some(entry)
+    }
+
+    /// Sets or clears (None) the expiry of an existing live key; returns false if absent.
+    pub fn set_expire(&mut self, key: &[u8], expire_at: Option<u64>) -> bool {
+        let Some(entry) = self.get(key) else {
+            return false;
+        };
+        let had = entry.expire_at != 0;
+        entry.expire_at = expire_at.unwrap_or(0);
+        let has = entry.expire_at != 0;
+        match (had, has) {
+            (false, true) => self.shard.volatile += 1,
+            (true, false) => self.shard.volatile -= 1,
+            _ => {}
+        }
+        true
+    }
+
+    pub fn db_index(&self) -> usize {
+        self.db.index
+    }
+}

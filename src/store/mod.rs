@@ -1,0 +1,60 @@
+//! The keyspace: databases of sharded dictionaries, values, and the modify hook.
+
+pub mod dict;
+pub mod keyspace;
+pub mod notify;
+pub mod value;
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use keyspace::{Db, Entry, Locked};
+pub use notify::{Class, Notifier};
+pub use value::{Kind, Str, Value};
+
+pub struct Store {
+    dbs: Box<[Db]>,
+    /// Taken shared by every command that touches a single key, exclusively by commands that
+    /// touch several keys or whole databases (and later by EXEC and scripts): exclusive holders
+    /// see and leave the keyspace as one atomic step. Never held across an await.
+    gate: RwLock<()>,
+    pub notifier: Arc<Notifier>,
+}
+
+/// Proof that the gate is held; released on drop.
+pub enum Gate<'a> {
+    Shared { _guard: RwLockReadGuard<'a, ()> },
+    Exclusive { _guard: RwLockWriteGuard<'a, ()> },
+}
+
+impl Store {
+    pub fn new(databases: usize) -> Store {
+        let notifier = Arc::new(Notifier::default());
+        Store {
+            dbs: (0..databases)
+                .map(|i| Db::new(i, notifier.clone()))
+                .collect(),
+            gate: RwLock::new(()),
+            notifier,
+        }
+    }
+
+    pub fn db(&self, index: usize) -> &Db {
+        &self.dbs[index]
+    }
+
+    pub fn dbs(&self) -> &[Db] {
+        &self.dbs
+    }
+
+    pub fn enter(&self, exclusive: bool) -> Gate<'_> {
+        if exclusive {
+            Gate::Exclusive {
+                _guard: self.gate.write().unwrap_or_else(|e| e.into_inner()),
+            }
+        } else {
+            Gate::Shared {
+                _guard: self.gate.read().unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The one hook every write goes through. Commands call `modified` after changing a key; the
+//! keyspace calls `expired` when it drops an expired key. This is the only place that will know
+//! about WATCH, blocked clients, keyspace notifications and client-side caching; today it counts
+//! changes (for save points and INFO) and expirations, and keeps the notification classes.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Keyspace event classes, as the letters of `notify-keyspace-events`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum Class {
+    Generic = 1 << 2,
+    String = 1 << 3,
+    List = 1 << 4,
+    Set = 1 << 5,
+    Hash = 1 << 6,
+    ZSet = 1 << 7,
+    Expired = 1 << 8,
+    Evicted = 1 << 9,
+    Stream = 1 << 10,
+    KeyMiss = 1 << 11,
+    Module = 1 << 13,
+    New = 1 << 14,
+}
+
+const KEYSPACE: u32 = 1 << 0;
+const KEYEVENT: u32 = 1 << 1;
+/// `A`: every class but key-miss and new-key events.
+const ALL: u32 = 0b10_0111_1111_1100;
+
+#[derive(Default)]
+pub struct Notifier {
+    /// Changes since the last save (Redis's `server.dirty`).
+    pub dirty: AtomicU64,
+    pub expired_keys: AtomicU64,
+    /// Parsed `notify-keyspace-events`.
+    flags: AtomicU32,
+}
+
+impl Notifier {
+    /// Signals that `key` in database `db` was modified by an event of `class`.
+    pub fn modified(&self, _db: usize, _key: &[u8], _class: Class, _event: &str) {
+        self.dirty.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Signals that the keyspace removed `key` because its time to live passed.
+    pub fn expired(&self, db: usize, key: &[u8]) {
+        self.expired_keys.fetch_add(1, Ordering::Relaxed);
+        self.modified(db, key, Class::Expired, "expired");
+    }
+
+    pub fn set_events(&self, flags: u32) {
+        self.flags.store(flags, Ordering::Relaxed);
+    }
+
+    pub fn events(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+}
+
+/// Parses a `notify-keyspace-events` string as Redis's `keyspaceEventsStringToFlags`.
+pub fn parse_event_flags(s: &str) -> Option<u32> {
+    let mut flags = 0;
+    for c in s.chars() {
+        flags |= match c {
+            'A' => ALL,
+            'g' => Class::Generic as u32,
+            '$' => Class::String as u32,
+            'l' => Class::List as u32,
+            's' => Class::Set as u32,
+            'h' => Class::Hash as u32,
+            'z' => Class::ZSet as u32,
+            'x' => Class::Expired as u32,
+            'e' => Class::Evicted as u32,
+            'K' => KEYSPACE,
+            'E' => KEYEVENT,
+            't' => Class::Stream as u32,
+            'm' => Class::KeyMiss as u32,
+            'd' => Class::Module as u32,
+            'n' => Class::New as u32,
+            _ => return None,
+        };
+    }
+    Some(flags)
+}
+
+/// Renders flags back as Redis's `keyspaceEventsFlagsToString`.
+pub fn format_event_flags(flags: u32) -> String {
+    let mut out = String::new();
+    if flags & ALL == ALL {
+        out.push('A');
+    } else {
+        for (bit, c) in [
+            (Class::Generic as u32, 'g'),
+            (Class::String as u32, '$'),
+            (Class::List as u32, 'l'),
+            (Class::Set as u32, 's'),
+            (Class::Hash as u32, 'h'),
+            (Class::ZSet as u32, 'z'),
+            (Class::Expired as u32, 'x'),
+            (Class::Evicted as u32, 'e'),
+            (Class::Stream as u32, 't'),
+            (Class::Module as u32, 'd'),
+            (Class::New as u32, 'n'),
+        ] {
+            if flags & bit != 0 {
+                out.push(c);
+            }
+        }
+    }
+    for (bit, c) in [
+        (KEYSPACE, 'K'),
+        (KEYEVENT, 'E'),
+        (Class::KeyMiss as u32, 'm'),
+    ] {
+        if flags & bit != 0 {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_flags_round_trip_like_redis() {
+        assert_eq!(format_event_flags(parse_event_flags("KEA").unwrap()), "AKE");
+        assert_eq!(format_event_flags(parse_event_flags("Ex$").unwrap()), "$xE");
+        assert_eq!(parse_event_flags("Q"), None);
+        assert_eq!(format_event_flags(0), "");
+    }
+}

@@ -1,0 +1,122 @@
+//! The values a key can hold, with Redis's encodings.
+
+use crate::util::parse_i64;
+
+/// Longest string Redis keeps in the immutable `embstr` encoding.
+const EMBSTR_MAX: usize = 44;
+
+#[derive(Clone)]
+pub enum Value {
+    Str(Str),
+}
+
+/// A string value, in the encodings OBJECT ENCODING reports: integers are kept as numbers,
+/// short strings as an exact-size immutable buffer, and strings that were modified in place
+/// (APPEND, SETRANGE, SETBIT) as growable buffers.
+#[derive(Clone)]
+pub enum Str {
+    Int(i64),
+    Emb(Box<[u8]>),
+    Raw(Vec<u8>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    String,
+}
+
+impl Value {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Str(_) => Kind::String,
+        }
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Str(Str::Int(_)) => "int",
+            Value::Str(Str::Emb(_)) => "embstr",
+            Value::Str(Str::Raw(_)) => "raw",
+        }
+    }
+
+    pub fn as_str_mut(&mut self) -> Option<&mut Str> {
+        match self {
+            Value::Str(s) => Some(s),
+        }
+    }
+
+    /// OBJECT REFCOUNT: Redis shares the integers 0..9999 between keys and reports such shared
+    /// objects with INT_MAX references; every other value is referenced once.
+    pub fn refcount(&self) -> i64 {
+        match self {
+            Value::Str(Str::Int(n)) if (0..10_000).contains(n) => i32::MAX as i64,
+            _ => 1,
+        }
+    }
+
+    /// A string value stored the way Redis's `tryObjectEncoding` would store it.
+    pub fn string(data: &[u8]) -> Value {
+        Value::Str(Str::from_bytes(data))
+    }
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+        }
+    }
+}
+
+impl Str {
+    pub fn from_bytes(data: &[u8]) -> Str {
+        if data.len() <= 20 {
+            if let Some(n) = parse_i64(data) {
+                return Str::Int(n);
+            }
+        }
+        if data.len() <= EMBSTR_MAX {
+            Str::Emb(data.into())
+        } else {
+            Str::Raw(data.to_vec())
+        }
+    }
+
+    /// The string's bytes; integers are rendered into `scratch`.
+    pub fn bytes<'a>(&'a self, scratch: &'a mut itoa::Buffer) -> &'a [u8] {
+        match self {
+            Str::Int(n) => scratch.format(*n).as_bytes(),
+            Str::Emb(b) => b,
+            Str::Raw(v) => v,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Str::Int(n) => itoa::Buffer::new().format(*n).len(),
+            Str::Emb(b) => b.len(),
+            Str::Raw(v) => v.len(),
+        }
+    }
+
+    /// The buffer for in-place modification; converts to the `raw` encoding as Redis does.
+    pub fn make_raw(&mut self) -> &mut Vec<u8> {
+        if !matches!(self, Str::Raw(_)) {
+            let bytes = self.bytes(&mut itoa::Buffer::new()).to_vec();
+            *self = Str::Raw(bytes);
+        }
+        match self {
+            Str::Raw(v) => v,
+            _ => unreachable!("converted to raw above"),
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Str::Int(n) => Some(*n),
+            Str::Emb(b) => parse_i64(b),
+            Str::Raw(v) => parse_i64(v),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Small helpers with Redis-exact behaviour: numbers, glob patterns, clocks, randomness.
+
+mod glob;
+mod number;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use glob::glob_match;
+pub use number::{format_double, format_human_double, parse_f64, parse_i64};
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Unix time in microseconds.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A small, fast, non-cryptographic generator (wyrand) for sampling keys.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new() -> Rng {
+        use std::hash::BuildHasher;
+        Rng(foldhash::fast::RandomState::default().hash_one(now_us()))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = (self.0 as u128).wrapping_mul((self.0 ^ 0xe703_7ed1_a0b4_28db) as u128);
+        ((t >> 64) as u64) ^ (t as u64)
+    }
+}
+
+/// Case-insensitive ASCII comparison of a command argument with a keyword.
+pub fn eq_ignore_case(arg: &[u8], keyword: &str) -> bool {
+    arg.eq_ignore_ascii_case(keyword.as_bytes())
+}
+
+/// Redis's `sdscatrepr`: a double-quoted string with C-style escapes, as MONITOR shows it.
+pub fn repr(s: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for &c in s {
+        match c {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            7 => out.push_str("\\a"),
+            8 => out.push_str("\\b"),
+            c if c.is_ascii_graphic() || c == b' ' => out.push(c as char),
+            c => out.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}

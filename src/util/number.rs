@@ -1,0 +1,175 @@
+//! Number parsing and printing with Redis's exact rules. Written by hand because the accepted
+//! spellings (`string2ll`, `strtod` without spaces) and the printed forms (`%.17g`, the
+//! human-friendly `%.17Lf` of INCRBYFLOAT) are part of the protocol clients see.
+
+/// Redis's `string2ll`: optional `-`, no `+`, no spaces, no leading zeros, no overflow.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    if negative {
+        if value > i64::MAX as u64 + 1 {
+            None
+        } else {
+            Some((value as i64).wrapping_neg())
+        }
+    } else {
+        i64::try_from(value).ok()
+    }
+}
+
+/// Redis's `string2d`/`strtod` acceptance: the whole string must be a number, no surrounding
+/// spaces, and NaN is rejected. `inf`, `-inf` and exponents are accepted.
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    if s.is_empty() || s[0].is_ascii_whitespace() || s[s.len() - 1].is_ascii_whitespace() {
+        return None;
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let lower = text.to_ascii_lowercase();
+    let body = lower.trim_start_matches(['+', '-']);
+    if body.starts_with("nan") || body.starts_with("0x") || lower.starts_with("+-") {
+        return None;
+    }
+    let value: f64 = match body {
+        "inf" | "infinity" => {
+            if lower.starts_with('-') {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }
+        }
+        _ => text.parse().ok()?,
+    };
+    (!value.is_nan()).then_some(value)
+}
+
+/// C's `%.17g`, the form Redis 7.0 uses for doubles in replies (scores, RESP3 doubles).
+pub fn format_double(value: f64) -> String {
+    if value.is_nan() {
+        return "nan".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    const PRECISION: i32 = 17;
+    let sci = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    let (mantissa, exponent) = sci.split_once('e').expect("exponent form");
+    let exponent: i32 = exponent.parse().expect("exponent digits");
+    if exponent < -4 || exponent >= PRECISION {
+        let mantissa = trim_fraction(mantissa);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    } else {
+        let decimals = (PRECISION - 1 - exponent).max(0) as usize;
+        trim_fraction(&format!("{value:.decimals$}")).to_owned()
+    }
+}
+
+fn trim_fraction(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+/// The human-friendly form INCRBYFLOAT and HINCRBYFLOAT store: no exponent, at most 17
+/// decimals, no trailing zeros, and never `-0`.
+pub fn format_human_double(value: f64) -> String {
+    if value == 0.0 {
+        return "0".into();
+    }
+    // Rust's shortest round-trip form; it never uses an exponent for f64 Display.
+    let text = value.to_string();
+    match text.split_once('.') {
+        Some((int, frac)) if frac.len() > 17 => {
+            trim_fraction(&format!("{int}.{}", &frac[..17])).to_owned()
+        }
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_integers_like_string2ll() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        for bad in [
+            &b"9223372036854775808"[..],
+            b"01",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"",
+            b"-",
+            b"-0",
+            b"1a",
+        ] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn parses_doubles_like_strtod() {
+        assert_eq!(parse_f64(b"1.5"), Some(1.5));
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"+inf"), Some(f64::INFINITY));
+        assert_eq!(parse_f64(b"1e3"), Some(1000.0));
+        for bad in [&b" 1"[..], b"1 ", b"nan", b"abc", b"", b"1\x002"] {
+            assert_eq!(parse_f64(bad), None);
+        }
+    }
+
+    #[test]
+    fn formats_like_percent_17g() {
+        assert_eq!(format_double(1.0), "1");
+        assert_eq!(format_double(1.5), "1.5");
+        assert_eq!(format_double(1.1), "1.1000000000000001");
+        assert_eq!(format_double(-0.0001), "-0.0001");
+        assert_eq!(format_double(0.00001), "1.0000000000000001e-05");
+        assert_eq!(format_double(1e17), "1e+17");
+        assert_eq!(format_double(12345678901234567.0), "12345678901234568");
+        assert_eq!(format_double(f64::INFINITY), "inf");
+    }
+
+    #[test]
+    fn formats_human_doubles() {
+        assert_eq!(format_human_double(10.5 + 0.1), "10.6");
+        assert_eq!(format_human_double(17179869185.5), "17179869185.5");
+        assert_eq!(format_human_double(34359738368.0), "34359738368");
+        assert_eq!(format_human_double(-0.0), "0");
+        assert_eq!(format_human_double(5e-20), "0");
+    }
+}
