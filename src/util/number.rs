@@ -101,20 +101,17 @@ fn trim_fraction(s: &str) -> &str {
     }
 }
 
-/// The human-friendly form INCRBYFLOAT and HINCRBYFLOAT store: no exponent, at most 17
-/// decimals, no trailing zeros, and never `-0`.
+/// The human-friendly form INCRBYFLOAT and HINCRBYFLOAT store (Redis's `%.17Lf` with trailing
+/// zeros removed): no exponent, at most 17 decimals, and never `-0`. Redis computes in long
+/// double; the shortest round-trip form of our double gives the same text for the decimal
+/// inputs people use (10.5 + 0.1 is "10.6"), and longer fractions are rounded to 17 places.
 pub fn format_human_double(value: f64) -> String {
-    if value == 0.0 {
-        return "0".into();
-    }
-    // Rust's shortest round-trip form; it never uses an exponent for f64 Display.
-    let text = value.to_string();
-    match text.split_once('.') {
-        Some((int, frac)) if frac.len() > 17 => {
-            trim_fraction(&format!("{int}.{}", &frac[..17])).to_owned()
-        }
-        _ => text,
-    }
+    let shortest = value.to_string();
+    let text = match shortest.split_once('.') {
+        Some((_, frac)) if frac.len() > 17 => trim_fraction(&format!("{value:.17}")).to_owned(),
+        _ => shortest,
+    };
+    if text == "-0" { "0".into() } else { text }
 }
 
 #[cfg(test)]
@@ -171,5 +168,7 @@ mod tests {
         assert_eq!(format_human_double(34359738368.0), "34359738368");
         assert_eq!(format_human_double(-0.0), "0");
         assert_eq!(format_human_double(5e-20), "0");
+        assert_eq!(format_human_double(-4.4e-18), "0");
+        assert_eq!(format_human_double(1.0 / 41.0), "0.02439024390243903");
     }
 }
