@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs units of Redis 7.0.15's own Tcl test suite against a fresh oxidis per unit.
+# The suite comes from Debian's redis source package (deb-src) and is cached under target/.
+# Usage: tests/redis-suite/run.sh [unit ...]   (default: the units listed in units.txt)
+# Prints one line per unit and a final "N passed, N failed"; exits non-zero on any failure.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache="$root/target/redis-suite"
+suite="$cache/redis-7.0.15/tests"
+bin="$root/target/release/oxidis"
+
+fetch_suite() {
+    [ -x "$cache/redis-7.0.15/runtest" ] && return
+    if ! grep -qs "deb-src" /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list 2>/dev/null; then
+        sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources
+        apt-get update -q >/dev/null
+    fi
+    mkdir -p "$cache"
+    (cd "$cache" && apt-get source -q redis >/dev/null 2>&1)
+    [ -x "$cache/redis-7.0.15/runtest" ] || { echo "could not fetch the Redis 7.0.15 test suite" >&2; exit 2; }
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+[ -x "$bin" ] || (cd "$root" && cargo build --release)
+fetch_suite
+units=("$@")
+[ ${#units[@]} -gt 0 ] || mapfile -t units < <(grep -v '^#' "$here/units.txt" | grep -v '^$')
+
+total_ok=0
+total_err=0
+logdir="$root/target/redis-suite/logs"
+mkdir -p "$logdir"
+for unit in "${units[@]}"; do
+    port=$(free_port)
+    log="$logdir/$(echo "$unit" | tr / _).log"
+    "$bin" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --enable-debug-command yes \
+        --logfile "$log.server" &
+    pid=$!
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    (cd "$suite/.." && timeout 900 ./runtest --host 127.0.0.1 --port "$port" --single "$unit" \
+        --durable --tags -slow --tags -needs:repl --timeout 120 --clients 1) 2>&1 \
+        | sed 's/\x1b\[[0-9;]*m//g' >"$log" || true
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    ok=$(grep -c '^\[ok\]' "$log" || true)
+    err=$(grep -cE '^\[(err|exception)\]' "$log" || true)
+    # A unit that ran nothing or died part-way counts as a failure.
+    grep -q 'All tests passed\|\[ok\]' "$log" || err=$((err + 1))
+    echo "$unit: $ok passed, $err failed"
+    grep -E '^\[(err|exception)\]' "$log" | sed 's/^/    /' || true
+    total_ok=$((total_ok + ok))
+    total_err=$((total_err + err))
+done
+echo "$total_ok passed, $total_err failed"
+[ "$total_err" -eq 0 ]
