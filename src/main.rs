@@ -45,11 +45,11 @@ fn cli() -> Command {
 fn directives(args: &[String]) -> (Option<PathBuf>, String) {
     let mut rest = args;
     let mut file = None;
-    if let Some(first) = args.first() {
-        if !first.starts_with("--") {
-            file = Some(PathBuf::from(first));
-            rest = &args[1..];
-        }
+    if let Some(first) = args.first()
+        && !first.starts_with("--")
+    {
+        file = Some(PathBuf::from(first));
+        rest = &args[1..];
     }
     let mut text = String::new();
     for arg in rest {

@@ -19,7 +19,7 @@ pub fn get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let pairs = &args[2..];
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         return Err("ERR wrong number of arguments for 'config|set' command".into());
     }
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
@@ -64,7 +64,7 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 let _ = ctx
                     .server
                     .config
-                    .set(SETTINGS[chosen[m]].name, &[value.clone()]);
+                    .set(SETTINGS[chosen[m]].name, std::slice::from_ref(value));
             }
             return Err(format!(
                 "ERR CONFIG SET failed (possibly related to argument '{}') - {why}",
@@ -137,8 +137,8 @@ fn rewritten(config: &Config, old: &str) -> String {
     }
     let defaults = Config::new();
     let mut header = false;
-    for i in 0..SETTINGS.len() {
-        if written[i] || i == config::DIR {
+    for (i, already) in written.iter().enumerate() {
+        if *already || i == config::DIR {
             continue;
         }
         if config.render(i) != defaults.render(i) {

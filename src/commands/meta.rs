@@ -191,17 +191,16 @@ pub fn legacy_range(specs: &[KeySpec]) -> ((i32, i32, i32), bool) {
         return ((0, 0, 0), false);
     }
     let incomplete = |s: &KeySpec| s.flags.contains(&"INCOMPLETE");
-    if let [spec] = specs {
-        if let (BeginSearch::Index(pos), FindKeys::Range { lastkey, step, .. }) =
+    if let [spec] = specs
+        && let (BeginSearch::Index(pos), FindKeys::Range { lastkey, step, .. }) =
             (&spec.begin_search, &spec.find_keys)
-        {
-            let last = if *lastkey >= 0 {
-                pos + lastkey
-            } else {
-                *lastkey
-            };
-            return ((*pos, last, *step), incomplete(spec));
-        }
+    {
+        let last = if *lastkey >= 0 {
+            pos + lastkey
+        } else {
+            *lastkey
+        };
+        return ((*pos, last, *step), incomplete(spec));
     }
     let (mut first, mut last, mut prev_last) = (i32::MAX, 0i32, 0i32);
     let mut movable = false;

@@ -344,13 +344,17 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {
     Ok(())
 }
 
+/// The value Redis's DEBUG PROTOCOL DOUBLE replies with (not an approximation of pi).
+#[allow(clippy::approx_constant)]
+const DEBUG_DOUBLE: f64 = 3.141;
+
 fn debug_protocol(ctx: &mut Ctx, kind: &[u8]) -> CmdResult {
     let r = &mut *ctx.reply;
     let kind = String::from_utf8_lossy(kind).to_ascii_lowercase();
     match kind.as_str() {
         "string" => r.bulk(b"Hello World"),
         "integer" => r.int(12345),
-        "double" => r.double(3.141),
+        "double" => r.double(DEBUG_DOUBLE),
         "bignum" => r.big_number("1234567999999999999999999999999999999"),
         "null" => r.null(),
         "array" | "set" => {

@@ -344,7 +344,7 @@ fn special_value(index: usize, args: &[String]) -> Result<String, String> {
     match index {
         SAVE | REPLICAOF if empty => Ok(String::new()),
         SAVE => {
-            if args.len() % 2 != 0
+            if !args.len().is_multiple_of(2)
                 || args
                     .iter()
                     .any(|a| parse_i64(a.as_bytes()).is_none_or(|n| n < 0))
@@ -359,7 +359,7 @@ fn special_value(index: usize, args: &[String]) -> Result<String, String> {
             Ok(crate::store::notify::format_event_flags(flags))
         }
         CLIENT_OUTPUT_BUFFER_LIMIT => {
-            if args.len() % 4 != 0 {
+            if !args.len().is_multiple_of(4) {
                 return Err("Wrong number of arguments in buffer limit configuration.".into());
             }
             let mut classes = [

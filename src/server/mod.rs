@@ -239,7 +239,7 @@ impl Server {
         }
         let mut rng = crate::util::Rng::new();
         let run_id = (0..5)
-            .map(|_| format!("{:08x}", rng.next() as u32))
+            .map(|_| format!("{:08x}", rng.next_u64() as u32))
             .collect();
         Server {
             config,

@@ -284,7 +284,7 @@ mod tests {
             }
         }
         for i in 0..500u32 {
-            assert!(seen.contains(&i.to_be_bytes().to_vec()), "missed {i}");
+            assert!(seen.contains(i.to_be_bytes().as_slice()), "missed {i}");
         }
     }
 

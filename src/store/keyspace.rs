@@ -84,6 +84,10 @@ impl Db {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -173,7 +177,7 @@ impl Db {
             if total == 0 {
                 return None;
             }
-            let mut pick = rand.next() as usize % total;
+            let mut pick = rand.next_u64() as usize % total;
             let mut index = 0;
             while pick >= sizes[index] {
                 pick -= sizes[index];
@@ -183,7 +187,7 @@ impl Db {
             let key = locked
                 .shard
                 .dict
-                .random(|| rand.next())
+                .random(|| rand.next_u64())
                 .map(|(k, _)| k.to_vec())?;
             if locked.get(&key).is_some() {
                 return Some(key);
@@ -263,10 +267,10 @@ impl Locked<'_> {
             expire_at: expire_at.unwrap_or(0),
         };
         let added = entry.expire_at != 0;
-        if let Some(old) = self.shard.dict.insert(key, entry) {
-            if old.expire_at != 0 {
-                self.shard.volatile -= 1;
-            }
+        if let Some(old) = self.shard.dict.insert(key, entry)
+            && old.expire_at != 0
+        {
+            self.shard.volatile -= 1;
         }
         if added {
             self.shard.volatile += 1;

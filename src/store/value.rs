@@ -71,10 +71,10 @@ impl Kind {
 
 impl Str {
     pub fn from_bytes(data: &[u8]) -> Str {
-        if data.len() <= 20 {
-            if let Some(n) = parse_i64(data) {
-                return Str::Int(n);
-            }
+        if data.len() <= 20
+            && let Some(n) = parse_i64(data)
+        {
+            return Str::Int(n);
         }
         if data.len() <= EMBSTR_MAX {
             Str::Emb(data.into())
@@ -90,6 +90,10 @@ impl Str {
             Str::Emb(b) => b,
             Str::Raw(v) => v,
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn len(&self) -> usize {

@@ -27,13 +27,19 @@ pub fn now_us() -> u64 {
 /// A small, fast, non-cryptographic generator (wyrand) for sampling keys.
 pub struct Rng(u64);
 
+impl Default for Rng {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Rng {
     pub fn new() -> Rng {
         use std::hash::BuildHasher;
         Rng(foldhash::fast::RandomState::default().hash_one(now_us()))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
         let t = (self.0 as u128).wrapping_mul((self.0 ^ 0xe703_7ed1_a0b4_28db) as u128);
         ((t >> 64) as u64) ^ (t as u64)

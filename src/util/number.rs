@@ -83,7 +83,7 @@ pub fn format_double(value: f64) -> String {
     let sci = format!("{:.*e}", (PRECISION - 1) as usize, value);
     let (mantissa, exponent) = sci.split_once('e').expect("exponent form");
     let exponent: i32 = exponent.parse().expect("exponent digits");
-    if exponent < -4 || exponent >= PRECISION {
+    if !(-4..PRECISION).contains(&exponent) {
         let mantissa = trim_fraction(mantissa);
         let sign = if exponent < 0 { '-' } else { '+' };
         format!("{mantissa}e{sign}{:02}", exponent.abs())

@@ -1,0 +1,114 @@
+"""The real oxidis binary driven by redis-py (RESP2 and RESP3) and redis-cli, the way tutorials use them."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.path.join(ROOT, "target", "release", "oxidis")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def port():
+    port = free_port()
+    proc = subprocess.Popen([BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    yield port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_strict_redis_json_shared_between_processes(port):
+    r = redis.StrictRedis(host="127.0.0.1", port=port, db=0)
+    r.set("data", json.dumps({"a": 123, "b": 321}))
+    reader = ("import json, redis, sys; r = redis.Redis(host='127.0.0.1', port=int(sys.argv[1]), db=0);"
+              "print(json.loads(r.get('data'))['b'])")
+    out = subprocess.run([sys.executable, "-c", reader, str(port)], capture_output=True, text=True, check=True)
+    assert out.stdout == "321\n"
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_tutorial_basics(port, protocol):
+    r = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+    assert r.ping() is True
+    assert r.set("Temperature", 25) is True
+    assert r.get("Temperature") == b"25"
+    assert r.incr("Temperature") == 26
+    assert r.get("missing") is None
+    assert r.set("k", "v", nx=True) is True
+    assert r.set("k", "w", nx=True) is None
+    assert r.mget("Temperature", "missing", "k") == [b"26", None, b"v"]
+    assert r.expire("k", 100) is True
+    assert r.ttl("k") == 100
+    assert r.delete("k", "missing") == 1
+    assert r.exists("k") == 0
+    assert r.incrbyfloat("f", 1.5) == 1.5
+    with pytest.raises(redis.ResponseError, match="^value is not an integer or out of range$"):
+        r.incr("f")
+
+
+def test_resp3_hello_map(port):
+    r = redis.Redis(host="127.0.0.1", port=port, protocol=3)
+    hello = r.execute_command("HELLO", 3)
+    assert hello[b"proto"] == 3
+    assert hello[b"server"] == b"redis"
+    assert hello[b"version"] == b"7.0.15"
+    assert r.client_id() == hello[b"id"]
+
+
+def test_client_list_and_info_parse(port):
+    r = redis.Redis(host="127.0.0.1", port=port, client_name="dashboard")
+    clients = r.client_list()
+    assert [c["name"] for c in clients] == ["dashboard"]
+    info = r.info()
+    assert info["redis_version"] == "7.0.15"
+    assert info["connected_clients"] == 1
+    r.set("a", 1)
+    assert r.info("keyspace") == {"db0": {"keys": 1, "expires": 0, "avg_ttl": 0}}
+
+
+def test_pipeline_and_scan_iter(port):
+    r = redis.Redis(host="127.0.0.1", port=port)
+    with r.pipeline(transaction=False) as pipe:
+        for i in range(500):
+            pipe.set(f"sensor:{i}", i)
+        assert pipe.execute() == [True] * 500
+    assert sorted(r.scan_iter(match="sensor:4??", count=50)) == sorted(f"sensor:{i}".encode() for i in range(400, 500))
+
+
+def cli(port, *args, resp3=False):
+    cmd = ["redis-cli", "-p", str(port)] + (["-3"] if resp3 else []) + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def test_redis_cli(port):
+    assert cli(port, "ping") == "PONG\n"
+    assert cli(port, "set", "k", "v") == "OK\n"
+    assert cli(port, "get", "k") == "v\n"
+    assert cli(port, "get", "nothing") == "\n"
+    assert cli(port, "incr", "n") == "1\n"
+    # redis-cli prints an error reply followed by an empty line, as against redis-server.
+    assert cli(port, "get") == "ERR wrong number of arguments for 'get' command\n\n"
+    hello = cli(port, "hello", "3", resp3=True).splitlines()
+    assert hello[:3] == ["server redis", "version 7.0.15", "proto 3"]
+    assert hello[4:] == ["mode standalone", "role master", "modules "]
+    assert cli(port, "--no-raw", "get", "nothing", resp3=True) == "(nil)\n"
+    assert cli(port, "--no-raw", "set", "x", "1", resp3=True) == "OK\n"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: unit and integration tests (Rust, redis crate), redis-py and redis-cli tests,
+# and the units of Redis's own Tcl suite listed in tests/redis-suite/units.txt.
+# On a fresh Debian machine it first installs what they need (redis-cli, tclsh, the pinned
+# Python packages); the Tcl suite itself is fetched by tests/redis-suite/run.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v redis-cli >/dev/null || ! command -v tclsh >/dev/null || ! command -v dpkg-source >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q redis-tools tcl dpkg-dev >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt 2>&1 \
+    | grep -v "Running pip as the 'root' user" || true
+cargo build --release --locked
+cargo test --release --locked
+python3 -m pytest -q tests/python
+tests/redis-suite/run.sh
