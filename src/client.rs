@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::commands::CommandTable;
 use crate::protocol::Protocol;
@@ -62,15 +62,15 @@ pub struct ClientHandle {
     pub output_buffer: AtomicUsize,
     /// Set when another client kills this one; the connection task then closes.
     pub killed: AtomicBool,
-    pub kill_signal: Notify,
-    /// Messages pushed to this client by others (MONITOR lines, later pub/sub messages).
+    /// Messages pushed to this client by others (MONITOR lines, later pub/sub messages). An
+    /// empty message only wakes the connection task, to notice `killed`.
     pub push: mpsc::UnboundedSender<Bytes>,
 }
 
 impl ClientHandle {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
-        self.kill_signal.notify_one();
+        let _ = self.push.send(Bytes::new());
     }
 
     pub fn has_flag(&self, flag: u32) -> bool {

@@ -550,7 +550,10 @@ pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
         let mut slowlog = server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
         slowlog.push(args, micros, client.handle.addr.clone(), name, max_len);
     }
-    if !command.has_flag("skip_monitor") && !command.has_flag("admin") {
+    if server.monitors.is_active()
+        && !command.has_flag("skip_monitor")
+        && !command.has_flag("admin")
+    {
         server.monitors.feed(db_before, &client.handle.addr, args);
     }
     finish_reply(client, reply, reply_start);

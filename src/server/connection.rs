@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use super::Server;
 use crate::client::{Client, ClientHandle, NO_COMMAND, ReplyMode};
@@ -45,7 +45,6 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr)
         query_buffer_free: AtomicUsize::new(0),
         output_buffer: AtomicUsize::new(0),
         killed: AtomicBool::new(false),
-        kill_signal: Notify::new(),
         push: push_tx,
     });
     if server.clients.len() >= server.config.int(config::MAXCLIENTS) as usize {
@@ -93,7 +92,6 @@ async fn client_loop(
         }
         tokio::select! {
             biased;
-            _ = handle.kill_signal.notified() => return Ok(()),
             Some(message) = push_rx.recv() => {
                 reply.buf.extend_from_slice(&message);
                 while let Ok(message) = push_rx.try_recv() {

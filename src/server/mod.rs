@@ -158,11 +158,12 @@ impl Monitors {
         self.active.store(!clients.is_empty(), Ordering::Release);
     }
 
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// Sends `+<time> [<db> <peer>] "arg" ...` to every monitor.
     pub fn feed(&self, db: usize, peer: &str, args: &[Bytes]) {
-        if !self.active.load(Ordering::Acquire) {
-            return;
-        }
         let us = now_us();
         let mut line = format!(
             "+{}.{:06} [{} {}]",
