@@ -401,19 +401,6 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "module_list",
-    "errorstats",
-    "cluster",
-    "keyspace",
-];
 const ALL_SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -434,13 +421,17 @@ const ALL_SECTIONS: &[&str] = &[
 pub fn info_text(server: &Server, args: &[Bytes]) -> String {
     let mut wanted: Vec<String> = Vec::new();
     let mut all = false;
+    // The default sections are all but the per-command ones, as in Redis.
+    let defaults = ALL_SECTIONS
+        .iter()
+        .filter(|s| !["commandstats", "latencystats"].contains(s));
     if args.is_empty() {
-        wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
+        wanted.extend(defaults.clone().map(|s| s.to_string()));
     }
     for arg in args {
         let name = String::from_utf8_lossy(arg).to_ascii_lowercase();
         match name.as_str() {
-            "default" => wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string())),
+            "default" => wanted.extend(defaults.clone().map(|s| s.to_string())),
             "all" | "everything" => all = true,
             "modules" => wanted.push("module_list".into()),
             _ => wanted.push(name),

@@ -62,6 +62,20 @@ enum Expiry {
     Persist,
 }
 
+impl Expiry {
+    /// The absolute expiry in Unix milliseconds this option asks for, if any.
+    fn deadline(&self, ctx: &Ctx, now: u64) -> Result<Option<i64>, Error> {
+        match self {
+            Expiry::At {
+                arg,
+                millis,
+                absolute,
+            } => expire_millis(ctx, arg, *millis, *absolute, now).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
 struct SetOptions {
     nx: bool,
     xx: bool,
@@ -165,14 +179,7 @@ fn set_generic(
 ) -> CmdResult {
     let db = ctx.db();
     let mut locked = db.lock(key);
-    let expire_at = match &o.expiry {
-        Expiry::At {
-            arg,
-            millis,
-            absolute,
-        } => Some(expire_millis(ctx, arg, *millis, *absolute, locked.now)?),
-        _ => None,
-    };
+    let expire_at = o.expiry.deadline(ctx, locked.now)?;
     let found = match locked.get(key) {
         Some(entry) => {
             if o.get {
@@ -268,14 +275,7 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let value = value.bytes(&mut itoa::Buffer::new()).to_vec();
-    let expire_at = match &options.expiry {
-        Expiry::At {
-            arg,
-            millis,
-            absolute,
-        } => Some(expire_millis(ctx, arg, *millis, *absolute, locked.now)?),
-        _ => None,
-    };
+    let expire_at = options.expiry.deadline(ctx, locked.now)?;
     ctx.reply.bulk(&value);
     match (expire_at, &options.expiry) {
         (Some(at), _) if at <= locked.now as i64 => {
