@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::blocking::BlockRequest;
 use crate::commands::CommandTable;
 use crate::protocol::Protocol;
 use crate::util::now_ms;
@@ -32,6 +33,61 @@ pub struct Client {
     /// Set by QUIT (and on protocol errors): write pending replies, then disconnect.
     pub close_after_reply: bool,
     pub handle: Arc<ClientHandle>,
+    /// Blocking commands answer "nothing" at once instead of waiting (inside EXEC).
+    pub deny_blocking: bool,
+    /// Set by a blocking command that found nothing: what to wait for.
+    pub wants_block: Option<BlockRequest>,
+    /// While a blocked client is being served: the key that got data. Blocking commands then
+    /// look at that key only, as Redis serves from the key that became ready.
+    pub ready_key: Option<Bytes>,
+    /// The end of a wait this client is in, once registered.
+    pub blocked: Option<Blocked>,
+    /// Commands queued since MULTI.
+    pub multi: Option<Multi>,
+    pub watch: Watch,
+}
+
+/// A registered wait: how the connection learns it ended, and its deadline (0: none).
+pub struct Blocked {
+    pub wake: tokio::sync::oneshot::Receiver<crate::blocking::Wake>,
+    pub deadline_ms: u64,
+}
+
+/// A transaction being queued.
+#[derive(Default)]
+pub struct Multi {
+    pub queued: Vec<Vec<Bytes>>,
+    /// A command was refused while queuing: EXEC fails with EXECABORT.
+    pub aborted: bool,
+}
+
+/// The keys this client WATCHes, and the flag the keyspace raises when one changes.
+#[derive(Default)]
+pub struct Watch {
+    /// Database, key, and whether the key was already expired when watched.
+    pub keys: Vec<(usize, Bytes, bool)>,
+    pub dirty: Arc<AtomicBool>,
+}
+
+impl Client {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
+        Client {
+            id: handle.id,
+            db: 0,
+            protocol: Protocol::Resp2,
+            authenticated,
+            user: "default".into(),
+            reply_mode: ReplyMode::On,
+            close_after_reply: false,
+            handle,
+            deny_blocking: false,
+            wants_block: None,
+            ready_key: None,
+            blocked: None,
+            multi: None,
+            watch: Watch::default(),
+        }
+    }
 }
 
 /// Client flags shown in CLIENT LIST.

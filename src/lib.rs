@@ -1,6 +1,7 @@
 //! Oxidis: a Redis-compatible in-memory server.
 
 pub mod alloc;
+pub mod blocking;
 pub mod client;
 pub mod commands;
 pub mod config;

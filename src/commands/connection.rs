@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, SYNTAX, reply_help};
+use crate::blocking::Wake;
 use crate::client::{FLAG_NO_EVICT, FLAG_NO_TOUCH, ReplyMode};
 use crate::config;
 use crate::protocol::Protocol;
@@ -169,6 +170,7 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
         client.handle.set_flag(crate::client::FLAG_MONITOR, false);
         ctx.server.monitors.remove(client.id);
     }
+    super::transactions::discard_transaction(ctx.server, client);
     ctx.reply.protocol = Protocol::Resp2;
     ctx.reply.simple("RESET");
     Ok(())
@@ -295,6 +297,24 @@ pub fn client_info(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     let mut line = ctx.client.handle.describe(&ctx.server.commands);
     line.push('\n');
     ctx.reply.verbatim("txt", line.as_bytes());
+    Ok(())
+}
+
+pub fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let wake = match args.get(3) {
+        None => Wake::Timeout,
+        Some(reason) if eq_ignore_case(reason, "timeout") => Wake::Timeout,
+        Some(reason) if eq_ignore_case(reason, "error") => Wake::Error,
+        Some(_) => return Err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into()),
+    };
+    if args.len() > 4 {
+        return Err(SYNTAX.into());
+    }
+    let id = parse_i64(&args[2]).ok_or(Error::from(super::NOT_INTEGER))?;
+    // Runs with the gate held exclusively (its table row), so no serve is under way.
+    let unblocked = u64::try_from(id)
+        .is_ok_and(|id| ctx.server.store.notifier.blocking.finish(id, wake));
+    ctx.reply.int(unblocked as i64);
     Ok(())
 }
 

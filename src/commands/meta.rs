@@ -125,12 +125,31 @@ pub const CATEGORY_NAMES: &[&str] = &[
     "scripting",
 ];
 
-pub fn flag_bit(name: &str) -> u32 {
-    let index = FLAG_NAMES
-        .iter()
-        .position(|f| *f == name)
-        .unwrap_or_else(|| panic!("unknown flag {name}"));
-    1 << index
+/// The bit of a flag in `Command::flags`; usable in constants.
+pub const fn flag_bit(name: &str) -> u32 {
+    let mut index = 0;
+    while index < FLAG_NAMES.len() {
+        if const_str_eq(FLAG_NAMES[index], name) {
+            return 1 << index;
+        }
+        index += 1;
+    }
+    panic!("unknown flag")
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 pub fn category_bit(name: &str) -> u32 {

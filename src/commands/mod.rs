@@ -11,6 +11,8 @@ mod server;
 mod spec;
 mod spec_extra;
 mod strings;
+mod transactions;
+mod lists;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -18,11 +20,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::client::Client;
+use crate::blocking::{BlockRequest, Wake};
+use crate::client::{Blocked, Client};
 use crate::protocol::Reply;
 use crate::server::Server;
 use crate::store::{Class, Db};
 use meta::{CommandSpec, flag_bit};
+
+const WRITE: u32 = flag_bit("write");
+const ADMIN: u32 = flag_bit("admin");
+const NO_AUTH: u32 = flag_bit("no_auth");
+const NO_MULTI: u32 = flag_bit("no_multi");
+const SKIP_MONITOR: u32 = flag_bit("skip_monitor");
+const SKIP_SLOWLOG: u32 = flag_bit("skip_slowlog");
 
 /// An error reply, with its code (`ERR`, `WRONGTYPE` ...) as Redis writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +84,12 @@ impl<'a> Ctx<'a> {
             .modified(self.client.db, key, class, event);
     }
 
+    /// Asks to wait until one of `keys` gets data (0: no deadline). The caller has found
+    /// nothing to serve and checked `client.deny_blocking`.
+    pub fn block(&mut self, keys: Vec<Bytes>, deadline_ms: u64) {
+        self.client.wants_block = Some(BlockRequest { keys, deadline_ms });
+    }
+
     /// The command's name as errors quote it.
     pub fn name(&self) -> &str {
         &self.command.name
@@ -90,6 +106,19 @@ pub enum Access {
     Exclusive,
 }
 
+/// How a command behaves while its client is in MULTI.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TxRole {
+    Queued,
+    /// Runs at once: it steers the transaction or the connection.
+    Immediate,
+    /// EXEC: a refusal to run it discards the transaction.
+    Exec,
+}
+
+/// Commands that run at once inside MULTI, as Redis's `processCommand` lists them.
+const RUN_INSIDE_MULTI: &[&str] = &["discard", "multi", "watch", "quit", "reset"];
+
 pub struct Command {
     /// Position in the table, counting subcommands (see `CommandTable::name_of`).
     pub id: usize,
@@ -102,6 +131,7 @@ pub struct Command {
     pub movable_keys: bool,
     handler: Option<Handler>,
     access: Access,
+    pub tx: TxRole,
     pub subcommands: Vec<Command>,
     pub calls: AtomicU64,
     pub usec: AtomicU64,
@@ -186,6 +216,35 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("substr", ByKeys, strings::getrange),
         ("getbit", ByKeys, strings::getbit),
         ("setbit", ByKeys, strings::setbit),
+        // lists
+        ("blmove", Exclusive, lists::blmove),
+        ("blmpop", Exclusive, lists::blmpop),
+        ("blpop", Exclusive, lists::blpop),
+        ("brpop", Exclusive, lists::brpop),
+        ("brpoplpush", Exclusive, lists::brpoplpush),
+        ("lindex", ByKeys, lists::lindex),
+        ("linsert", ByKeys, lists::linsert),
+        ("llen", ByKeys, lists::llen),
+        ("lmove", ByKeys, lists::lmove),
+        ("lmpop", ByKeys, lists::lmpop),
+        ("lpop", ByKeys, lists::lpop),
+        ("lpos", ByKeys, lists::lpos),
+        ("lpush", ByKeys, lists::lpush),
+        ("lpushx", ByKeys, lists::lpushx),
+        ("lrange", ByKeys, lists::lrange),
+        ("lrem", ByKeys, lists::lrem),
+        ("lset", ByKeys, lists::lset),
+        ("ltrim", ByKeys, lists::ltrim),
+        ("rpop", ByKeys, lists::rpop),
+        ("rpoplpush", ByKeys, lists::rpoplpush),
+        ("rpush", ByKeys, lists::rpush),
+        ("rpushx", ByKeys, lists::rpushx),
+        // transactions
+        ("discard", ByKeys, transactions::discard),
+        ("exec", Exclusive, transactions::exec),
+        ("multi", ByKeys, transactions::multi),
+        ("unwatch", ByKeys, transactions::unwatch),
+        ("watch", ByKeys, transactions::watch),
         // keys
         ("copy", ByKeys, keys::copy),
         ("del", ByKeys, keys::del),
@@ -227,6 +286,7 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("client|reply", ByKeys, connection::client_reply),
         ("client|setinfo", ByKeys, connection::client_setinfo),
         ("client|setname", ByKeys, connection::client_setname),
+        ("client|unblock", Exclusive, connection::client_unblock),
         ("client|unpause", ByKeys, connection::client_unpause),
         ("echo", ByKeys, connection::echo),
         ("hello", ByKeys, connection::hello),
@@ -305,6 +365,13 @@ impl CommandTable {
                 movable_keys,
                 handler,
                 access,
+                tx: if name == "exec" {
+                    TxRole::Exec
+                } else if RUN_INSIDE_MULTI.contains(&name) {
+                    TxRole::Immediate
+                } else {
+                    TxRole::Queued
+                },
                 subcommands: Vec::new(),
                 calls: AtomicU64::new(0),
                 usec: AtomicU64::new(0),
@@ -481,33 +548,104 @@ pub fn printable(arg: &[u8], max: usize) -> String {
 }
 
 /// Runs one request for `client` and writes its reply: command lookup, arity and
-/// authentication checks, the keyspace gate, statistics, slow log and MONITOR feed.
+/// authentication checks, MULTI queuing, the keyspace gate, blocking, and serving clients
+/// blocked on keys this command filled.
 pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
     let reply_start = reply.buf.len();
-    let command = match server.commands.resolve(args) {
+    let command = match check(server, client, args) {
         Ok(command) => command,
-        Err(message) => {
-            reject(server, reply, None, &message);
+        Err((command, message)) => {
+            if let Some(multi) = &mut client.multi {
+                multi.aborted = true;
+            }
+            if let Some(command) = command {
+                command.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            let message = match command {
+                Some(c) if c.tx == TxRole::Exec => {
+                    transactions::discard_transaction(server, client);
+                    format!("EXECABORT Transaction discarded because of: {message}")
+                }
+                _ => message,
+            };
+            reply.error(&message);
+            server.stats.count_error(&message);
             return finish_reply(client, reply, reply_start);
         }
     };
+    if let Some(multi) = &mut client.multi
+        && command.tx == TxRole::Queued
+    {
+        multi.queued.push(args.to_vec());
+        reply.simple("QUEUED");
+        return finish_reply(client, reply, reply_start);
+    }
+    {
+        let _gate = (!command.spec.key_specs.is_empty() || command.access == Access::Exclusive)
+            .then(|| {
+                server
+                    .store
+                    .enter_for(command.exclusive(args), command.flags & WRITE != 0)
+            });
+        call(server, client, reply, command, args);
+        if let Some(request) = client.wants_block.take() {
+            let wake = server.store.notifier.blocking.block(
+                client.id,
+                client.db,
+                request.keys,
+                args.to_vec(),
+                client.protocol,
+                client.handle.clone(),
+            );
+            client.blocked = Some(Blocked {
+                wake,
+                deadline_ms: request.deadline_ms,
+            });
+        }
+        if server.store.notifier.blocking.has_ready() {
+            serve_blocked(server);
+        }
+    }
+    finish_reply(client, reply, reply_start);
+}
+
+/// The checks Redis makes before running or queuing a command; on failure, the command (if
+/// known) and the error.
+fn check<'s>(
+    server: &'s Server,
+    client: &Client,
+    args: &[Bytes],
+) -> Result<&'s Command, (Option<&'s Command>, String)> {
+    let command = server.commands.resolve(args).map_err(|m| (None, m))?;
     if !command.arity_ok(args.len()) {
         let message = format!(
             "ERR wrong number of arguments for '{}' command",
             command.name
         );
-        reject(server, reply, Some(command), &message);
-        return finish_reply(client, reply, reply_start);
+        return Err((Some(command), message));
     }
-    if !client.authenticated && !command.has_flag("no_auth") {
-        reject(
-            server,
-            reply,
+    if !client.authenticated && command.flags & NO_AUTH == 0 {
+        return Err((Some(command), "NOAUTH Authentication required.".into()));
+    }
+    if client.multi.is_some() && command.flags & NO_MULTI != 0 {
+        return Err((
             Some(command),
-            "NOAUTH Authentication required.",
-        );
-        return finish_reply(client, reply, reply_start);
+            "ERR Command not allowed inside a transaction".into(),
+        ));
     }
+    Ok(command)
+}
+
+/// Runs a command queued by MULTI, inside EXEC (which holds the gate).
+fn call_queued(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
+    match server.commands.resolve(args) {
+        Ok(command) => call(server, client, reply, command, args),
+        Err(message) => reply.error(&message),
+    }
+}
+
+/// Runs a checked command and does its bookkeeping: statistics, slow log, MONITOR feed.
+fn call(server: &Server, client: &mut Client, reply: &mut Reply, command: &Command, args: &[Bytes]) {
     client
         .handle
         .last_command
@@ -515,8 +653,6 @@ pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
     let db_before = client.db;
     let started = std::time::Instant::now();
     let result = {
-        let _gate = (!command.spec.key_specs.is_empty() || command.access == Access::Exclusive)
-            .then(|| server.store.enter(command.exclusive(args)));
         let mut ctx = Ctx {
             server,
             client: &mut *client,
@@ -538,7 +674,7 @@ pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
     let slower_than = server.config.int(crate::config::SLOWLOG_LOG_SLOWER_THAN);
-    if slower_than >= 0 && micros >= slower_than as u64 && !command.has_flag("skip_slowlog") {
+    if slower_than >= 0 && micros >= slower_than as u64 && command.flags & SKIP_SLOWLOG == 0 {
         let name = client
             .handle
             .name
@@ -550,21 +686,51 @@ pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
         let mut slowlog = server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
         slowlog.push(args, micros, client.handle.addr.clone(), name, max_len);
     }
-    if server.monitors.is_active()
-        && !command.has_flag("skip_monitor")
-        && !command.has_flag("admin")
-    {
+    if server.monitors.is_active() && command.flags & (SKIP_MONITOR | ADMIN) == 0 {
         server.monitors.feed(db_before, &client.handle.addr, args);
     }
-    finish_reply(client, reply, reply_start);
 }
 
-fn reject(server: &Server, reply: &mut Reply, command: Option<&Command>, message: &str) {
-    reply.error(message);
-    server.stats.count_error(message);
-    if let Some(command) = command {
-        command.rejected.fetch_add(1, Ordering::Relaxed);
+/// Serves clients blocked on keys that received data, oldest first, by running each one's
+/// command again on its behalf. The caller holds the gate exclusively (see `crate::blocking`).
+fn serve_blocked(server: &Server) {
+    let blocking = &server.store.notifier.blocking;
+    while let Some(key) = blocking.next_ready() {
+        while let Some((id, waiter)) = blocking.oldest_waiter(&key) {
+            let Ok(command) = server.commands.resolve(&waiter.args) else {
+                break;
+            };
+            let mut proxy = Client::new(waiter.handle, true);
+            proxy.db = waiter.db;
+            proxy.protocol = waiter.protocol;
+            proxy.ready_key = Some(key.1.clone());
+            let mut reply = Reply::new(waiter.protocol);
+            let result = {
+                let mut ctx = Ctx {
+                    server,
+                    client: &mut proxy,
+                    reply: &mut reply,
+                    command,
+                };
+                command.run(&mut ctx, &waiter.args)
+            };
+            // Asking to block again means the key has nothing left for anyone.
+            if proxy.wants_block.is_some() {
+                break;
+            }
+            if let Err(Error(message)) = result {
+                reply.error(&message);
+                server.stats.count_error(&message);
+            }
+            command.calls.fetch_add(1, Ordering::Relaxed);
+            blocking.finish(id, Wake::Reply(reply.buf));
+        }
     }
+}
+
+/// Drops what the keyspace keeps for a client that disconnected: its watches.
+pub fn forget_client(server: &Server, client: &mut Client) {
+    transactions::unwatch_all(server, client);
 }
 
 /// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote.

@@ -11,7 +11,7 @@ use crate::alloc;
 use crate::client::FLAG_MONITOR;
 use crate::config;
 use crate::server::{OXIDIS_VERSION, REDIS_VERSION, Server};
-use crate::store::{Class, Str, Value};
+use crate::store::Value;
 use crate::util::{eq_ignore_case, now_ms, now_us, parse_f64, parse_i64};
 
 pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
@@ -31,19 +31,30 @@ fn flush_mode(args: &[Bytes]) -> Result<bool, Error> {
 
 fn flush_dbs(ctx: &Ctx, indexes: impl Iterator<Item = usize>, async_free: bool) {
     let mut garbage = Vec::new();
+    let notifier = &ctx.server.store.notifier;
     for index in indexes {
-        let db = ctx.server.store.db(index);
-        let old = db.take_all();
-        if old.iter().any(|d| !d.is_empty()) {
-            ctx.server
-                .store
-                .notifier
-                .modified(index, b"", Class::Generic, "flushdb");
-        }
+        touch_watched_existing(ctx, index, &[index]);
+        let old = ctx.server.store.db(index).take_all();
+        let removed: usize = old.iter().map(|d| d.len()).sum();
+        notifier.dirty.fetch_add(removed as u64, Ordering::Relaxed);
         garbage.extend(old);
     }
     if async_free {
         std::thread::spawn(move || drop(garbage));
+    }
+}
+
+/// Redis's `touchAllWatchedKeysInDb`: WATCHers of keys in `db` that exist in any of `dbs`
+/// (the database being emptied or replaced, and its replacement) see a change.
+fn touch_watched_existing(ctx: &Ctx, db: usize, dbs: &[usize]) {
+    let notifier = &ctx.server.store.notifier;
+    for key in notifier.watches.watched_in(db) {
+        let exists = dbs
+            .iter()
+            .any(|&i| ctx.server.store.db(i).lock(&key).contains(&key));
+        if exists {
+            notifier.watches.touch(db, &key, false);
+        }
     }
 }
 
@@ -80,7 +91,12 @@ pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let a = parse(&args[1], "ERR invalid first DB index")?;
     let b = parse(&args[2], "ERR invalid second DB index")?;
     if a != b {
+        touch_watched_existing(ctx, a, &[a, b]);
+        touch_watched_existing(ctx, b, &[a, b]);
         ctx.server.store.db(a).swap_with(ctx.server.store.db(b));
+        for index in [a, b] {
+            ctx.server.store.notifier.blocking.signal_db(index);
+        }
     }
     ctx.reply.ok();
     Ok(())
@@ -123,11 +139,7 @@ pub fn memory_usage(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match locked.get(key) {
         Some(entry) => {
             // Key bytes, value bytes and the per-entry node, as allocated.
-            let value = match &entry.value {
-                Value::Str(Str::Int(_)) => 0,
-                Value::Str(Str::Emb(b)) => b.len(),
-                Value::Str(Str::Raw(v)) => v.capacity(),
-            };
+            let value = entry.value.allocated();
             let node = std::mem::size_of::<crate::store::Entry>() + 16 + 8;
             ctx.reply.int((key.len() + value + node) as i64);
         }
@@ -278,6 +290,17 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx.reply.ok();
     } else if eq_ignore_case(sub, "object") && argc == 3 {
         debug_object(ctx, &args[2])?;
+    } else if eq_ignore_case(sub, "quicklist-packed-threshold") && argc == 3 {
+        let size = std::str::from_utf8(&args[2])
+            .ok()
+            .and_then(config::parse_memory)
+            .filter(|&n| n >= 0 && n <= (1 << 32) - (1 << 20))
+            .ok_or(Error::from(
+                "ERR argument must be a memory value bigger than 1 and smaller than 4gb",
+            ))?;
+        let size = if size == 0 { 1 << 30 } else { size as u64 };
+        crate::store::list::PACKED_THRESHOLD.store(size, Ordering::Relaxed);
+        ctx.reply.ok();
     } else if eq_ignore_case(sub, "protocol") && argc == 3 {
         debug_protocol(ctx, &args[2])?;
     } else if eq_ignore_case(sub, "log") && argc == 3 {
@@ -331,6 +354,7 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {
     let value = &entry.value;
     let length = match value {
         Value::Str(s) => s.len(),
+        Value::List(_) => value.allocated(),
     };
     let line = format!(
         "Value at:{:p} refcount:{} encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
@@ -500,10 +524,11 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
             let _ = write!(
                 w,
                 "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\n\
-                 client_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\n\
+                 client_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\n\
                  tracking_clients:0\r\nclients_in_timeout_table:0\r\n",
                 server.clients.len(),
                 server.config.int(config::MAXCLIENTS),
+                server.store.notifier.blocking.waiting(),
             );
         }
         "memory" => {

@@ -722,12 +722,12 @@ pub fn setbit(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let byte = offset >> 3;
     let raw = match string_mut(&mut locked, key)? {
         Some(s) => s.make_raw(),
-        None => match &mut locked
+        None => locked
             .insert_new(key, Value::Str(Str::Raw(Vec::new())))
             .value
-        {
-            Value::Str(s) => s.make_raw(),
-        },
+            .as_str_mut()
+            .expect("just inserted a string")
+            .make_raw(),
     };
     if raw.len() <= byte {
         raw.resize(byte + 1, 0);

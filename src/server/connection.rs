@@ -13,10 +13,11 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::Server;
-use crate::client::{Client, ClientHandle, NO_COMMAND, ReplyMode};
+use crate::blocking::Wake;
+use crate::client::{Blocked, Client, ClientHandle, NO_COMMAND};
 use crate::commands;
 use crate::config;
-use crate::protocol::{Limits, Protocol, Reply, RequestParser};
+use crate::protocol::{Limits, Reply, RequestParser};
 use crate::util::now_ms;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -58,19 +59,14 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr)
         return;
     }
     server.clients.add(handle.clone());
-    let mut client = Client {
-        id: handle.id,
-        db: 0,
-        protocol: Protocol::Resp2,
-        authenticated: server.config.text(config::REQUIREPASS).is_empty(),
-        user: "default".into(),
-        reply_mode: ReplyMode::On,
-        close_after_reply: false,
-        handle: handle.clone(),
-    };
+    let mut client = Client::new(
+        handle.clone(),
+        server.config.text(config::REQUIREPASS).is_empty(),
+    );
     if let Err(e) = client_loop(&server, &mut stream, &mut client, &mut push_rx).await {
         tracing::debug!("Client id={} closed: {e}", client.id);
     }
+    crate::commands::forget_client(&server, &mut client);
     server.monitors.remove(client.id);
     server.clients.remove(client.id);
 }
@@ -122,6 +118,12 @@ async fn client_loop(
                     wait_if_paused(server, &args, stream, &mut reply).await?;
                     commands::execute(server, client, &mut reply, &args);
                     args.clear();
+                    if let Some(blocked) = client.blocked.take() {
+                        reply.protocol = client.protocol;
+                        flush(server, stream, &mut reply).await?;
+                        wait_blocked(server, stream, client, blocked, &mut buf, push_rx, &mut reply)
+                            .await?;
+                    }
                     if client.close_after_reply {
                         break;
                     }
@@ -175,6 +177,69 @@ async fn flush(server: &Server, stream: &mut TcpStream, reply: &mut Reply) -> st
         reply.buf.clear();
     }
     Ok(())
+}
+
+/// Waits for a blocking command to be served, time out, or be unblocked, and writes its reply.
+/// Meanwhile the socket is still read, so pipelined commands queue up and a disconnect ends
+/// the wait; pushed messages (MONITOR) are still delivered.
+async fn wait_blocked(
+    server: &Server,
+    stream: &mut TcpStream,
+    client: &mut Client,
+    mut blocked: Blocked,
+    buf: &mut BytesMut,
+    push_rx: &mut mpsc::UnboundedReceiver<Bytes>,
+    reply: &mut Reply,
+) -> std::io::Result<()> {
+    let blocking = &server.store.notifier.blocking;
+    // Leaving the registry under the shared gate cannot overlap a serve (see crate::blocking).
+    let cancel = |wake: Wake| {
+        let _gate = server.store.enter(false);
+        blocking.finish(client.id, wake);
+    };
+    let timeout = async {
+        match blocked.deadline_ms {
+            0 => std::future::pending().await,
+            deadline => {
+                let wait = deadline.saturating_sub(now_ms());
+                tokio::time::sleep(Duration::from_millis(wait)).await
+            }
+        }
+    };
+    tokio::pin!(timeout);
+    let mut timed_out = false;
+    loop {
+        tokio::select! {
+            wake = &mut blocked.wake => {
+                match wake {
+                    Ok(Wake::Reply(bytes)) => reply.buf.extend_from_slice(&bytes),
+                    Ok(Wake::Timeout) | Err(_) => reply.null_array(),
+                    Ok(Wake::Error) => reply.error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+                }
+                return Ok(());
+            }
+            _ = &mut timeout, if !timed_out => {
+                timed_out = true;
+                cancel(Wake::Timeout);
+            }
+            read = stream.read_buf(buf) => {
+                let n = read?;
+                if n == 0 {
+                    cancel(Wake::Timeout);
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Some(message) = push_rx.recv() => {
+                if client.handle.killed.load(Ordering::Relaxed) {
+                    cancel(Wake::Timeout);
+                    return Err(std::io::ErrorKind::ConnectionAborted.into());
+                }
+                reply.buf.extend_from_slice(&message);
+                flush(server, stream, reply).await?;
+            }
+        }
+    }
 }
 
 /// CLIENT PAUSE: holds this client's next command until the pause ends, after sending the

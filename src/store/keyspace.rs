@@ -252,6 +252,14 @@ impl Locked<'_> {
         self.shard.dict.get_mut(key)
     }
 
+    /// Whether `key` is present but past its expiry, without deleting it (WATCH needs this).
+    pub fn is_expired(&self, key: &[u8]) -> bool {
+        self.shard
+            .dict
+            .get(key)
+            .is_some_and(|entry| entry.is_expired(self.now))
+    }
+
     pub fn contains(&mut self, key: &[u8]) -> bool {
         self.get(key).is_some()
     }

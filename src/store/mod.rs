@@ -2,13 +2,16 @@
 
 pub mod dict;
 pub mod keyspace;
+pub mod list;
 pub mod notify;
 pub mod value;
+pub mod watch;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use keyspace::{Db, Entry, Locked};
 pub use notify::{Class, Notifier};
+pub use list::{End, Fill, List};
 pub use value::{Kind, Str, Value};
 
 pub struct Store {
@@ -44,6 +47,23 @@ impl Store {
 
     pub fn dbs(&self) -> &[Db] {
         &self.dbs
+    }
+
+    /// Takes the gate for a command. `write` commands run alone while any client is blocked on
+    /// a key, so that data they add reaches the waiters before anyone else can see it (see
+    /// `crate::blocking`). Waiters only register under the exclusive gate, so the count read
+    /// under the shared gate cannot grow before it is released.
+    pub fn enter_for(&self, exclusive: bool, write: bool) -> Gate<'_> {
+        let waiting = || write && self.notifier.blocking.waiting() > 0;
+        if exclusive || waiting() {
+            return self.enter(true);
+        }
+        let gate = self.enter(false);
+        if waiting() {
+            drop(gate);
+            return self.enter(true);
+        }
+        gate
     }
 
     pub fn enter(&self, exclusive: bool) -> Gate<'_> {

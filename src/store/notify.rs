@@ -1,9 +1,13 @@
 //! The one hook every write goes through. Commands call `modified` after changing a key; the
-//! keyspace calls `expired` when it drops an expired key. This is the only place that will know
-//! about WATCH, blocked clients, keyspace notifications and client-side caching; today it counts
-//! changes (for save points and INFO) and expirations, and keeps the notification classes.
+//! keyspace calls `expired` when it drops an expired key. This is the only place that knows
+//! about WATCH, blocked clients, keyspace notifications and client-side caching: it counts
+//! changes (for save points and INFO), touches watchers, marks keys with blocked clients ready,
+//! and keeps the notification classes.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::watch::Watches;
+use crate::blocking::Blocking;
 
 /// Keyspace event classes, as the letters of `notify-keyspace-events`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,12 +39,19 @@ pub struct Notifier {
     pub expired_keys: AtomicU64,
     /// Parsed `notify-keyspace-events`.
     flags: AtomicU32,
+    pub watches: Watches,
+    pub blocking: Blocking,
 }
 
 impl Notifier {
     /// Signals that `key` in database `db` was modified by an event of `class`.
-    pub fn modified(&self, _db: usize, _key: &[u8], _class: Class, _event: &str) {
+    pub fn modified(&self, db: usize, key: &[u8], _class: Class, event: &str) {
         self.dirty.fetch_add(1, Ordering::Relaxed);
+        let deleted = matches!(event, "del" | "expired" | "evicted");
+        self.watches.touch(db, key, deleted);
+        if !deleted {
+            self.blocking.signal(db, key);
+        }
     }
 
     /// Signals that the keyspace removed `key` because its time to live passed.

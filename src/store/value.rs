@@ -1,5 +1,6 @@
 //! The values a key can hold, with Redis's encodings.
 
+use super::list::List;
 use crate::util::parse_i64;
 
 /// Longest string Redis keeps in the immutable `embstr` encoding.
@@ -8,6 +9,7 @@ const EMBSTR_MAX: usize = 44;
 #[derive(Clone)]
 pub enum Value {
     Str(Str),
+    List(Box<List>),
 }
 
 /// A string value, in the encodings OBJECT ENCODING reports: integers are kept as numbers,
@@ -23,12 +25,14 @@ pub enum Str {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     String,
+    List,
 }
 
 impl Value {
     pub fn kind(&self) -> Kind {
         match self {
             Value::Str(_) => Kind::String,
+            Value::List(_) => Kind::List,
         }
     }
 
@@ -37,12 +41,21 @@ impl Value {
             Value::Str(Str::Int(_)) => "int",
             Value::Str(Str::Emb(_)) => "embstr",
             Value::Str(Str::Raw(_)) => "raw",
+            Value::List(_) => "quicklist",
         }
     }
 
     pub fn as_str_mut(&mut self) -> Option<&mut Str> {
         match self {
             Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_list_mut(&mut self) -> Option<&mut List> {
+        match self {
+            Value::List(list) => Some(list),
+            _ => None,
         }
     }
 
@@ -52,6 +65,16 @@ impl Value {
         match self {
             Value::Str(Str::Int(n)) if (0..10_000).contains(n) => i32::MAX as i64,
             _ => 1,
+        }
+    }
+
+    /// Heap bytes the value holds beyond the entry itself, for MEMORY USAGE.
+    pub fn allocated(&self) -> usize {
+        match self {
+            Value::Str(Str::Int(_)) => 0,
+            Value::Str(Str::Emb(b)) => b.len(),
+            Value::Str(Str::Raw(v)) => v.capacity(),
+            Value::List(list) => list.allocated(),
         }
     }
 
@@ -65,6 +88,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::String => "string",
+            Kind::List => "list",
         }
     }
 }
