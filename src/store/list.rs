@@ -457,7 +457,7 @@ mod tests {
         assert_eq!(list.pop(End::Tail).unwrap(), b"999");
         assert_eq!(list.pop(End::Head).unwrap(), b"-999");
         list.trim(998, 998);
-        assert_eq!(collect(&list), vec![b"0".to_vec(), b"1".to_vec()]);
+        assert_eq!(collect(&list), vec![b"-0".to_vec(), b"0".to_vec()]);
     }
 
     #[test]
