@@ -28,6 +28,7 @@ use crate::store::{Class, Db};
 use meta::{CommandSpec, flag_bit};
 
 const WRITE: u32 = flag_bit("write");
+const DENYOOM: u32 = flag_bit("denyoom");
 const ADMIN: u32 = flag_bit("admin");
 const NO_AUTH: u32 = flag_bit("no_auth");
 const NO_MULTI: u32 = flag_bit("no_multi");
@@ -326,6 +327,7 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("slowlog|help", ByKeys, server::slowlog_help),
         ("slowlog|len", ByKeys, server::slowlog_len),
         ("slowlog|reset", ByKeys, server::slowlog_reset),
+        ("shutdown", ByKeys, server::shutdown),
         ("swapdb", Exclusive, server::swapdb),
         ("time", ByKeys, server::time),
     ]
@@ -633,7 +635,35 @@ fn check<'s>(
             "ERR Command not allowed inside a transaction".into(),
         ));
     }
+    if out_of_memory(server) && needs_memory(server, client, command) {
+        return Err((
+            Some(command),
+            "OOM command not allowed when used memory > 'maxmemory'.".into(),
+        ));
+    }
     Ok(command)
+}
+
+/// Whether `maxmemory` is set and exceeded. Nothing is evicted yet, so every policy behaves
+/// as `noeviction`.
+fn out_of_memory(server: &Server) -> bool {
+    let limit = server.config.int(crate::config::MAXMEMORY);
+    limit > 0 && crate::alloc::allocated() as i64 > limit
+}
+
+/// Which commands Redis refuses when out of memory: those that may grow the dataset, every
+/// command being queued in MULTI, and EXEC of a transaction holding one of the former.
+fn needs_memory(server: &Server, client: &Client, command: &Command) -> bool {
+    match (&client.multi, command.tx) {
+        (Some(multi), TxRole::Exec) => multi.queued.iter().any(|args| {
+            server
+                .commands
+                .resolve(args)
+                .is_ok_and(|c| c.flags & DENYOOM != 0)
+        }),
+        (Some(_), TxRole::Queued) => true,
+        _ => command.flags & DENYOOM != 0,
+    }
 }
 
 /// Runs a command queued by MULTI, inside EXEC (which holds the gate).

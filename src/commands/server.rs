@@ -102,6 +102,32 @@ pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]. Nothing is persisted yet, so every form
+/// exits at once; like Redis, a successful shutdown sends no reply.
+pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (mut save, mut nosave, mut abort) = (false, false, false);
+    for arg in &args[1..] {
+        if eq_ignore_case(arg, "nosave") {
+            nosave = true;
+        } else if eq_ignore_case(arg, "save") {
+            save = true;
+        } else if eq_ignore_case(arg, "abort") {
+            abort = true;
+        } else if !eq_ignore_case(arg, "now") && !eq_ignore_case(arg, "force") {
+            return Err(SYNTAX.into());
+        }
+    }
+    if (save && nosave) || (abort && args.len() > 2) {
+        return Err(SYNTAX.into());
+    }
+    if abort {
+        return Err("ERR No shutdown in progress.".into());
+    }
+    ctx.server.shutdown.notify_one();
+    ctx.client.close_after_reply = true;
+    Ok(())
+}
+
 pub fn time(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     let us = now_us();
     ctx.reply.array(2);
