@@ -312,8 +312,8 @@ pub fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let id = parse_i64(&args[2]).ok_or(Error::from(super::NOT_INTEGER))?;
     // Runs with the gate held exclusively (its table row), so no serve is under way.
-    let unblocked = u64::try_from(id)
-        .is_ok_and(|id| ctx.server.store.notifier.blocking.finish(id, wake));
+    let unblocked =
+        u64::try_from(id).is_ok_and(|id| ctx.server.store.notifier.blocking.finish(id, wake));
     ctx.reply.int(unblocked as i64);
     Ok(())
 }

@@ -223,7 +223,11 @@ pub fn lset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// Converts a Redis start/stop pair to a position and a length within `len` elements.
 fn range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let start = if start < 0 { (len + start).max(0) } else { start };
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
     let stop = if stop < 0 { len + stop } else { stop };
     if start > stop || start >= len {
         return None;
@@ -329,9 +333,11 @@ pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if eq_ignore_case(&args[i], "rank") {
             rank = int_arg(value)?;
             if rank == 0 {
-                return Err("ERR RANK can't be zero: use 1 to start from the first match, 2 from \
+                return Err(
+                    "ERR RANK can't be zero: use 1 to start from the first match, 2 from \
                             the second ... or use negative to start from the end of the list"
-                    .into());
+                        .into(),
+                );
             }
         } else if eq_ignore_case(&args[i], "count") {
             count = Some(range_arg(value, 0, i64::MAX, "ERR COUNT can't be negative")? as usize);
@@ -464,15 +470,15 @@ pub fn brpoplpush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// Pops from the first non-empty list among `keys`: one element as `[key, element]`, or with
 /// `count` (the MPOP forms) `[key, [elements...]]`. Returns false if every list is empty.
-fn pop_first(
-    ctx: &mut Ctx,
-    keys: &[Bytes],
-    end: End,
-    count: Option<usize>,
-) -> Result<bool, Error> {
+fn pop_first(ctx: &mut Ctx, keys: &[Bytes], end: End, count: Option<usize>) -> Result<bool, Error> {
     let db = ctx.db();
     for key in keys {
-        if ctx.client.ready_key.as_ref().is_some_and(|ready| ready != key) {
+        if ctx
+            .client
+            .ready_key
+            .as_ref()
+            .is_some_and(|ready| ready != key)
+        {
             continue;
         }
         let mut locked = db.lock(key);
@@ -518,11 +524,23 @@ fn blocking_pop(
 }
 
 pub fn blpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    blocking_pop(ctx, &args[1..args.len() - 1], End::Head, None, &args[args.len() - 1])
+    blocking_pop(
+        ctx,
+        &args[1..args.len() - 1],
+        End::Head,
+        None,
+        &args[args.len() - 1],
+    )
 }
 
 pub fn brpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    blocking_pop(ctx, &args[1..args.len() - 1], End::Tail, None, &args[args.len() - 1])
+    blocking_pop(
+        ctx,
+        &args[1..args.len() - 1],
+        End::Tail,
+        None,
+        &args[args.len() - 1],
+    )
 }
 
 /// The arguments of LMPOP and BLMPOP from `numkeys` on: keys, end and count.
@@ -541,12 +559,9 @@ fn parse_mpop(args: &[Bytes]) -> Result<(&[Bytes], End, usize), Error> {
     while i < args.len() {
         match args.get(i + 1) {
             Some(value) if count.is_none() && eq_ignore_case(&args[i], "count") => {
-                count = Some(range_arg(
-                    value,
-                    1,
-                    i64::MAX,
-                    "ERR count should be greater than 0",
-                )? as usize);
+                count = Some(
+                    range_arg(value, 1, i64::MAX, "ERR count should be greater than 0")? as usize,
+                );
             }
             _ => return Err(SYNTAX.into()),
         }

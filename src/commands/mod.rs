@@ -6,13 +6,13 @@ mod command;
 mod config;
 mod connection;
 mod keys;
+mod lists;
 pub mod meta;
 mod server;
 mod spec;
 mod spec_extra;
 mod strings;
 mod transactions;
-mod lists;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -675,7 +675,13 @@ fn call_queued(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
 }
 
 /// Runs a checked command and does its bookkeeping: statistics, slow log, MONITOR feed.
-fn call(server: &Server, client: &mut Client, reply: &mut Reply, command: &Command, args: &[Bytes]) {
+fn call(
+    server: &Server,
+    client: &mut Client,
+    reply: &mut Reply,
+    command: &Command,
+    args: &[Bytes],
+) {
     client
         .handle
         .last_command

@@ -320,7 +320,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         let size = std::str::from_utf8(&args[2])
             .ok()
             .and_then(config::parse_memory)
-            .filter(|&n| n >= 0 && n <= (1 << 32) - (1 << 20))
+            .filter(|n| (0..=(1 << 32) - (1 << 20)).contains(n))
             .ok_or(Error::from(
                 "ERR argument must be a memory value bigger than 1 and smaller than 4gb",
             ))?;

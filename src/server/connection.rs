@@ -121,8 +121,10 @@ async fn client_loop(
                     if let Some(blocked) = client.blocked.take() {
                         reply.protocol = client.protocol;
                         flush(server, stream, &mut reply).await?;
-                        wait_blocked(server, stream, client, blocked, &mut buf, push_rx, &mut reply)
-                            .await?;
+                        wait_blocked(
+                            server, stream, client, blocked, &mut buf, push_rx, &mut reply,
+                        )
+                        .await?;
                     }
                     if client.close_after_reply {
                         break;

@@ -300,10 +300,7 @@ impl List {
         } else {
             (self.nodes.len(), 0)
         };
-        self.nodes
-            .range(node..)
-            .flat_map(Node::iter)
-            .skip(offset)
+        self.nodes.range(node..).flat_map(Node::iter).skip(offset)
     }
 
     /// Replaces node `index`, already taken out and holding `old_count` elements, with nodes
@@ -453,7 +450,7 @@ mod tests {
         assert_eq!(list.get(0).unwrap(), b"-999");
         assert_eq!(list.get(1999).unwrap(), b"999");
         assert_eq!(list.iter_from(1000).next().unwrap(), b"0");
-        assert_eq!(list.iter().rev().next().unwrap(), b"999");
+        assert_eq!(list.iter().next_back().unwrap(), b"999");
         assert_eq!(list.pop(End::Tail).unwrap(), b"999");
         assert_eq!(list.pop(End::Head).unwrap(), b"-999");
         list.trim(998, 998);
@@ -466,7 +463,7 @@ mod tests {
         let mut list = List::default();
         list.push(End::Tail, &long, Fill(-2));
         list.push(End::Head, b"a", Fill(-2));
-        assert_eq!(list.iter().rev().next().unwrap(), &long[..]);
+        assert_eq!(list.iter().next_back().unwrap(), &long[..]);
         assert_eq!(list.pop(End::Tail).unwrap(), long);
     }
 

@@ -10,8 +10,8 @@ pub mod watch;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use keyspace::{Db, Entry, Locked};
-pub use notify::{Class, Notifier};
 pub use list::{End, Fill, List};
+pub use notify::{Class, Notifier};
 pub use value::{Kind, Str, Value};
 
 pub struct Store {
