@@ -1,39 +1,10 @@
 """The real oxidis binary driven by redis-py (RESP2 and RESP3) and redis-cli, the way tutorials use them."""
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import redis
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BINARY = os.path.join(ROOT, "target", "release", "oxidis")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def port():
-    port = free_port()
-    proc = subprocess.Popen([BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.02)
-    yield port
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_strict_redis_json_shared_between_processes(port):
