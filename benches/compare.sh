@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 requests=${2:-200000}
-tests=(SET GET INCR MSET)
+tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100})
 pipelines=(1 16)
 cargo build --release --quiet
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -31,37 +31,101 @@ redis_rss=$(rss_kb $redis_pid)
 oxidis_rss=$(rss_kb $oxidis_pid)
 hz=$(getconf CLK_TCK)
 
-# measure PORT PID TEST PIPELINE -> "rps cpu_us_per_request"
+# bench PORT N PIPELINE ARGS... -> requests/s of one redis-benchmark run
+bench() {
+    local port=$1 n=$2 p=$3
+    shift 3
+    taskset -c 1 redis-benchmark -p "$port" -n "$n" -c 50 -P "$p" -q --csv "$@" \
+        | awk -F, 'NR>1 {gsub(/"/,"",$2); print $2; exit}'
+}
+
+# measure TEST PIPELINE PORT PID -> "rps cpu_us_per_request"
 # Pipelined runs send proportionally more requests, so CPU ticks (10 ms) stay a small error.
+# Pops get a list filled beforehand and LRANGE_100 a 600-element list, outside the measurement.
 measure() {
-    local before after rps n=$((requests * $4 / 2 > requests ? requests * $4 / 2 : requests))
-    before=$(cpu_ticks "$2")
-    rps=$(taskset -c 1 redis-benchmark -p "$1" -t "$3" -n "$n" -c 50 -P "$4" -q --csv \
-        | awk -F, 'NR>1 {gsub(/"/,"",$2); print $2; exit}')
-    after=$(cpu_ticks "$2")
+    local t=$1 p=$2 port=$3 pid=$4 before after rps
+    local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
+    local args=(-t "$t")
+    redis-cli -p "$port" del mylist >/dev/null
+    case $t in
+        LPOP|RPOP) bench "$port" "$n" 16 -t lpush >/dev/null ;;
+        LRANGE_100)
+            bench "$port" 600 1 -t lpush >/dev/null
+            args=(lrange mylist 0 99) ;;
+    esac
+    before=$(cpu_ticks "$pid")
+    rps=$(bench "$port" "$n" "$p" "${args[@]}")
+    after=$(cpu_ticks "$pid")
     python3 -c "print($rps, ($after-$before)*1e6/$hz/$n)"
+}
+
+# queue PORT PID -> "items/s cpu_us_per_item": 4 producers RPUSH while 4 consumers BLPOP.
+queue() {
+    local n=$requests before after start end
+    redis-cli -p "$1" del jobs >/dev/null
+    before=$(cpu_ticks "$2")
+    start=$(date +%s.%N)
+    taskset -c 1 redis-benchmark -p "$1" -n "$n" -c 4 -q blpop jobs 0 >/dev/null &
+    local consumers=$!
+    taskset -c 1 redis-benchmark -p "$1" -n "$n" -c 4 -q rpush jobs item >/dev/null
+    wait "$consumers"
+    end=$(date +%s.%N)
+    after=$(cpu_ticks "$2")
+    python3 -c "print($n/($end-$start), ($after-$before)*1e6/$hz/$n)"
+}
+
+# bigpush PORT -> seconds for one RPUSH of 1,000,000 elements, reply included
+bigpush() {
+    python3 - "$1" <<'PY'
+import socket, sys, time
+n = 1_000_000
+parts = [b"*%d\r\n$5\r\nRPUSH\r\n$3\r\nbig\r\n" % (n + 2)]
+parts += [b"$%d\r\n%d\r\n" % (len(str(i)), i) for i in range(n)]
+request = b"".join(parts)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"DEL big\r\n"); s.recv(64)
+start = time.perf_counter()
+s.sendall(request)
+reply = s.recv(64)
+elapsed = time.perf_counter() - start
+assert reply == b":%d\r\n" % n, reply
+print(f"{elapsed:.3f}")
+PY
 }
 median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 csv="benches/results/compare-$stamp.csv"
 echo "test,pipeline,redis_rps,oxidis_rps,rps_ratio,redis_cpu_us_per_req,oxidis_cpu_us_per_req,cpu_ratio" >"$csv"
-printf '%-6s %3s %12s %12s %7s %10s %10s %7s\n' test P redis_rps oxidis_rps ratio redis_us oxidis_us ratio
+printf '%-10s %3s %12s %12s %7s %10s %10s %7s\n' test P redis_rps oxidis_rps ratio redis_us oxidis_us ratio
+# row TEST PIPELINE MEASURE...: runs "MEASURE... PORT PID" on both servers, A B A B, and
+# prints and records the medians.
+row() {
+    local t=$1 p=$2 a b
+    shift 2
+    local r_rps=() r_cpu=() o_rps=() o_cpu=()
+    for _ in $(seq "$rounds"); do
+        read -r a b < <("$@" "$redis_port" "$redis_pid"); r_rps+=("$a"); r_cpu+=("$b")
+        read -r a b < <("$@" "$oxidis_port" "$oxidis_pid"); o_rps+=("$a"); o_cpu+=("$b")
+    done
+    local rr rc orps oc line
+    rr=$(median "${r_rps[@]}"); rc=$(median "${r_cpu[@]}")
+    orps=$(median "${o_rps[@]}"); oc=$(median "${o_cpu[@]}")
+    line=$(python3 -c "print(f'$t,$p,{$rr:.0f},{$orps:.0f},{$orps/$rr:.2f},{$rc:.3f},{$oc:.3f},{$oc/$rc:.2f}')")
+    echo "$line" >>"$csv"
+    IFS=, read -r c1 c2 c3 c4 c5 c6 c7 c8 <<<"$line"
+    printf '%-10s %3s %12s %12s %7s %10s %10s %7s\n' "$c1" "$c2" "$c3" "$c4" "$c5" "$c6" "$c7" "$c8"
+}
+
 for t in "${tests[@]}"; do
     for p in "${pipelines[@]}"; do
-        r_rps=(); r_cpu=(); o_rps=(); o_cpu=()
-        for _ in $(seq "$rounds"); do
-            read -r a b < <(measure "$redis_port" $redis_pid "$t" "$p"); r_rps+=("$a"); r_cpu+=("$b")
-            read -r a b < <(measure "$oxidis_port" $oxidis_pid "$t" "$p"); o_rps+=("$a"); o_cpu+=("$b")
-        done
-        rr=$(median "${r_rps[@]}"); rc=$(median "${r_cpu[@]}")
-        orps=$(median "${o_rps[@]}"); oc=$(median "${o_cpu[@]}")
-        line=$(python3 -c "print(f'$t,$p,{$rr:.0f},{$orps:.0f},{$orps/$rr:.2f},{$rc:.3f},{$oc:.3f},{$oc/$rc:.2f}')")
-        echo "$line" >>"$csv"
-        IFS=, read -r c1 c2 c3 c4 c5 c6 c7 c8 <<<"$line"
-        printf '%-6s %3s %12s %12s %7s %10s %10s %7s\n' "$c1" "$c2" "$c3" "$c4" "$c5" "$c6" "$c7" "$c8"
+        row "$t" "$p" measure "$t" "$p"
     done
 done
+row QUEUE 1 queue
+r_big=$(bigpush "$redis_port"); o_big=$(bigpush "$oxidis_port")
+echo "one RPUSH of 1,000,000 elements: redis ${r_big} s, oxidis ${o_big} s"
+echo "rpush_1m_seconds,,${r_big},${o_big},,,," >>"$csv"
 echo "empty-server RSS: redis ${redis_rss} kB, oxidis ${oxidis_rss} kB, ratio $(python3 -c "print(f'{$oxidis_rss/$redis_rss:.2f}')")"
 echo "rss,,${redis_rss},${oxidis_rss},,,," >>"$csv"
 echo "written to $csv"

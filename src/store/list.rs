@@ -133,9 +133,11 @@ impl Node {
     }
 
     fn push_front(&mut self, value: &[u8]) {
-        let mut entry = Vec::with_capacity(encoded_len(value));
-        write_entry(&mut entry, value);
-        self.data.splice(0..0, entry);
+        let old_len = self.data.len();
+        write_entry(&mut self.data, value);
+        // The entry went to the end; rotate it to the front in one move.
+        let entry_len = self.data.len() - old_len;
+        self.data.rotate_right(entry_len);
         self.count += 1;
     }
 
