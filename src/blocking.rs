@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::client::ClientHandle;
+use crate::client::{ClientHandle, FLAG_BLOCKED};
 use crate::protocol::Protocol;
 
 /// What a blocking command asks for when it finds nothing: the keys to wait on and when to
@@ -91,6 +91,7 @@ impl Blocking {
         handle: Arc<ClientHandle>,
     ) -> oneshot::Receiver<Wake> {
         let (wake, receiver) = oneshot::channel();
+        handle.set_flag(FLAG_BLOCKED, true);
         let mut registry = self.lock();
         for key in &keys {
             let queue = registry.by_key.entry((db, key.clone())).or_default();
@@ -189,6 +190,7 @@ impl Blocking {
             }
         }
         drop(registry);
+        waiter.handle.set_flag(FLAG_BLOCKED, false);
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         // The receiver is gone only if the connection task ended; nothing to deliver then.
         let _ = waiter.wake.send(wake);

@@ -2,12 +2,12 @@
 //! commands; `ClientHandle` is the part other clients see (CLIENT LIST, CLIENT KILL, MONITOR),
 //! kept in the server's registry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::blocking::BlockRequest;
 use crate::commands::CommandTable;
@@ -45,6 +45,27 @@ pub struct Client {
     /// Commands queued since MULTI.
     pub multi: Option<Multi>,
     pub watch: Watch,
+    pub subscriptions: Subscriptions,
+}
+
+/// What this client is subscribed to, mirrored in the pub/sub hub.
+#[derive(Default)]
+pub struct Subscriptions {
+    pub channels: HashSet<Bytes>,
+    /// Patterns in subscription order, as Redis keeps them.
+    pub patterns: Vec<Bytes>,
+    pub shard_channels: HashSet<Bytes>,
+}
+
+impl Subscriptions {
+    /// SUBSCRIBE and PSUBSCRIBE replies count channels and patterns together.
+    pub fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0 && self.shard_channels.is_empty()
+    }
 }
 
 /// A registered wait: how the connection learns it ended, and its deadline (0: none).
@@ -86,6 +107,7 @@ impl Client {
             blocked: None,
             multi: None,
             watch: Watch::default(),
+            subscriptions: Subscriptions::default(),
         }
     }
 }
@@ -95,8 +117,13 @@ pub const FLAG_MONITOR: u32 = 1 << 0;
 pub const FLAG_NO_EVICT: u32 = 1 << 1;
 pub const FLAG_NO_TOUCH: u32 = 1 << 2;
 pub const FLAG_CLOSE_ASAP: u32 = 1 << 3;
+pub const FLAG_BLOCKED: u32 = 1 << 4;
+pub const FLAG_MULTI: u32 = 1 << 5;
 
 pub const NO_COMMAND: usize = usize::MAX;
+
+/// Clients closed for exceeding an output buffer limit, for INFO.
+pub static OUTPUT_LIMIT_DISCONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
 pub struct ClientHandle {
     pub id: u64,
@@ -118,15 +145,108 @@ pub struct ClientHandle {
     pub output_buffer: AtomicUsize,
     /// Set when another client kills this one; the connection task then closes.
     pub killed: AtomicBool,
-    /// Messages pushed to this client by others (MONITOR lines, later pub/sub messages). An
-    /// empty message only wakes the connection task, to notice `killed`.
+    /// Messages pushed to this client by others (MONITOR lines, pub/sub messages), counted in
+    /// `output_buffer` until written. An empty message only wakes the connection task, to
+    /// notice `killed`.
     pub push: mpsc::UnboundedSender<Bytes>,
+    /// Wakes a connection stuck writing to a peer that does not read, when it is killed.
+    pub kill_notify: Notify,
+    /// When the output buffer went over the soft limit (Unix ms), 0 when under it.
+    soft_limit_since_ms: AtomicU64,
+    /// Channel, pattern and shard channel subscription counts, for CLIENT LIST.
+    pub subscriptions: [AtomicUsize; 3],
 }
 
 impl ClientHandle {
+    pub fn new(
+        id: u64,
+        addr: String,
+        laddr: String,
+        fd: i32,
+        push: mpsc::UnboundedSender<Bytes>,
+    ) -> ClientHandle {
+        let now = now_ms();
+        ClientHandle {
+            id,
+            addr,
+            laddr,
+            fd,
+            created_ms: now,
+            last_interaction_ms: AtomicU64::new(now),
+            db: AtomicUsize::new(0),
+            resp: AtomicU8::new(2),
+            flags: AtomicU32::new(0),
+            last_command: AtomicUsize::new(NO_COMMAND),
+            name: Mutex::default(),
+            lib_name: Mutex::default(),
+            lib_ver: Mutex::default(),
+            query_buffer: AtomicUsize::new(0),
+            query_buffer_free: AtomicUsize::new(0),
+            output_buffer: AtomicUsize::new(0),
+            killed: AtomicBool::new(false),
+            push,
+            kill_notify: Notify::new(),
+            soft_limit_since_ms: AtomicU64::new(0),
+            subscriptions: Default::default(),
+        }
+    }
+
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
         let _ = self.push.send(Bytes::new());
+        self.kill_notify.notify_one();
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        if self.resp.load(Ordering::Relaxed) == 3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        }
+    }
+
+    /// Queues a message from another client, enforcing output buffer `limits` (hard bytes,
+    /// soft bytes, soft seconds; 0 disables each) as Redis's `checkClientOutputBufferLimits`:
+    /// a client over the hard limit, or over the soft one for longer than allowed, is closed.
+    pub fn deliver(&self, message: Bytes, [hard, soft, soft_seconds]: [u64; 3]) {
+        if self.killed.load(Ordering::Relaxed) {
+            return;
+        }
+        let pending = (self
+            .output_buffer
+            .fetch_add(message.len(), Ordering::Relaxed)
+            + message.len()) as u64;
+        let over_soft = soft > 0 && pending >= soft;
+        let soft_expired = over_soft && {
+            let now = now_ms();
+            match self.soft_limit_since_ms.load(Ordering::Relaxed) {
+                0 => {
+                    self.soft_limit_since_ms.store(now, Ordering::Relaxed);
+                    false
+                }
+                since => now.saturating_sub(since) > soft_seconds * 1000,
+            }
+        };
+        if !over_soft {
+            self.soft_limit_since_ms.store(0, Ordering::Relaxed);
+        }
+        if (hard > 0 && pending >= hard) || soft_expired {
+            OUTPUT_LIMIT_DISCONNECTIONS.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "Client id={} addr={} scheduled to be closed ASAP for overcoming of output buffer limits.",
+                self.id,
+                self.addr
+            );
+            self.set_flag(FLAG_CLOSE_ASAP, true);
+            self.kill();
+            return;
+        }
+        let _ = self.push.send(message);
+    }
+
+    /// The connection wrote `bytes` of pushed messages to the socket.
+    pub fn delivered(&self, bytes: usize) {
+        self.output_buffer.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     pub fn has_flag(&self, flag: u32) -> bool {
@@ -158,11 +278,24 @@ impl ClientHandle {
         if self.has_flag(FLAG_CLOSE_ASAP) {
             flags.push('A');
         }
+        if self.has_flag(FLAG_BLOCKED) {
+            flags.push('b');
+        }
         if self.has_flag(FLAG_NO_EVICT) {
             flags.push('e');
         }
         if self.has_flag(FLAG_NO_TOUCH) {
             flags.push('T');
+        }
+        if self
+            .subscriptions
+            .iter()
+            .any(|n| n.load(Ordering::Relaxed) > 0)
+        {
+            flags.push('P');
+        }
+        if self.has_flag(FLAG_MULTI) {
+            flags.push('x');
         }
         if flags.is_empty() {
             flags.push('N');
@@ -170,7 +303,7 @@ impl ClientHandle {
         let qbuf = self.query_buffer.load(Ordering::Relaxed);
         let omem = self.output_buffer.load(Ordering::Relaxed);
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 \
              qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r \
              cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
@@ -182,6 +315,9 @@ impl ClientHandle {
             (now.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed))) / 1000,
             flags,
             self.db.load(Ordering::Relaxed),
+            self.subscriptions[0].load(Ordering::Relaxed),
+            self.subscriptions[1].load(Ordering::Relaxed),
+            self.subscriptions[2].load(Ordering::Relaxed),
             qbuf,
             self.query_buffer_free.load(Ordering::Relaxed),
             qbuf + self.query_buffer_free.load(Ordering::Relaxed),

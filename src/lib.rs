@@ -6,6 +6,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod protocol;
+pub mod pubsub;
 pub mod server;
 pub mod store;
 pub mod util;

@@ -125,10 +125,17 @@ fn main() -> ExitCode {
     }
     config.file = file;
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Like Redis, one thread serves every client unless `io-threads` asks for more; then
+    // commands run in parallel and the keyspace's shard locks keep them atomic.
+    let threads = config.int(oxidis::config::IO_THREADS).max(1) as usize;
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("Failed to start the runtime: {e}");

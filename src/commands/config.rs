@@ -80,11 +80,10 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// Settings that other parts of the server cache.
 fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
-    if changed.contains(&config::NOTIFY_KEYSPACE_EVENTS) {
-        let text = ctx.server.config.text(config::NOTIFY_KEYSPACE_EVENTS);
-        if let Some(flags) = crate::store::notify::parse_event_flags(&text) {
-            ctx.server.store.notifier.set_events(flags);
-        }
+    if changed.contains(&config::NOTIFY_KEYSPACE_EVENTS)
+        || changed.contains(&config::CLIENT_OUTPUT_BUFFER_LIMIT)
+    {
+        ctx.server.apply_cached_settings();
     }
 }
 

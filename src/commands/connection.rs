@@ -16,6 +16,16 @@ use crate::util::{eq_ignore_case, now_ms, parse_i64};
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 pub fn ping(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if args.len() > 2 {
+        return Err("ERR wrong number of arguments for 'ping' command".into());
+    }
+    // A RESP2 subscriber can only read arrays, so it gets ["pong", message].
+    if ctx.client.protocol == Protocol::Resp2 && !ctx.client.subscriptions.is_empty() {
+        ctx.reply.array(2);
+        ctx.reply.bulk(b"pong");
+        ctx.reply.bulk(args.get(1).map_or(&b""[..], |m| &m[..]));
+        return Ok(());
+    }
     match args.get(1) {
         None => ctx.reply.simple("PONG"),
         Some(message) if args.len() == 2 => ctx.reply.bulk(message),
@@ -171,6 +181,7 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
         ctx.server.monitors.remove(client.id);
     }
     super::transactions::discard_transaction(ctx.server, client);
+    super::pubsub::unsubscribe_all(ctx.server, client);
     ctx.reply.protocol = Protocol::Resp2;
     ctx.reply.simple("RESET");
     Ok(())

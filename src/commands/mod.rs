@@ -8,6 +8,7 @@ mod connection;
 mod keys;
 mod lists;
 pub mod meta;
+mod pubsub;
 mod server;
 mod spec;
 mod spec_extra;
@@ -120,6 +121,19 @@ pub enum TxRole {
 /// Commands that run at once inside MULTI, as Redis's `processCommand` lists them.
 const RUN_INSIDE_MULTI: &[&str] = &["discard", "multi", "watch", "quit", "reset"];
 
+/// The only commands a RESP2 client may send while subscribed.
+const ALLOWED_WHILE_SUBSCRIBED: &[&str] = &[
+    "subscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "sunsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
+
 pub struct Command {
     /// Position in the table, counting subcommands (see `CommandTable::name_of`).
     pub id: usize,
@@ -133,6 +147,8 @@ pub struct Command {
     handler: Option<Handler>,
     access: Access,
     pub tx: TxRole,
+    /// Runs for a RESP2 client in subscribed mode.
+    pub while_subscribed: bool,
     pub subcommands: Vec<Command>,
     pub calls: AtomicU64,
     pub usec: AtomicU64,
@@ -240,6 +256,21 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("rpoplpush", ByKeys, lists::rpoplpush),
         ("rpush", ByKeys, lists::rpush),
         ("rpushx", ByKeys, lists::rpushx),
+        // pub/sub
+        ("psubscribe", ByKeys, pubsub::psubscribe),
+        ("publish", ByKeys, pubsub::publish),
+        ("pubsub|channels", ByKeys, pubsub::pubsub_channels),
+        ("pubsub|help", ByKeys, pubsub::pubsub_help),
+        ("pubsub|numpat", ByKeys, pubsub::pubsub_numpat),
+        ("pubsub|numsub", ByKeys, pubsub::pubsub_numsub),
+        ("pubsub|shardchannels", ByKeys, pubsub::pubsub_shardchannels),
+        ("pubsub|shardnumsub", ByKeys, pubsub::pubsub_shardnumsub),
+        ("punsubscribe", ByKeys, pubsub::punsubscribe),
+        ("spublish", ByKeys, pubsub::spublish),
+        ("ssubscribe", ByKeys, pubsub::ssubscribe),
+        ("subscribe", ByKeys, pubsub::subscribe_channels),
+        ("sunsubscribe", ByKeys, pubsub::sunsubscribe),
+        ("unsubscribe", ByKeys, pubsub::unsubscribe),
         // transactions
         ("discard", ByKeys, transactions::discard),
         ("exec", Exclusive, transactions::exec),
@@ -374,6 +405,7 @@ impl CommandTable {
                 } else {
                     TxRole::Queued
                 },
+                while_subscribed: ALLOWED_WHILE_SUBSCRIBED.contains(&name),
                 subcommands: Vec::new(),
                 calls: AtomicU64::new(0),
                 usec: AtomicU64::new(0),
@@ -629,6 +661,17 @@ fn check<'s>(
     if !client.authenticated && command.flags & NO_AUTH == 0 {
         return Err((Some(command), "NOAUTH Authentication required.".into()));
     }
+    if client.protocol == crate::protocol::Protocol::Resp2
+        && !client.subscriptions.is_empty()
+        && !command.while_subscribed
+    {
+        let message = format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+             are allowed in this context",
+            command.name
+        );
+        return Err((Some(command), message));
+    }
     if client.multi.is_some() && command.flags & NO_MULTI != 0 {
         return Err((
             Some(command),
@@ -764,21 +807,23 @@ fn serve_blocked(server: &Server) {
     }
 }
 
-/// Drops what the keyspace keeps for a client that disconnected: its watches.
+/// Drops what the server keeps for a client that disconnected: watches, subscriptions.
 pub fn forget_client(server: &Server, client: &mut Client) {
     transactions::unwatch_all(server, client);
+    pubsub::unsubscribe_all(server, client);
 }
 
 /// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote.
 fn finish_reply(client: &mut Client, reply: &mut Reply, start: usize) {
+    let keep = start.max(reply.pushed_until);
     match client.reply_mode {
         crate::client::ReplyMode::On => {}
-        crate::client::ReplyMode::Off => reply.buf.truncate(start),
+        crate::client::ReplyMode::Off => reply.buf.truncate(keep),
         crate::client::ReplyMode::SkipNext => {
             client.reply_mode = crate::client::ReplyMode::Skipping
         }
         crate::client::ReplyMode::Skipping => {
-            reply.buf.truncate(start);
+            reply.buf.truncate(keep);
             client.reply_mode = crate::client::ReplyMode::On;
         }
     }

@@ -10,6 +10,7 @@ use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, SYNTAX, reply_help};
 use crate::alloc;
 use crate::client::FLAG_MONITOR;
 use crate::config;
+use crate::pubsub::Space;
 use crate::server::{OXIDIS_VERSION, REDIS_VERSION, Server};
 use crate::store::Value;
 use crate::util::{eq_ignore_case, now_ms, now_us, parse_f64, parse_i64};
@@ -601,6 +602,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
             );
         }
         "stats" => {
+            let hub = &server.store.notifier.pubsub;
             let _ = write!(
                 w,
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\n\
@@ -610,15 +612,15 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  sync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\n\
                  expired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:0\r\n\
                  evicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
-                 keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\n\
-                 pubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n\
+                 keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
+                 pubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n\
                  slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n\
                  active_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\n\
                  current_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\n\
                  tracking_total_prefixes:0\r\nunexpected_error_replies:{}\r\ntotal_error_replies:{}\r\n\
                  dump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\n\
                  io_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\n\
-                 reply_buffer_expands:0\r\n",
+                 reply_buffer_expands:0\r\nclient_output_buffer_limit_disconnections:{}\r\n",
                 load(&server.clients.total_connections),
                 load(&stats.commands_processed),
                 load(&stats.net_input_bytes),
@@ -627,8 +629,12 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 load(&server.store.notifier.expired_keys),
                 load(&stats.keyspace_hits),
                 load(&stats.keyspace_misses),
+                hub.len(Space::Channel),
+                hub.len(Space::Pattern),
+                hub.len(Space::Shard),
                 load(&stats.unexpected_error_replies),
                 load(&stats.error_replies),
+                load(&crate::client::OUTPUT_LIMIT_DISCONNECTIONS),
             );
         }
         "replication" => {

@@ -29,7 +29,11 @@ fn reply_str(ctx: &mut Ctx, s: Option<&Str>) {
 }
 
 /// Counts a read as a hit or miss for INFO keyspace_hits/misses.
-fn count_lookup(ctx: &Ctx, found: bool) {
+fn count_lookup(ctx: &Ctx, key: &[u8], found: bool) {
+    if !found {
+        let notifier = &ctx.server.store.notifier;
+        notifier.notify(ctx.client.db, key, Class::KeyMiss, "keymiss");
+    }
     let counter = if found {
         &ctx.server.stats.keyspace_hits
     } else {
@@ -42,7 +46,7 @@ pub fn get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
     let value = string_mut(&mut locked, &args[1])?;
-    count_lookup(ctx, value.is_some());
+    count_lookup(ctx, &args[1], value.is_some());
     reply_str(ctx, value.as_deref());
     Ok(())
 }

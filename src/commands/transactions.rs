@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{CmdResult, Ctx};
-use crate::client::{Client, Multi};
+use crate::client::{Client, FLAG_MULTI, Multi};
 use crate::server::Server;
 
 pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -21,6 +21,7 @@ pub fn multi(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
         return Err("ERR MULTI calls can not be nested".into());
     }
     ctx.client.multi = Some(Multi::default());
+    ctx.client.handle.set_flag(FLAG_MULTI, true);
     ctx.reply.ok();
     Ok(())
 }
@@ -37,6 +38,7 @@ pub fn discard(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 /// Drops the queued commands and every watch (Redis's `discardTransaction`).
 pub fn discard_transaction(server: &Server, client: &mut Client) {
     client.multi = None;
+    client.handle.set_flag(FLAG_MULTI, false);
     unwatch_all(server, client);
 }
 
@@ -55,6 +57,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     let Some(multi) = ctx.client.multi.take() else {
         return Err("ERR EXEC without MULTI".into());
     };
+    ctx.client.handle.set_flag(FLAG_MULTI, false);
     // A key that expired since WATCH counts as changed, unless it was expired already then.
     let expired_since_watch = ctx.client.watch.keys.iter().any(|(db, key, was_expired)| {
         !was_expired && ctx.server.store.db(*db).lock(key).is_expired(key)

@@ -271,7 +271,7 @@ impl Config {
                 self.load(Some(Path::new(&args[0])), "")?;
                 continue;
             }
-            if Config::lookup(&name).is_none() || args.is_empty() {
+            if Config::lookup(&name).is_none() {
                 return Err(fail("Bad directive or wrong number of arguments".into()));
             }
             self.set(&name, args).map_err(fail)?;
@@ -284,6 +284,17 @@ impl Default for Config {
     fn default() -> Self {
         Config::new()
     }
+}
+
+/// The `[hard, soft, soft_seconds]` limits of one client class (`normal`, `replica`, `pubsub`)
+/// from the normalized `client-output-buffer-limit` value.
+pub fn output_buffer_limits(value: &str, class: &str) -> [u64; 3] {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    words
+        .chunks(4)
+        .find(|chunk| chunk[0] == class)
+        .map(|chunk| [1, 2, 3].map(|i| chunk.get(i).and_then(|w| w.parse().ok()).unwrap_or(0)))
+        .unwrap_or([0; 3])
 }
 
 /// Redis's `memtoull`: digits with an optional b, k, kb, m, mb, g, gb unit (any case).

@@ -13,14 +13,33 @@ pub enum Protocol {
 pub struct Reply {
     pub buf: Vec<u8>,
     pub protocol: Protocol,
+    /// `buf` up to here holds pushes (pub/sub confirmations), which CLIENT REPLY OFF does not
+    /// suppress.
+    pub pushed_until: usize,
 }
 
 impl Reply {
     pub fn new(protocol: Protocol) -> Self {
+        Reply::with_capacity(protocol, 16 * 1024)
+    }
+
+    pub fn with_capacity(protocol: Protocol, capacity: usize) -> Self {
         Reply {
-            buf: Vec::with_capacity(16 * 1024),
+            buf: Vec::with_capacity(capacity),
             protocol,
+            pushed_until: 0,
         }
+    }
+
+    /// Clears the buffer after it was written out.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.pushed_until = 0;
+    }
+
+    /// Marks everything written so far as pushes that must reach the client.
+    pub fn keep_pushed(&mut self) {
+        self.pushed_until = self.buf.len();
     }
 
     pub fn is_resp3(&self) -> bool {
@@ -173,10 +192,7 @@ impl Reply {
 
     /// A fresh reply buffer with the same protocol, for building a deferred part.
     pub fn sibling(&self) -> Reply {
-        Reply {
-            buf: Vec::new(),
-            protocol: self.protocol,
-        }
+        Reply::with_capacity(self.protocol, 0)
     }
 }
 
@@ -185,10 +201,7 @@ mod tests {
     use super::*;
 
     fn encode(protocol: Protocol, f: impl FnOnce(&mut Reply)) -> String {
-        let mut r = Reply {
-            buf: Vec::new(),
-            protocol,
-        };
+        let mut r = Reply::with_capacity(protocol, 0);
         f(&mut r);
         String::from_utf8(r.buf).unwrap()
     }

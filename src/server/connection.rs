@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::Server;
 use crate::blocking::Wake;
-use crate::client::{Blocked, Client, ClientHandle, NO_COMMAND};
+use crate::client::{Blocked, Client, ClientHandle};
 use crate::commands;
 use crate::config;
 use crate::protocol::{Limits, Reply, RequestParser};
@@ -24,30 +24,16 @@ const READ_CHUNK: usize = 16 * 1024;
 
 pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr) {
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Bytes>();
-    let now = now_ms();
-    let handle = Arc::new(ClientHandle {
-        id: server.clients.next_id(),
-        addr: peer.to_string(),
-        laddr: stream
+    let handle = Arc::new(ClientHandle::new(
+        server.clients.next_id(),
+        peer.to_string(),
+        stream
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default(),
-        fd: stream.as_raw_fd(),
-        created_ms: now,
-        last_interaction_ms: AtomicU64::new(now),
-        db: AtomicUsize::new(0),
-        resp: AtomicU8::new(2),
-        flags: AtomicU32::new(0),
-        last_command: AtomicUsize::new(NO_COMMAND),
-        name: Default::default(),
-        lib_name: Default::default(),
-        lib_ver: Default::default(),
-        query_buffer: AtomicUsize::new(0),
-        query_buffer_free: AtomicUsize::new(0),
-        output_buffer: AtomicUsize::new(0),
-        killed: AtomicBool::new(false),
-        push: push_tx,
-    });
+        stream.as_raw_fd(),
+        push_tx,
+    ));
     if server.clients.len() >= server.config.int(config::MAXCLIENTS) as usize {
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
@@ -88,12 +74,7 @@ async fn client_loop(
         }
         tokio::select! {
             biased;
-            Some(message) = push_rx.recv() => {
-                reply.buf.extend_from_slice(&message);
-                while let Ok(message) = push_rx.try_recv() {
-                    reply.buf.extend_from_slice(&message);
-                }
-            }
+            Some(message) = push_rx.recv() => take_pushed(&handle, message, push_rx, &mut reply),
             read = stream.read_buf(&mut buf) => {
                 let n = read?;
                 if n == 0 {
@@ -115,12 +96,12 @@ async fn client_loop(
                 Ok(false) => break,
                 Ok(true) if args.is_empty() => continue,
                 Ok(true) => {
-                    wait_if_paused(server, &args, stream, &mut reply).await?;
+                    wait_if_paused(server, &args, stream, &handle, &mut reply).await?;
                     commands::execute(server, client, &mut reply, &args);
                     args.clear();
                     if let Some(blocked) = client.blocked.take() {
                         reply.protocol = client.protocol;
-                        flush(server, stream, &mut reply).await?;
+                        flush(server, stream, &handle, &mut reply).await?;
                         wait_blocked(
                             server, stream, client, blocked, &mut buf, push_rx, &mut reply,
                         )
@@ -157,27 +138,55 @@ async fn client_loop(
             .query_buffer_free
             .store(buf.capacity() - buf.len(), Ordering::Relaxed);
         reply.protocol = client.protocol;
-        flush(server, stream, &mut reply).await?;
+        flush(server, stream, &handle, &mut reply).await?;
         if client.close_after_reply {
             return Ok(());
         }
     }
 }
 
-async fn flush(server: &Server, stream: &mut TcpStream, reply: &mut Reply) -> std::io::Result<()> {
+/// Moves messages other clients pushed (pub/sub, MONITOR) into the output buffer.
+fn take_pushed(
+    handle: &ClientHandle,
+    first: Bytes,
+    push_rx: &mut mpsc::UnboundedReceiver<Bytes>,
+    reply: &mut Reply,
+) {
+    let mut taken = first.len();
+    reply.buf.extend_from_slice(&first);
+    while let Ok(message) = push_rx.try_recv() {
+        taken += message.len();
+        reply.buf.extend_from_slice(&message);
+    }
+    handle.delivered(taken);
+}
+
+/// Writes the output buffer. A peer that stops reading makes this wait; killing the client
+/// (CLIENT KILL, output buffer limit) ends the wait.
+async fn flush(
+    server: &Server,
+    stream: &mut TcpStream,
+    handle: &ClientHandle,
+    reply: &mut Reply,
+) -> std::io::Result<()> {
     if reply.buf.is_empty() {
         return Ok(());
     }
-    stream.write_all(&reply.buf).await?;
+    tokio::select! {
+        biased;
+        written = stream.write_all(&reply.buf) => written?,
+        _ = handle.kill_notify.notified() => {
+            return Err(std::io::ErrorKind::ConnectionAborted.into());
+        }
+    }
     server
         .stats
         .net_output_bytes
         .fetch_add(reply.buf.len() as u64, Ordering::Relaxed);
     if reply.buf.capacity() > 1 << 20 {
         reply.buf = Vec::with_capacity(READ_CHUNK);
-    } else {
-        reply.buf.clear();
     }
+    reply.clear();
     Ok(())
 }
 
@@ -237,8 +246,8 @@ async fn wait_blocked(
                     cancel(Wake::Timeout);
                     return Err(std::io::ErrorKind::ConnectionAborted.into());
                 }
-                reply.buf.extend_from_slice(&message);
-                flush(server, stream, reply).await?;
+                take_pushed(&client.handle, message, push_rx, reply);
+                flush(server, stream, &client.handle, reply).await?;
             }
         }
     }
@@ -250,6 +259,7 @@ async fn wait_if_paused(
     server: &Server,
     args: &[Bytes],
     stream: &mut TcpStream,
+    handle: &ClientHandle,
     reply: &mut Reply,
 ) -> std::io::Result<()> {
     if !server.pause.is_paused() {
@@ -260,7 +270,7 @@ async fn wait_if_paused(
         .get(&args[0])
         .is_some_and(|c| c.has_flag("write") || c.has_flag("may_replicate"));
     if server.pause.wait_for(is_write).is_some() {
-        flush(server, stream, reply).await?;
+        flush(server, stream, handle, reply).await?;
         while let Some(ms) = server.pause.wait_for(is_write) {
             tokio::select! {
                 _ = server.pause.resumed.notified() => {}

@@ -48,6 +48,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
                     tracing::warn!(
                         "Warning: Could not create server TCP listening socket {addr}:{port}: {e}"
                     );
+                    // Redis's words; tools that start servers on guessed ports look for them.
+                    tracing::warn!("Failed listening on port {port} (tcp), aborting.");
                     return Err(e);
                 }
             }
@@ -66,13 +68,24 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     server
         .listen_port
         .store(bound_port as u64, Ordering::Relaxed);
-    tracing::info!(
-        "Oxidis {} (Redis {} compatible) started, pid {}, port {}",
-        super::OXIDIS_VERSION,
-        super::REDIS_VERSION,
-        std::process::id(),
-        bound_port
-    );
+    if server.config.bool(config::ALWAYS_SHOW_LOGO) {
+        // Redis's logo carries these fields; tools (Redis's own test suite) look for them.
+        tracing::info!(
+            "Oxidis {} (Redis {} compatible), 64 bit, standalone mode\n    Port: {}\n     PID: {}",
+            super::OXIDIS_VERSION,
+            super::REDIS_VERSION,
+            bound_port,
+            std::process::id()
+        );
+    } else {
+        tracing::info!(
+            "Oxidis {} (Redis {} compatible) started, pid {}, port {}",
+            super::OXIDIS_VERSION,
+            super::REDIS_VERSION,
+            std::process::id(),
+            bound_port
+        );
+    }
     tracing::info!("Ready to accept connections tcp");
     for listener in listeners {
         tokio::spawn(accept_loop(server.clone(), listener));

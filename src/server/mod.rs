@@ -233,16 +233,11 @@ impl Server {
     pub fn new(config: Config) -> Server {
         let databases = config.int(config::DATABASES) as usize;
         let store = Store::new(databases);
-        if let Some(flags) =
-            crate::store::notify::parse_event_flags(&config.text(config::NOTIFY_KEYSPACE_EVENTS))
-        {
-            store.notifier.set_events(flags);
-        }
         let mut rng = crate::util::Rng::new();
         let run_id = (0..5)
             .map(|_| format!("{:08x}", rng.next_u64() as u32))
             .collect();
-        Server {
+        let server = Server {
             config,
             store,
             commands: CommandTable::new(),
@@ -257,6 +252,19 @@ impl Server {
             shutdown: Notify::new(),
             lastsave: AtomicU64::new(now_ms() / 1000),
             listen_port: AtomicU64::new(0),
+        };
+        server.apply_cached_settings();
+        server
+    }
+
+    /// Copies settings that hot paths read without parsing into where they are read.
+    pub fn apply_cached_settings(&self) {
+        let events = self.config.text(config::NOTIFY_KEYSPACE_EVENTS);
+        if let Some(flags) = crate::store::notify::parse_event_flags(&events) {
+            self.store.notifier.set_events(flags);
         }
+        let limits = self.config.text(config::CLIENT_OUTPUT_BUFFER_LIMIT);
+        let [hard, soft, seconds] = config::output_buffer_limits(&limits, "pubsub");
+        self.store.notifier.pubsub.set_limits(hard, soft, seconds);
     }
 }

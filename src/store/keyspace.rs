@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use foldhash::fast::FixedState;
 
 use super::dict::Dict;
-use super::notify::Notifier;
+use super::notify::{Class, Notifier};
 use super::value::Value;
 
 pub const SHARDS: usize = 16;
@@ -275,10 +275,10 @@ impl Locked<'_> {
             expire_at: expire_at.unwrap_or(0),
         };
         let added = entry.expire_at != 0;
-        if let Some(old) = self.shard.dict.insert(key, entry)
-            && old.expire_at != 0
-        {
-            self.shard.volatile -= 1;
+        match self.shard.dict.insert(key, entry) {
+            Some(old) if old.expire_at != 0 => self.shard.volatile -= 1,
+            Some(_) => {}
+            None => self.created(key),
         }
         if added {
             self.shard.volatile += 1;
@@ -287,7 +287,14 @@ impl Locked<'_> {
 
     /// Inserts a key the caller has just found absent; returns its entry.
     pub fn insert_new(&mut self, key: &[u8], value: Value) -> &mut Entry {
+        self.created(key);
         self.shard.dict.insert_new(key.into(), Entry::new(value))
+    }
+
+    fn created(&self, key: &[u8]) {
+        self.db
+            .notifier
+            .notify(self.db.index, key, Class::New, "new");
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {

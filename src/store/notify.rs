@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::watch::Watches;
 use crate::blocking::Blocking;
+use crate::pubsub::Hub;
 
 /// Keyspace event classes, as the letters of `notify-keyspace-events`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,16 +42,38 @@ pub struct Notifier {
     flags: AtomicU32,
     pub watches: Watches,
     pub blocking: Blocking,
+    /// Pub/sub lives beside the hook because keyspace events are published through it.
+    pub pubsub: Hub,
 }
 
 impl Notifier {
     /// Signals that `key` in database `db` was modified by an event of `class`.
-    pub fn modified(&self, db: usize, key: &[u8], _class: Class, event: &str) {
+    pub fn modified(&self, db: usize, key: &[u8], class: Class, event: &str) {
         self.dirty.fetch_add(1, Ordering::Relaxed);
+        self.notify(db, key, class, event);
         let deleted = matches!(event, "del" | "expired" | "evicted");
         self.watches.touch(db, key, deleted);
         if !deleted {
             self.blocking.signal(db, key);
+        }
+    }
+
+    /// Publishes a keyspace event if `notify-keyspace-events` asks for its class: on
+    /// `__keyspace@<db>__:<key>` with the event as message, and on `__keyevent@<db>__:<event>`
+    /// with the key as message.
+    pub fn notify(&self, db: usize, key: &[u8], class: Class, event: &str) {
+        let flags = self.events();
+        if flags & class as u32 == 0 || flags & (KEYSPACE | KEYEVENT) == 0 {
+            return;
+        }
+        if flags & KEYSPACE != 0 {
+            let mut channel = format!("__keyspace@{db}__:").into_bytes();
+            channel.extend_from_slice(key);
+            self.pubsub.publish(&channel, event.as_bytes(), false);
+        }
+        if flags & KEYEVENT != 0 {
+            let channel = format!("__keyevent@{db}__:{event}");
+            self.pubsub.publish(channel.as_bytes(), key, false);
         }
     }
 

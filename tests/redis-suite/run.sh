@@ -2,6 +2,9 @@
 # Runs units of Redis 7.0.15's own Tcl test suite against a fresh oxidis per unit.
 # The suite comes from Debian's redis source package (deb-src) and is cached under target/.
 # Usage: tests/redis-suite/run.sh [unit ...]   (default: the units listed in units.txt)
+# A unit runs against one oxidis started here (external mode), or, when units.txt marks it
+# "spawn" (units Redis tags external:skip), the suite starts oxidis itself as src/redis-server
+# for each of its server blocks.
 # Prints one line per unit and a final "N passed, N failed"; exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +32,10 @@ free_port() {
 fetch_suite
 units=("$@")
 [ ${#units[@]} -gt 0 ] || mapfile -t units < <(grep -v '^#' "$here/units.txt" | grep -v '^$')
+# The binaries the suite starts in spawn mode.
+ln -sf "$bin" "$cache/redis-7.0.15/src/redis-server"
+ln -sf "$(command -v redis-cli)" "$cache/redis-7.0.15/src/redis-cli"
+ln -sf "$(command -v redis-benchmark)" "$cache/redis-7.0.15/src/redis-benchmark"
 
 # Tests waiting for a later command family, without comments (runtest reads names verbatim).
 skipfile="$cache/pending.txt"
@@ -39,26 +46,34 @@ total_err=0
 total_pending=0
 logdir="$root/target/redis-suite/logs"
 mkdir -p "$logdir"
-for unit in "${units[@]}"; do
-    port=$(free_port)
+for entry in "${units[@]}"; do
+    read -r unit mode <<<"$entry"
     log="$logdir/$(echo "$unit" | tr / _).log"
-    "$bin" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --enable-debug-command yes \
-        --logfile "$log.server" &
-    pid=$!
-    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-    (cd "$suite/.." && timeout 900 ./runtest --host 127.0.0.1 --port "$port" --single "$unit" \
+    target=()
+    pid=
+    if [ "$mode" != spawn ]; then
+        port=$(free_port)
+        "$bin" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --enable-debug-command yes \
+            --logfile "$log.server" &
+        pid=$!
+        for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+        target=(--host 127.0.0.1 --port "$port")
+    fi
+    (cd "$suite/.." && timeout 900 ./runtest "${target[@]}" --single "$unit" \
         --durable --tags -slow --tags -needs:repl --timeout 120 --clients 1 \
         --skipfile "$skipfile") 2>&1 \
         | sed 's/\x1b\[[0-9;]*m//g' >"$log" || true
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
     ok=$(grep -c '^\[ok\]' "$log" || true)
-    err=$(grep -cE '^\[(err|exception)\]' "$log" || true)
+    err=$(grep -cE '^\[(err|exception|TIMEOUT)\]' "$log" || true)
     # A unit that ran nothing or died part-way counts as a failure.
     grep -q 'All tests passed\|\[ok\]' "$log" || err=$((err + 1))
     pending=$(grep -c '^\[skip\]' "$log" || true)
     echo "$unit: $ok passed, $err failed, $pending pending (see pending.txt)"
-    grep -E '^\[(err|exception)\]' "$log" | sed 's/^/    /' || true
+    grep -E '^\[(err|exception|TIMEOUT)\]' "$log" | sed 's/^/    /' || true
     total_ok=$((total_ok + ok))
     total_err=$((total_err + err))
     total_pending=$((total_pending + pending))
