@@ -31,19 +31,19 @@ redis_rss=$(rss_kb $redis_pid)
 oxidis_rss=$(rss_kb $oxidis_pid)
 hz=$(getconf CLK_TCK)
 
-# bench PORT N PIPELINE ARGS... -> requests/s of one redis-benchmark run
+# bench PORT N PIPELINE ARGS... -> "requests/s p99_us" of one redis-benchmark run
 bench() {
     local port=$1 n=$2 p=$3
     shift 3
     taskset -c 1 redis-benchmark -p "$port" -n "$n" -c 50 -P "$p" -q --csv "$@" \
-        | awk -F, 'NR>1 {gsub(/"/,"",$2); print $2; exit}'
+        | awk -F, 'NR>1 {gsub(/"/,""); print $2, $7 * 1000; exit}'
 }
 
-# measure TEST PIPELINE PORT PID -> "rps cpu_us_per_request"
+# measure TEST PIPELINE PORT PID -> "rps cpu_us_per_request p99_us"
 # Pipelined runs send proportionally more requests, so CPU ticks (10 ms) stay a small error.
 # Pops get a list filled beforehand and LRANGE_100 a 600-element list, outside the measurement.
 measure() {
-    local t=$1 p=$2 port=$3 pid=$4 before after rps
+    local t=$1 p=$2 port=$3 pid=$4 before after rps p99
     local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
     local args=(-t "$t")
     redis-cli -p "$port" del mylist >/dev/null
@@ -54,12 +54,12 @@ measure() {
             args=(lrange mylist 0 99) ;;
     esac
     before=$(cpu_ticks "$pid")
-    rps=$(bench "$port" "$n" "$p" "${args[@]}")
+    read -r rps p99 < <(bench "$port" "$n" "$p" "${args[@]}")
     after=$(cpu_ticks "$pid")
-    python3 -c "print($rps, ($after-$before)*1e6/$hz/$n)"
+    python3 -c "print($rps, ($after-$before)*1e6/$hz/$n, $p99)"
 }
 
-# queue PORT PID -> "items/s cpu_us_per_item": 4 producers RPUSH while 4 consumers BLPOP.
+# queue PORT PID -> "items/s cpu_us_per_item 0": 4 producers RPUSH while 4 consumers BLPOP.
 queue() {
     local n=$requests before after start end
     redis-cli -p "$1" del jobs >/dev/null
@@ -71,7 +71,17 @@ queue() {
     wait "$consumers"
     end=$(date +%s.%N)
     after=$(cpu_ticks "$2")
-    python3 -c "print($n/($end-$start), ($after-$before)*1e6/$hz/$n)"
+    python3 -c "print($n/($end-$start), ($after-$before)*1e6/$hz/$n, 0)"
+}
+
+# pubsub SUBSCRIBERS PORT PID -> "deliveries/s cpu_us_per_delivery p99_us": one publisher
+# pipelines 64-byte messages to SUBSCRIBERS subscriber processes (benches/pubsub.py).
+pubsub() {
+    local subs=$1 port=$2 pid=$3 before after rate p99 n=$((requests / 2))
+    before=$(cpu_ticks "$pid")
+    read -r rate p99 < <(taskset -c 1 python3 benches/pubsub.py "$port" "$subs" "$n")
+    after=$(cpu_ticks "$pid")
+    python3 -c "print($rate, ($after-$before)*1e6/$hz/($n*$subs), $p99)"
 }
 
 # bigpush PORT -> seconds for one RPUSH of 1,000,000 elements, reply included
@@ -96,25 +106,25 @@ median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) f
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 csv="benches/results/compare-$stamp.csv"
-echo "test,pipeline,redis_rps,oxidis_rps,rps_ratio,redis_cpu_us_per_req,oxidis_cpu_us_per_req,cpu_ratio" >"$csv"
-printf '%-10s %3s %12s %12s %7s %10s %10s %7s\n' test P redis_rps oxidis_rps ratio redis_us oxidis_us ratio
+echo "test,pipeline,redis_rps,oxidis_rps,rps_ratio,redis_cpu_us_per_req,oxidis_cpu_us_per_req,cpu_ratio,redis_p99_us,oxidis_p99_us" >"$csv"
+printf '%-10s %3s %12s %12s %7s %10s %10s %7s %9s %9s\n' test P redis_rps oxidis_rps ratio redis_us oxidis_us ratio redis_p99 oxidis_p99
 # row TEST PIPELINE MEASURE...: runs "MEASURE... PORT PID" on both servers, A B A B, and
 # prints and records the medians.
 row() {
-    local t=$1 p=$2 a b
+    local t=$1 p=$2 a b c
     shift 2
-    local r_rps=() r_cpu=() o_rps=() o_cpu=()
+    local r_rps=() r_cpu=() r_p99=() o_rps=() o_cpu=() o_p99=()
     for _ in $(seq "$rounds"); do
-        read -r a b < <("$@" "$redis_port" "$redis_pid"); r_rps+=("$a"); r_cpu+=("$b")
-        read -r a b < <("$@" "$oxidis_port" "$oxidis_pid"); o_rps+=("$a"); o_cpu+=("$b")
+        read -r a b c < <("$@" "$redis_port" "$redis_pid"); r_rps+=("$a"); r_cpu+=("$b"); r_p99+=("$c")
+        read -r a b c < <("$@" "$oxidis_port" "$oxidis_pid"); o_rps+=("$a"); o_cpu+=("$b"); o_p99+=("$c")
     done
-    local rr rc orps oc line
-    rr=$(median "${r_rps[@]}"); rc=$(median "${r_cpu[@]}")
-    orps=$(median "${o_rps[@]}"); oc=$(median "${o_cpu[@]}")
-    line=$(python3 -c "print(f'$t,$p,{$rr:.0f},{$orps:.0f},{$orps/$rr:.2f},{$rc:.3f},{$oc:.3f},{$oc/$rc:.2f}')")
+    local rr rc rp orps oc op line
+    rr=$(median "${r_rps[@]}"); rc=$(median "${r_cpu[@]}"); rp=$(median "${r_p99[@]}")
+    orps=$(median "${o_rps[@]}"); oc=$(median "${o_cpu[@]}"); op=$(median "${o_p99[@]}")
+    line=$(python3 -c "print(f'$t,$p,{$rr:.0f},{$orps:.0f},{$orps/$rr:.2f},{$rc:.3f},{$oc:.3f},{$oc/$rc:.2f},{$rp:.0f},{$op:.0f}')")
     echo "$line" >>"$csv"
-    IFS=, read -r c1 c2 c3 c4 c5 c6 c7 c8 <<<"$line"
-    printf '%-10s %3s %12s %12s %7s %10s %10s %7s\n' "$c1" "$c2" "$c3" "$c4" "$c5" "$c6" "$c7" "$c8"
+    IFS=, read -r c1 c2 c3 c4 c5 c6 c7 c8 c9 c10 <<<"$line"
+    printf '%-10s %3s %12s %12s %7s %10s %10s %7s %9s %9s\n' "$c1" "$c2" "$c3" "$c4" "$c5" "$c6" "$c7" "$c8" "$c9" "$c10"
 }
 
 for t in "${tests[@]}"; do
@@ -123,9 +133,11 @@ for t in "${tests[@]}"; do
     done
 done
 row QUEUE 1 queue
+row PUBSUB_1 100 pubsub 1
+row PUBSUB_10 100 pubsub 10
 r_big=$(bigpush "$redis_port"); o_big=$(bigpush "$oxidis_port")
 echo "one RPUSH of 1,000,000 elements: redis ${r_big} s, oxidis ${o_big} s"
-echo "rpush_1m_seconds,,${r_big},${o_big},,,," >>"$csv"
+echo "rpush_1m_seconds,,${r_big},${o_big},,,,,," >>"$csv"
 echo "empty-server RSS: redis ${redis_rss} kB, oxidis ${oxidis_rss} kB, ratio $(python3 -c "print(f'{$oxidis_rss/$redis_rss:.2f}')")"
-echo "rss,,${redis_rss},${oxidis_rss},,,," >>"$csv"
+echo "rss_kb,,${redis_rss},${oxidis_rss},,,,,," >>"$csv"
 echo "written to $csv"
