@@ -74,6 +74,15 @@ queue() {
     python3 -c "print($n/($end-$start), ($after-$before)*1e6/$hz/$n, 0)"
 }
 
+# multi PORT PID -> "transactions/s cpu_us_per_transaction 0" (benches/multi.py).
+multi() {
+    local port=$1 pid=$2 before after rate p99 n=$requests
+    before=$(cpu_ticks "$pid")
+    read -r rate p99 < <(taskset -c 1 python3 benches/multi.py "$port" "$n")
+    after=$(cpu_ticks "$pid")
+    python3 -c "print($rate, ($after-$before)*1e6/$hz/$n, $p99)"
+}
+
 # pubsub SUBSCRIBERS PORT PID -> "deliveries/s cpu_us_per_delivery p99_us": one publisher
 # pipelines 64-byte messages to SUBSCRIBERS subscriber processes (benches/pubsub.py).
 pubsub() {
@@ -133,6 +142,7 @@ for t in "${tests[@]}"; do
     done
 done
 row QUEUE 1 queue
+row MULTI_3INCR 100 multi
 row PUBSUB_1 100 pubsub 1
 row PUBSUB_10 100 pubsub 10
 r_big=$(bigpush "$redis_port"); o_big=$(bigpush "$oxidis_port")
