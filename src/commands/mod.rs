@@ -615,6 +615,7 @@ pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
         return finish_reply(client, reply, reply_start);
     }
     {
+        let _time = crate::util::clock::freeze();
         let _gate = (!command.spec.key_specs.is_empty() || command.access == Access::Exclusive)
             .then(|| {
                 server
@@ -730,7 +731,7 @@ fn call(
         .last_command
         .store(command.id, Ordering::Relaxed);
     let db_before = client.db;
-    let started = std::time::Instant::now();
+    let started = crate::util::clock::Ticks::now();
     let result = {
         let mut ctx = Ctx {
             server,
@@ -740,7 +741,7 @@ fn call(
         };
         command.run(&mut ctx, args)
     };
-    let micros = started.elapsed().as_micros() as u64;
+    let micros = started.elapsed_us();
     if let Err(Error(message)) = &result {
         reply.error(message);
         server.stats.count_error(message);

@@ -2,7 +2,7 @@
 //! Arguments are split off the read buffer as zero-copy `Bytes`. Partial requests keep their
 //! state here, so a large bulk arriving in many reads is never rescanned.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::splitargs::split_args;
 use crate::util::parse_i64;
@@ -54,7 +54,7 @@ impl RequestParser {
                 return too_big(buf, "too big mbulk count string");
             };
             let count = parse_i64(&buf[1..line_end]);
-            let _ = buf.split_to(line_end + 2);
+            buf.advance(line_end + 2);
             match count {
                 Some(n) if n <= i32::MAX as i64 => {
                     if n > 10 && !limits.authenticated {
@@ -89,7 +89,7 @@ impl RequestParser {
                     if len > 16384 && !limits.authenticated {
                         return protocol_error("unauthenticated bulk length");
                     }
-                    let _ = buf.split_to(line_end + 2);
+                    buf.advance(line_end + 2);
                     if len >= BIG_ARG {
                         buf.reserve(len + 2);
                     }
@@ -101,7 +101,7 @@ impl RequestParser {
                 return Ok(false);
             }
             args.push(buf.split_to(len).freeze());
-            let _ = buf.split_to(2);
+            buf.advance(2);
             self.bulk_len = None;
             self.remaining -= 1;
         }

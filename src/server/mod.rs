@@ -212,7 +212,18 @@ impl Pause {
     }
 
     pub fn is_paused(&self) -> bool {
-        self.until_ms.load(Ordering::Relaxed) > now_ms()
+        let until = self.until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if until > now_ms() {
+            return true;
+        }
+        // Over: later checks need no clock read.
+        let _ = self
+            .until_ms
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        false
     }
 
     /// How long a command with these properties must still wait, in milliseconds.
@@ -233,6 +244,7 @@ impl Server {
     pub fn new(config: Config) -> Server {
         let databases = config.int(config::DATABASES) as usize;
         let store = Store::new(databases);
+        crate::util::clock::calibrate();
         let mut rng = crate::util::Rng::new();
         let run_id = (0..5)
             .map(|_| format!("{:08x}", rng.next_u64() as u32))

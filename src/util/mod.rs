@@ -1,28 +1,12 @@
 //! Small helpers with Redis-exact behaviour: numbers, glob patterns, clocks, randomness.
 
+pub mod clock;
 mod glob;
 mod number;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+pub use clock::{now_ms, now_us};
 pub use glob::glob_match;
 pub use number::{format_double, format_human_double, parse_f64, parse_i64};
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Unix time in microseconds.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
 
 /// A small, fast, non-cryptographic generator (wyrand) for sampling keys.
 pub struct Rng(u64);
