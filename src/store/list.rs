@@ -1,12 +1,11 @@
 //! The list type, shaped like Redis's quicklist: a deque of nodes, each node a packed buffer of
 //! entries. Both ends are cheap (push and pop touch only the end node) and small lists cost a
 //! few bytes per element instead of a heap allocation each.
-//!
-//! An entry is `len, bytes, back-len`: `len` is a LEB128 varint and `back-len` the same varint
-//! written in reverse, so a node can be walked from either end, as a listpack can.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::packed::{Packed, encoded_len};
 
 /// Elements at least this long get a node of their own (Redis's "plain" quicklist nodes);
 /// changed by DEBUG QUICKLIST-PACKED-THRESHOLD.
@@ -21,11 +20,11 @@ const SIZE_SAFETY_LIMIT: usize = 8192;
 pub struct Fill(pub i64);
 
 impl Fill {
-    fn allows(self, node: &Node, extra: usize) -> bool {
+    fn allows(self, node: &Packed, extra: usize) -> bool {
         if node.count == 0 {
             return true;
         }
-        if extra as u64 >= PACKED_THRESHOLD.load(Ordering::Relaxed) || node.is_plain() {
+        if extra as u64 >= PACKED_THRESHOLD.load(Ordering::Relaxed) || is_plain(node) {
             return false;
         }
         let bytes = node.data.len() + extra;
@@ -37,6 +36,11 @@ impl Fill {
     }
 }
 
+/// A node holding one element at least as long as the packed threshold.
+fn is_plain(node: &Packed) -> bool {
+    node.count == 1 && node.data.len() as u64 >= PACKED_THRESHOLD.load(Ordering::Relaxed)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum End {
     Head,
@@ -44,161 +48,8 @@ pub enum End {
 }
 
 #[derive(Clone, Default)]
-struct Node {
-    data: Vec<u8>,
-    count: u32,
-}
-
-fn varint_len(mut n: usize) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
-
-fn encoded_len(value: &[u8]) -> usize {
-    2 * varint_len(value.len()) + value.len()
-}
-
-fn write_entry(out: &mut Vec<u8>, value: &[u8]) {
-    let mut varint = [0u8; 10];
-    let mut n = value.len();
-    let mut used = 0;
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        varint[used] = if n > 0 { byte | 0x80 } else { byte };
-        used += 1;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&varint[..used]);
-    out.extend_from_slice(value);
-    out.extend(varint[..used].iter().rev());
-}
-
-/// The entry starting at `pos`: its value range and the start of the next entry.
-fn read_forward(data: &[u8], mut pos: usize) -> (usize, usize, usize) {
-    let (mut len, mut shift, mut header) = (0usize, 0, 0);
-    loop {
-        let byte = data[pos];
-        len |= ((byte & 0x7f) as usize) << shift;
-        shift += 7;
-        pos += 1;
-        header += 1;
-        if byte & 0x80 == 0 {
-            break;
-        }
-    }
-    (pos, pos + len, pos + len + header)
-}
-
-/// The entry ending at `end`: its value range and its start.
-fn read_backward(data: &[u8], mut end: usize) -> (usize, usize, usize) {
-    let (mut len, mut shift, mut trailer) = (0usize, 0, 0);
-    loop {
-        end -= 1;
-        let byte = data[end];
-        len |= ((byte & 0x7f) as usize) << shift;
-        shift += 7;
-        trailer += 1;
-        if byte & 0x80 == 0 {
-            break;
-        }
-    }
-    let value_end = end;
-    let value_start = value_end - len;
-    (value_start, value_end, value_start - trailer)
-}
-
-impl Node {
-    fn of<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Node {
-        let mut node = Node::default();
-        for value in values {
-            node.push_back(value);
-        }
-        node
-    }
-
-    fn is_plain(&self) -> bool {
-        self.count == 1 && self.data.len() as u64 >= PACKED_THRESHOLD.load(Ordering::Relaxed)
-    }
-
-    fn push_back(&mut self, value: &[u8]) {
-        write_entry(&mut self.data, value);
-        self.count += 1;
-    }
-
-    fn push_front(&mut self, value: &[u8]) {
-        let old_len = self.data.len();
-        write_entry(&mut self.data, value);
-        // The entry went to the end; rotate it to the front in one move.
-        let entry_len = self.data.len() - old_len;
-        self.data.rotate_right(entry_len);
-        self.count += 1;
-    }
-
-    fn pop_front(&mut self) -> Vec<u8> {
-        let (start, end, next) = read_forward(&self.data, 0);
-        let value = self.data[start..end].to_vec();
-        self.data.drain(..next);
-        self.count -= 1;
-        value
-    }
-
-    fn pop_back(&mut self) -> Vec<u8> {
-        let (start, end, entry_start) = read_backward(&self.data, self.data.len());
-        let value = self.data[start..end].to_vec();
-        self.data.truncate(entry_start);
-        self.count -= 1;
-        value
-    }
-
-    fn iter(&self) -> NodeIter<'_> {
-        NodeIter {
-            data: &self.data,
-            front: 0,
-            back: self.data.len(),
-        }
-    }
-}
-
-struct NodeIter<'a> {
-    data: &'a [u8],
-    front: usize,
-    back: usize,
-}
-
-impl<'a> Iterator for NodeIter<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.front >= self.back {
-            return None;
-        }
-        let (start, end, next) = read_forward(self.data, self.front);
-        self.front = next;
-        Some(&self.data[start..end])
-    }
-}
-
-impl<'a> DoubleEndedIterator for NodeIter<'a> {
-    fn next_back(&mut self) -> Option<&'a [u8]> {
-        if self.front >= self.back {
-            return None;
-        }
-        let (start, end, entry_start) = read_backward(self.data, self.back);
-        self.back = entry_start;
-        Some(&self.data[start..end])
-    }
-}
-
-#[derive(Clone, Default)]
 pub struct List {
-    nodes: VecDeque<Node>,
+    nodes: VecDeque<Packed>,
     len: usize,
 }
 
@@ -214,7 +65,7 @@ impl List {
     /// Heap bytes held by the list, for MEMORY USAGE.
     pub fn allocated(&self) -> usize {
         std::mem::size_of::<List>()
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.nodes.capacity() * std::mem::size_of::<Packed>()
             + self.nodes.iter().map(|n| n.data.capacity()).sum::<usize>()
     }
 
@@ -230,7 +81,7 @@ impl List {
                 End::Tail => node.push_back(value),
             },
             _ => {
-                let node = Node::of([value]);
+                let node = Packed::of([value]);
                 match end {
                     End::Head => self.nodes.push_front(node),
                     End::Tail => self.nodes.push_back(node),
@@ -292,7 +143,7 @@ impl List {
 
     /// Elements from head to tail.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
-        self.nodes.iter().flat_map(Node::iter)
+        self.nodes.iter().flat_map(Packed::iter)
     }
 
     /// Elements from `position` towards the tail, skipping whole nodes before it.
@@ -302,7 +153,7 @@ impl List {
         } else {
             (self.nodes.len(), 0)
         };
-        self.nodes.range(node..).flat_map(Node::iter).skip(offset)
+        self.nodes.range(node..).flat_map(Packed::iter).skip(offset)
     }
 
     /// Replaces node `index`, already taken out and holding `old_count` elements, with nodes
@@ -314,11 +165,11 @@ impl List {
         values: impl IntoIterator<Item = &'a [u8]>,
         fill: Fill,
     ) -> usize {
-        let mut rebuilt: Vec<Node> = Vec::new();
+        let mut rebuilt: Vec<Packed> = Vec::new();
         for value in values {
             match rebuilt.last_mut() {
                 Some(node) if fill.allows(node, encoded_len(value)) => node.push_back(value),
-                _ => rebuilt.push(Node::of([value])),
+                _ => rebuilt.push(Packed::of([value])),
             }
         }
         self.nodes.remove(index);

@@ -4,6 +4,7 @@ pub mod dict;
 pub mod keyspace;
 pub mod list;
 pub mod notify;
+pub mod packed;
 pub mod value;
 pub mod watch;
 
