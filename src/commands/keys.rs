@@ -176,31 +176,61 @@ pub fn keys(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let cursor = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or(Error::from("ERR invalid cursor"))?;
-    let mut count = 10i64;
-    let mut pattern: Option<&Bytes> = None;
-    let mut type_filter: Option<String> = None;
-    let mut i = 2;
-    while i < args.len() {
-        let has_value = i + 1 < args.len();
-        if eq_ignore_case(&args[i], "count") && has_value {
-            count = int_arg(&args[i + 1])?;
-            if count < 1 {
+/// The arguments of SCAN and its per-type forms (HSCAN, SSCAN, ZSCAN): a cursor, then MATCH,
+/// COUNT and (SCAN only) TYPE.
+pub struct ScanOptions<'a> {
+    pub cursor: u64,
+    pub count: i64,
+    pub pattern: Option<&'a Bytes>,
+    pub type_filter: Option<String>,
+}
+
+impl<'a> ScanOptions<'a> {
+    /// Parses `args` from the cursor on.
+    pub fn parse(args: &'a [Bytes], allow_type: bool) -> Result<ScanOptions<'a>, Error> {
+        let cursor = std::str::from_utf8(&args[0])
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or(Error::from("ERR invalid cursor"))?;
+        let mut options = ScanOptions {
+            cursor,
+            count: 10,
+            pattern: None,
+            type_filter: None,
+        };
+        let mut i = 1;
+        while i < args.len() {
+            let has_value = i + 1 < args.len();
+            if eq_ignore_case(&args[i], "count") && has_value {
+                options.count = int_arg(&args[i + 1])?;
+                if options.count < 1 {
+                    return Err(SYNTAX.into());
+                }
+            } else if eq_ignore_case(&args[i], "match") && has_value {
+                options.pattern = Some(&args[i + 1]);
+            } else if allow_type && eq_ignore_case(&args[i], "type") && has_value {
+                options.type_filter =
+                    Some(String::from_utf8_lossy(&args[i + 1]).to_ascii_lowercase());
+            } else {
                 return Err(SYNTAX.into());
             }
-        } else if eq_ignore_case(&args[i], "match") && has_value {
-            pattern = Some(&args[i + 1]);
-        } else if eq_ignore_case(&args[i], "type") && has_value {
-            type_filter = Some(String::from_utf8_lossy(&args[i + 1]).to_ascii_lowercase());
-        } else {
-            return Err(SYNTAX.into());
+            i += 2;
         }
-        i += 2;
+        Ok(options)
     }
+
+    pub fn matches(&self, name: &[u8]) -> bool {
+        self.pattern.is_none_or(|p| glob_match(p, name, false))
+    }
+}
+
+pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let ScanOptions {
+        cursor,
+        count,
+        pattern,
+        type_filter,
+    } = ScanOptions::parse(&args[1..], true)?;
     let db = ctx.db();
     let mut found: Vec<Vec<u8>> = Vec::new();
     let mut cursor = cursor;

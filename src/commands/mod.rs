@@ -5,6 +5,7 @@
 mod command;
 mod config;
 mod connection;
+mod hashes;
 mod keys;
 mod lists;
 pub mod meta;
@@ -233,6 +234,23 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("substr", ByKeys, strings::getrange),
         ("getbit", ByKeys, strings::getbit),
         ("setbit", ByKeys, strings::setbit),
+        // hashes
+        ("hdel", ByKeys, hashes::hdel),
+        ("hexists", ByKeys, hashes::hexists),
+        ("hget", ByKeys, hashes::hget),
+        ("hgetall", ByKeys, hashes::hgetall),
+        ("hincrby", ByKeys, hashes::hincrby),
+        ("hincrbyfloat", ByKeys, hashes::hincrbyfloat),
+        ("hkeys", ByKeys, hashes::hkeys),
+        ("hlen", ByKeys, hashes::hlen),
+        ("hmget", ByKeys, hashes::hmget),
+        ("hmset", ByKeys, hashes::hmset),
+        ("hrandfield", ByKeys, hashes::hrandfield),
+        ("hscan", ByKeys, hashes::hscan),
+        ("hset", ByKeys, hashes::hset),
+        ("hsetnx", ByKeys, hashes::hsetnx),
+        ("hstrlen", ByKeys, hashes::hstrlen),
+        ("hvals", ByKeys, hashes::hvals),
         // lists
         ("blmove", Exclusive, lists::blmove),
         ("blmpop", Exclusive, lists::blmpop),

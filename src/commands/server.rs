@@ -381,7 +381,7 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {
     let value = &entry.value;
     let length = match value {
         Value::Str(s) => s.len(),
-        Value::List(_) => value.allocated(),
+        _ => value.allocated(),
     };
     let line = format!(
         "Value at:{:p} refcount:{} encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",

@@ -176,22 +176,26 @@ impl<V> Dict<V> {
         next_cursor(cursor, mask)
     }
 
-    /// A pseudo-random element, drawn by `rand` (which is called a few times).
+    /// A uniformly random element, drawn by `rand` (which is called a few times): a random
+    /// slot among `buckets x depth` is drawn until it holds a node, so elements in long chains
+    /// are as likely as elements alone in their bucket (Redis's plain bucket pick is not).
     pub fn random(&self, mut rand: impl FnMut() -> u64) -> Option<(&[u8], &V)> {
         if self.len == 0 {
             return None;
         }
         let mask = self.buckets.len() - 1;
-        // Buckets are at least 1/8 full (the shrink rule), so this loop ends quickly.
-        let head = loop {
-            if let Some(node) = &self.buckets[rand() as usize & mask] {
-                break node;
+        let mut depth = 4;
+        loop {
+            let Some(head) = &self.buckets[rand() as usize & mask] else {
+                continue;
+            };
+            let chain = || std::iter::successors(Some(&**head), |n| n.next.as_deref());
+            // A chain deeper than any seen so far widens the draw for the next tries.
+            depth = depth.max(chain().count());
+            if let Some(node) = chain().nth(rand() as usize % depth) {
+                return Some((&node.key, &node.value));
             }
-        };
-        let chain_len = std::iter::successors(Some(&**head), |n| n.next.as_deref()).count();
-        let pick = rand() as usize % chain_len;
-        let node = std::iter::successors(Some(&**head), |n| n.next.as_deref()).nth(pick)?;
-        Some((&node.key, &node.value))
+        }
     }
 
     fn shrink_if_sparse(&mut self) {

@@ -1,6 +1,7 @@
 //! The keyspace: databases of sharded dictionaries, values, and the modify hook.
 
 pub mod dict;
+pub mod hash;
 pub mod keyspace;
 pub mod list;
 pub mod notify;
@@ -10,6 +11,7 @@ pub mod watch;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use hash::{Hash, HashLimits};
 pub use keyspace::{Db, Entry, Locked};
 pub use list::{End, Fill, List};
 pub use notify::{Class, Notifier};

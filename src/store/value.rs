@@ -1,5 +1,6 @@
 //! The values a key can hold, with Redis's encodings.
 
+use super::hash::Hash;
 use super::list::List;
 use crate::util::parse_i64;
 
@@ -10,6 +11,7 @@ const EMBSTR_MAX: usize = 44;
 pub enum Value {
     Str(Str),
     List(Box<List>),
+    Hash(Box<Hash>),
 }
 
 /// A string value, in the encodings OBJECT ENCODING reports: integers are kept as numbers,
@@ -26,6 +28,7 @@ pub enum Str {
 pub enum Kind {
     String,
     List,
+    Hash,
 }
 
 impl Value {
@@ -33,6 +36,7 @@ impl Value {
         match self {
             Value::Str(_) => Kind::String,
             Value::List(_) => Kind::List,
+            Value::Hash(_) => Kind::Hash,
         }
     }
 
@@ -42,12 +46,20 @@ impl Value {
             Value::Str(Str::Emb(_)) => "embstr",
             Value::Str(Str::Raw(_)) => "raw",
             Value::List(_) => "quicklist",
+            Value::Hash(hash) => hash.encoding(),
         }
     }
 
     pub fn as_str_mut(&mut self) -> Option<&mut Str> {
         match self {
             Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_hash_mut(&mut self) -> Option<&mut Hash> {
+        match self {
+            Value::Hash(hash) => Some(hash),
             _ => None,
         }
     }
@@ -75,6 +87,7 @@ impl Value {
             Value::Str(Str::Emb(b)) => b.len(),
             Value::Str(Str::Raw(v)) => v.capacity(),
             Value::List(list) => list.allocated(),
+            Value::Hash(hash) => hash.allocated(),
         }
     }
 
@@ -89,6 +102,7 @@ impl Kind {
         match self {
             Kind::String => "string",
             Kind::List => "list",
+            Kind::Hash => "hash",
         }
     }
 }

@@ -1,0 +1,221 @@
+//! The hash type with Redis 7.0's two encodings: a packed buffer of field, value, field, value
+//! ... while the hash is small (`listpack`), a hash table once it outgrows
+//! `hash-max-listpack-entries` or `hash-max-listpack-value` (`hashtable`). Like Redis, a hash
+//! never converts back.
+
+use super::dict::Dict;
+use super::packed::Packed;
+
+/// `hash-max-listpack-entries` and `hash-max-listpack-value`.
+#[derive(Clone, Copy)]
+pub struct HashLimits {
+    pub entries: usize,
+    pub value: usize,
+}
+
+pub enum Hash {
+    Pack(Packed),
+    Table(Dict<Box<[u8]>>),
+}
+
+impl Clone for Hash {
+    fn clone(&self) -> Hash {
+        match self {
+            Hash::Pack(packed) => Hash::Pack(packed.clone()),
+            Hash::Table(table) => {
+                let mut copy = Dict::default();
+                for (field, value) in table.iter() {
+                    copy.insert(field, value.clone());
+                }
+                Hash::Table(copy)
+            }
+        }
+    }
+}
+
+impl Default for Hash {
+    fn default() -> Hash {
+        Hash::Pack(Packed::default())
+    }
+}
+
+impl Hash {
+    pub fn len(&self) -> usize {
+        match self {
+            Hash::Pack(packed) => packed.count as usize / 2,
+            Hash::Table(table) => table.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Hash::Pack(_) => "listpack",
+            Hash::Table(_) => "hashtable",
+        }
+    }
+
+    /// Field, value pairs in storage order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
+        match self {
+            Hash::Pack(packed) => {
+                let mut entries = packed.iter();
+                Box::new(std::iter::from_fn(move || {
+                    Some((entries.next()?, entries.next()?))
+                }))
+            }
+            Hash::Table(table) => Box::new(table.iter().map(|(f, v)| (f, &v[..]))),
+        }
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        match self {
+            Hash::Pack(_) => self.iter().find(|(f, _)| *f == field).map(|(_, v)| v),
+            Hash::Table(table) => table.get(field).map(|v| &v[..]),
+        }
+    }
+
+    fn convert_to_table(&mut self) {
+        if let Hash::Pack(_) = self {
+            let mut table = Dict::default();
+            for (field, value) in self.iter() {
+                table.insert(field, value.into());
+            }
+            *self = Hash::Table(table);
+        }
+    }
+
+    /// Sets `field` to `value`; returns true if the field is new.
+    pub fn set(&mut self, field: &[u8], value: &[u8], limits: HashLimits) -> bool {
+        if let Hash::Pack(_) = self
+            && (field.len() > limits.value || value.len() > limits.value)
+        {
+            self.convert_to_table();
+        }
+        match self {
+            Hash::Pack(packed) => {
+                let existing = pair_index(packed, field);
+                match existing {
+                    Some(index) => {
+                        *packed = rebuilt(
+                            packed,
+                            |i, entry| {
+                                if i == index * 2 + 1 { value } else { entry }
+                            },
+                        );
+                        false
+                    }
+                    None => {
+                        packed.push_back(field);
+                        packed.push_back(value);
+                        if packed.count as usize / 2 > limits.entries {
+                            self.convert_to_table();
+                        }
+                        true
+                    }
+                }
+            }
+            Hash::Table(table) => table.insert(field, value.into()).is_none(),
+        }
+    }
+
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match self {
+            Hash::Pack(packed) => match pair_index(packed, field) {
+                Some(index) => {
+                    let mut kept = Packed::default();
+                    for (i, entry) in packed.iter().enumerate() {
+                        if i / 2 != index {
+                            kept.push_back(entry);
+                        }
+                    }
+                    *packed = kept;
+                    true
+                }
+                None => false,
+            },
+            Hash::Table(table) => table.remove(field).is_some(),
+        }
+    }
+
+    /// One step of HSCAN: a packed hash is returned whole, with cursor 0.
+    pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &[u8])) -> u64 {
+        match self {
+            Hash::Pack(_) => {
+                for (field, value) in self.iter() {
+                    visit(field, value);
+                }
+                0
+            }
+            Hash::Table(table) => table.scan(cursor, |field, value| visit(field, value)),
+        }
+    }
+
+    /// A random field and value.
+    pub fn random(&self, mut rand: impl FnMut() -> u64) -> Option<(&[u8], &[u8])> {
+        match self {
+            Hash::Pack(_) => {
+                let len = self.len();
+                if len == 0 {
+                    return None;
+                }
+                self.iter().nth((rand() % len as u64) as usize)
+            }
+            Hash::Table(table) => table.random(rand).map(|(f, v)| (f, &v[..])),
+        }
+    }
+
+    pub fn allocated(&self) -> usize {
+        match self {
+            Hash::Pack(packed) => packed.data.capacity(),
+            Hash::Table(table) => table
+                .iter()
+                .map(|(f, v)| f.len() + v.len() + 48)
+                .sum::<usize>(),
+        }
+    }
+}
+
+/// The pair index of `field` in a packed hash.
+fn pair_index(packed: &Packed, field: &[u8]) -> Option<usize> {
+    packed.iter().step_by(2).position(|f| f == field)
+}
+
+/// A copy of `packed` with each entry passed through `map` (entry index, entry).
+fn rebuilt<'a>(packed: &'a Packed, map: impl Fn(usize, &'a [u8]) -> &'a [u8]) -> Packed {
+    Packed::of(packed.iter().enumerate().map(|(i, e)| map(i, e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HashLimits = HashLimits {
+        entries: 2,
+        value: 8,
+    };
+
+    #[test]
+    fn packed_until_limits_then_table() {
+        let mut hash = Hash::default();
+        assert!(hash.set(b"a", b"1", LIMITS));
+        assert!(!hash.set(b"a", b"2", LIMITS));
+        assert!(hash.set(b"b", b"3", LIMITS));
+        assert_eq!(hash.encoding(), "listpack");
+        assert_eq!(hash.get(b"a"), Some(&b"2"[..]));
+        assert!(hash.remove(b"a"));
+        assert!(!hash.remove(b"a"));
+        assert_eq!(hash.len(), 1);
+        assert!(hash.set(b"c", b"4", LIMITS));
+        assert!(hash.set(b"d", b"5", LIMITS));
+        assert_eq!(hash.encoding(), "hashtable");
+        assert_eq!(hash.len(), 3);
+        assert_eq!(hash.get(b"d"), Some(&b"5"[..]));
+        let mut long = Hash::default();
+        long.set(b"f", b"a value longer than eight", LIMITS);
+        assert_eq!(long.encoding(), "hashtable");
+    }
+}
