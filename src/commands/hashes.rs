@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::keys::ScanOptions;
-use super::{CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, WRONGTYPE, int_arg};
+use super::{CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, int_arg, typed_mut};
 use crate::config;
 use crate::store::{Class, Hash, HashLimits, Locked, Value};
 use crate::util::{Rng, format_human_double, parse_f64, parse_i64};
@@ -18,14 +18,7 @@ fn limits(ctx: &Ctx) -> HashLimits {
 
 /// The hash at `key`, or WRONGTYPE if the key holds another type.
 fn hash_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Hash>, Error> {
-    match locked.get(key) {
-        None => Ok(None),
-        Some(entry) => entry
-            .value
-            .as_hash_mut()
-            .map(Some)
-            .ok_or(Error::from(WRONGTYPE)),
-    }
+    typed_mut(locked, key, Value::as_hash_mut)
 }
 
 /// The hash at `key`, created empty if absent.

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{CmdResult, Ctx, Error, NO_SUCH_KEY, SYNTAX, WRONGTYPE, int_arg};
+use super::{CmdResult, Ctx, Error, NO_SUCH_KEY, SYNTAX, int_arg, typed_mut};
 use crate::config;
 use crate::store::{Class, End, Fill, List, Locked, Value};
 use crate::util::{eq_ignore_case, now_ms, parse_f64};
@@ -15,14 +15,7 @@ fn fill(ctx: &Ctx) -> Fill {
 
 /// The list at `key`, or WRONGTYPE if the key holds another type.
 fn list_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut List>, Error> {
-    match locked.get(key) {
-        None => Ok(None),
-        Some(entry) => entry
-            .value
-            .as_list_mut()
-            .map(Some)
-            .ok_or(Error::from(WRONGTYPE)),
-    }
+    typed_mut(locked, key, Value::as_list_mut)
 }
 
 /// Redis's `getRangeLongFromObjectOrReply` with a message: the same text for a value that is

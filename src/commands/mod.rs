@@ -26,7 +26,7 @@ use crate::blocking::{BlockRequest, Wake};
 use crate::client::{Blocked, Client};
 use crate::protocol::Reply;
 use crate::server::Server;
-use crate::store::{Class, Db};
+use crate::store::{Class, Db, Locked, Value};
 use meta::{CommandSpec, flag_bit};
 
 const WRITE: u32 = flag_bit("write");
@@ -563,6 +563,21 @@ pub fn reply_help(ctx: &mut Ctx, lines: &[&str]) {
     }
     ctx.reply.simple("HELP");
     ctx.reply.simple("    Print this help.");
+}
+
+/// The value at `key` seen as one type through `view` (`Value::as_list_mut` ...): None when
+/// the key is absent, WRONGTYPE when it holds another type.
+pub fn typed_mut<'a, T: ?Sized>(
+    locked: &'a mut Locked,
+    key: &[u8],
+    view: impl FnOnce(&'a mut Value) -> Option<&'a mut T>,
+) -> Result<Option<&'a mut T>, Error> {
+    match locked.get(key) {
+        None => Ok(None),
+        Some(entry) => view(&mut entry.value)
+            .map(Some)
+            .ok_or(Error::from(WRONGTYPE)),
+    }
 }
 
 /// Parses an integer argument with Redis's error text.

@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 
-use super::{CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, OVERFLOW, SYNTAX, WRONGTYPE, int_arg};
+use super::{
+    CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, OVERFLOW, SYNTAX, WRONGTYPE, int_arg, typed_mut,
+};
 use crate::config;
 use crate::store::{Class, Locked, Str, Value};
 use crate::util::{eq_ignore_case, format_human_double, parse_f64};
@@ -11,14 +13,7 @@ const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-l
 
 /// The string at `key`, or WRONGTYPE if the key holds another type.
 pub fn string_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Str>, Error> {
-    match locked.get(key) {
-        None => Ok(None),
-        Some(entry) => entry
-            .value
-            .as_str_mut()
-            .map(Some)
-            .ok_or(Error::from(WRONGTYPE)),
-    }
+    typed_mut(locked, key, Value::as_str_mut)
 }
 
 fn reply_str(ctx: &mut Ctx, s: Option<&Str>) {
