@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 requests=${2:-200000}
-tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 HSET})
+tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 HSET SADD SPOP})
 pipelines=(1 16)
 cargo build --release --quiet
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

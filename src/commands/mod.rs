@@ -11,6 +11,7 @@ mod lists;
 pub mod meta;
 mod pubsub;
 mod server;
+mod sets;
 mod spec;
 mod spec_extra;
 mod strings;
@@ -289,6 +290,24 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("subscribe", ByKeys, pubsub::subscribe_channels),
         ("sunsubscribe", ByKeys, pubsub::sunsubscribe),
         ("unsubscribe", ByKeys, pubsub::unsubscribe),
+        // sets
+        ("sadd", ByKeys, sets::sadd),
+        ("scard", ByKeys, sets::scard),
+        ("sdiff", ByKeys, sets::sdiff),
+        ("sdiffstore", ByKeys, sets::sdiffstore),
+        ("sinter", ByKeys, sets::sinter),
+        ("sintercard", ByKeys, sets::sintercard),
+        ("sinterstore", ByKeys, sets::sinterstore),
+        ("sismember", ByKeys, sets::sismember),
+        ("smembers", ByKeys, sets::smembers),
+        ("smismember", ByKeys, sets::smismember),
+        ("smove", ByKeys, sets::smove),
+        ("spop", ByKeys, sets::spop),
+        ("srandmember", ByKeys, sets::srandmember),
+        ("srem", ByKeys, sets::srem),
+        ("sscan", ByKeys, sets::sscan),
+        ("sunion", ByKeys, sets::sunion),
+        ("sunionstore", ByKeys, sets::sunionstore),
         // transactions
         ("discard", ByKeys, transactions::discard),
         ("exec", Exclusive, transactions::exec),

@@ -6,6 +6,7 @@ pub mod keyspace;
 pub mod list;
 pub mod notify;
 pub mod packed;
+pub mod set;
 pub mod value;
 pub mod watch;
 
@@ -15,6 +16,7 @@ pub use hash::{Hash, HashLimits};
 pub use keyspace::{Db, Entry, Locked};
 pub use list::{End, Fill, List};
 pub use notify::{Class, Notifier};
+pub use set::Set;
 pub use value::{Kind, Str, Value};
 
 pub struct Store {

@@ -2,6 +2,7 @@
 
 use super::hash::Hash;
 use super::list::List;
+use super::set::Set;
 use crate::util::parse_i64;
 
 /// Longest string Redis keeps in the immutable `embstr` encoding.
@@ -12,6 +13,7 @@ pub enum Value {
     Str(Str),
     List(Box<List>),
     Hash(Box<Hash>),
+    Set(Box<Set>),
 }
 
 /// A string value, in the encodings OBJECT ENCODING reports: integers are kept as numbers,
@@ -29,6 +31,7 @@ pub enum Kind {
     String,
     List,
     Hash,
+    Set,
 }
 
 impl Value {
@@ -37,6 +40,7 @@ impl Value {
             Value::Str(_) => Kind::String,
             Value::List(_) => Kind::List,
             Value::Hash(_) => Kind::Hash,
+            Value::Set(_) => Kind::Set,
         }
     }
 
@@ -47,6 +51,7 @@ impl Value {
             Value::Str(Str::Raw(_)) => "raw",
             Value::List(_) => "quicklist",
             Value::Hash(hash) => hash.encoding(),
+            Value::Set(set) => set.encoding(),
         }
     }
 
@@ -60,6 +65,13 @@ impl Value {
     pub fn as_hash_mut(&mut self) -> Option<&mut Hash> {
         match self {
             Value::Hash(hash) => Some(hash),
+            _ => None,
+        }
+    }
+
+    pub fn as_set_mut(&mut self) -> Option<&mut Set> {
+        match self {
+            Value::Set(set) => Some(set),
             _ => None,
         }
     }
@@ -88,6 +100,7 @@ impl Value {
             Value::Str(Str::Raw(v)) => v.capacity(),
             Value::List(list) => list.allocated(),
             Value::Hash(hash) => hash.allocated(),
+            Value::Set(set) => set.allocated(),
         }
     }
 
@@ -103,6 +116,7 @@ impl Kind {
             Kind::String => "string",
             Kind::List => "list",
             Kind::Hash => "hash",
+            Kind::Set => "set",
         }
     }
 }
