@@ -134,7 +134,7 @@ pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             .filter_map(|_| set.random(|| rng.next_u64()))
             .collect()
     } else {
-        sample(set.members(), count as usize, &mut rng)
+        sample(set, count as usize, &mut rng)
     };
     ctx.reply.array(picks.len());
     for member in &picks {
@@ -143,8 +143,17 @@ pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Up to `count` distinct members of `all`, in random order.
-fn sample(mut all: Vec<Vec<u8>>, count: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+/// Up to `count` distinct members of `set`, in random order. A few members of a big set are
+/// drawn one by one; otherwise the whole set is shuffled, as Redis's SRANDMEMBER cases do.
+fn sample(set: &Set, count: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+    if count.saturating_mul(3) < set.len() {
+        let mut picked = std::collections::HashSet::new();
+        while picked.len() < count {
+            picked.extend(set.random(|| rng.next_u64()));
+        }
+        return picked.into_iter().collect();
+    }
+    let mut all = set.members();
     let keep = count.min(all.len());
     for i in 0..keep {
         let j = i + (rng.next_u64() % (all.len() - i) as u64) as usize;
@@ -178,7 +187,7 @@ pub fn spop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let mut rng = Rng::new();
-    let popped = sample(set.members(), count.unwrap_or(1), &mut rng);
+    let popped = sample(set, count.unwrap_or(1), &mut rng);
     for member in &popped {
         set.remove(member);
     }
