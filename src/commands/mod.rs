@@ -12,6 +12,7 @@ pub mod meta;
 mod pubsub;
 mod server;
 mod sets;
+mod sort;
 mod spec;
 mod spec_extra;
 mod strings;
@@ -120,6 +121,12 @@ pub enum TxRole {
     Exec,
 }
 
+type KeyFinder = fn(&[Bytes]) -> Vec<usize>;
+
+/// Commands whose keys their key specs cannot locate ("unknown" begin_search): Redis finds
+/// them with a function of its own, and so do we.
+const KEY_FINDERS: &[(&str, KeyFinder)] = &[("sort", sort::key_positions)];
+
 /// Commands that run at once inside MULTI, as Redis's `processCommand` lists them.
 const RUN_INSIDE_MULTI: &[&str] = &["discard", "multi", "watch", "quit", "reset"];
 
@@ -149,6 +156,7 @@ pub struct Command {
     handler: Option<Handler>,
     access: Access,
     pub tx: TxRole,
+    key_finder: Option<KeyFinder>,
     /// Runs for a RESP2 client in subscribed mode.
     pub while_subscribed: bool,
     pub subcommands: Vec<Command>,
@@ -174,7 +182,10 @@ impl Command {
 
     /// Argument positions that hold keys in this call.
     pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
-        meta::key_positions(self.spec.key_specs, args)
+        match self.key_finder {
+            Some(find) => find(args),
+            None => meta::key_positions(self.spec.key_specs, args),
+        }
     }
 
     /// Whether this call must run with the keyspace to itself.
@@ -337,6 +348,8 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("rename", ByKeys, keys::rename),
         ("renamenx", ByKeys, keys::renamenx),
         ("scan", Exclusive, keys::scan),
+        ("sort", Exclusive, sort::sort),
+        ("sort_ro", Exclusive, sort::sort_ro),
         ("touch", ByKeys, keys::touch),
         ("ttl", ByKeys, keys::ttl),
         ("type", ByKeys, keys::key_type),
@@ -443,6 +456,10 @@ impl CommandTable {
                     TxRole::Queued
                 },
                 while_subscribed: ALLOWED_WHILE_SUBSCRIBED.contains(&name),
+                key_finder: KEY_FINDERS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|&(_, find)| find),
                 subcommands: Vec::new(),
                 calls: AtomicU64::new(0),
                 usec: AtomicU64::new(0),

@@ -36,3 +36,19 @@ def test_set_errors(port):
     with pytest.raises(redis.ResponseError, match="^numkeys should be greater than 0$"):
         r.execute_command("SINTERCARD", "0", "s")
     assert r.ping() is True
+
+
+def test_sort_list_and_set_by_hash_fields(port):
+    r = redis.Redis(host="127.0.0.1", port=port)
+    r.rpush("ids", 3, 1, 2)
+    for i, name in [(1, "c"), (2, "a"), (3, "b")]:
+        r.hset(f"user:{i}", mapping={"name": name, "age": 40 - i})
+    assert r.sort("ids") == [b"1", b"2", b"3"]
+    assert r.sort("ids", desc=True, start=0, num=2) == [b"3", b"2"]
+    assert r.sort("ids", by="user:*->name", alpha=True, get=["#", "user:*->name"]) == [b"2", b"a", b"3", b"b", b"1", b"c"]
+    assert r.sort("ids", by="user:*->age", store="by_age") == 3
+    assert r.lrange("by_age", 0, -1) == [b"3", b"2", b"1"]
+    r.sadd("tags", "b", "a", "c")
+    assert r.sort("tags", alpha=True) == [b"a", b"b", b"c"]
+    with pytest.raises(redis.ResponseError, match="^One or more scores can't be converted into double$"):
+        r.sort("tags")
