@@ -317,6 +317,18 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx.reply.ok();
     } else if eq_ignore_case(sub, "object") && argc == 3 {
         debug_object(ctx, &args[2])?;
+    } else if eq_ignore_case(sub, "digest") && argc == 2 {
+        ctx.reply.bulk(digest_hex(keyspace_digest(ctx)).as_bytes());
+    } else if eq_ignore_case(sub, "digest-value") && argc >= 2 {
+        let db = ctx.db();
+        ctx.reply.array(argc - 2);
+        for key in &args[2..] {
+            let digest = db
+                .lock(key)
+                .get(key)
+                .map_or(0, |e| value_digest(&mut e.value));
+            ctx.reply.bulk(digest_hex(digest).as_bytes());
+        }
     } else if eq_ignore_case(sub, "quicklist-packed-threshold") && argc == 3 {
         let size = std::str::from_utf8(&args[2])
             .ok()
@@ -342,6 +354,10 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         reply_help(
             ctx,
             &[
+                "DIGEST",
+                "    Output a hex signature representing the current DB content.",
+                "DIGEST-VALUE <key> [<key> ...]",
+                "    Output a hex signature of the values of all the specified keys.",
                 "LOG <message>",
                 "    Write <message> to the server log.",
                 "OBJECT <key>",
@@ -393,6 +409,61 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {
     drop(locked);
     ctx.reply.simple(&line);
     Ok(())
+}
+
+/// Digests for DEBUG DIGEST and DIGEST-VALUE: equal contents give equal digests (members of
+/// sets and hashes in any order), and an absent key or empty keyspace gives zeros, as in Redis.
+/// The digest function is not Redis's SHA1 mix; only equality is meaningful.
+fn hash_bytes(parts: &[&[u8]]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0x0d16_e575).build_hasher();
+    for part in parts {
+        hasher.write_usize(part.len());
+        hasher.write(part);
+    }
+    hasher.finish()
+}
+
+fn value_digest(value: &mut Value) -> u64 {
+    let kind = value.kind().name().as_bytes();
+    match value {
+        Value::Str(s) => hash_bytes(&[kind, s.bytes(&mut itoa::Buffer::new())]),
+        Value::List(list) => list.iter().fold(hash_bytes(&[kind]), |acc, element| {
+            hash_bytes(&[&acc.to_le_bytes(), element])
+        }),
+        Value::Hash(hash) => hash
+            .iter()
+            .fold(hash_bytes(&[kind]), |acc, (f, v)| acc ^ hash_bytes(&[f, v])),
+        Value::Set(set) => set
+            .members()
+            .iter()
+            .fold(hash_bytes(&[kind]), |acc, m| acc ^ hash_bytes(&[m])),
+    }
+}
+
+fn keyspace_digest(ctx: &Ctx) -> u64 {
+    let mut digest = 0;
+    for db in ctx.server.store.dbs() {
+        for key in db.keys(|_| true) {
+            let mut locked = db.lock(&key);
+            if let Some(entry) = locked.get(&key) {
+                let expire = entry.expire_at().unwrap_or(0).to_le_bytes();
+                let value = value_digest(&mut entry.value).to_le_bytes();
+                digest ^= hash_bytes(&[&db.index.to_le_bytes(), &key, &value, &expire]);
+            }
+        }
+    }
+    digest
+}
+
+fn digest_hex(digest: u64) -> String {
+    if digest == 0 {
+        return "0".repeat(40);
+    }
+    format!(
+        "{digest:016x}{:024x}",
+        hash_bytes(&[&digest.to_le_bytes()]) as u128
+    )
 }
 
 /// The value Redis's DEBUG PROTOCOL DOUBLE replies with (not an approximation of pi).
