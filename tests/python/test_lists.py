@@ -1,5 +1,6 @@
 """Lists as work queues, driven by redis-py the way job libraries use them."""
 import multiprocessing
+import socket
 import time
 
 import pytest
@@ -170,3 +171,20 @@ def test_list_errors(port):
     with pytest.raises(redis.ResponseError, match="^wrong number of arguments for 'lpush' command$"):
         r.execute_command("LPUSH", "list")
     assert r.ping() is True
+
+
+def test_blocking_timeout_nulls_per_protocol(port):
+    raw = socket.create_connection(("127.0.0.1", port))
+    raw.sendall(b"BLPOP nothing 0.01\r\n")
+    assert raw.recv(64) == b"*-1\r\n"
+    raw.sendall(b"HELLO 3\r\n")
+    assert raw.recv(4096).startswith(b"%7\r\n")
+    raw.sendall(b"BLPOP nothing 0.01\r\n")
+    assert raw.recv(64) == b"_\r\n"
+    raw.sendall(b"MULTI\r\nBLPOP nothing 0\r\nBLMOVE nothing dst LEFT LEFT 0\r\nEXEC\r\n")
+    expected = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n_\r\n_\r\n"
+    got = b""
+    while len(got) < len(expected):
+        got += raw.recv(4096)
+    assert got == expected
+    raw.close()
