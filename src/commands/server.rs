@@ -438,6 +438,9 @@ fn value_digest(value: &mut Value) -> u64 {
             .members()
             .iter()
             .fold(hash_bytes(&[kind]), |acc, m| acc ^ hash_bytes(&[m])),
+        Value::Zset(zset) => zset.all().iter().fold(hash_bytes(&[kind]), |acc, (m, s)| {
+            hash_bytes(&[&acc.to_le_bytes(), m, &s.to_bits().to_le_bytes()])
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod packed;
 pub mod set;
 pub mod value;
 pub mod watch;
+pub mod zset;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -17,6 +18,7 @@ pub use keyspace::{Db, Entry, Locked};
 pub use list::{End, Fill, List};
 pub use notify::{Class, Notifier};
 pub use set::Set;
+pub use zset::{Zset, ZsetLimits};
 pub use value::{Kind, Str, Value};
 
 pub struct Store {

@@ -3,6 +3,7 @@
 use super::hash::Hash;
 use super::list::List;
 use super::set::Set;
+use super::zset::Zset;
 use crate::util::parse_i64;
 
 /// Longest string Redis keeps in the immutable `embstr` encoding.
@@ -14,6 +15,7 @@ pub enum Value {
     List(Box<List>),
     Hash(Box<Hash>),
     Set(Box<Set>),
+    Zset(Box<Zset>),
 }
 
 /// A string value, in the encodings OBJECT ENCODING reports: integers are kept as numbers,
@@ -32,6 +34,7 @@ pub enum Kind {
     List,
     Hash,
     Set,
+    Zset,
 }
 
 impl Value {
@@ -41,6 +44,7 @@ impl Value {
             Value::List(_) => Kind::List,
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
+            Value::Zset(_) => Kind::Zset,
         }
     }
 
@@ -52,6 +56,7 @@ impl Value {
             Value::List(_) => "quicklist",
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
+            Value::Zset(zset) => zset.encoding(),
         }
     }
 
@@ -65,6 +70,13 @@ impl Value {
     pub fn as_hash_mut(&mut self) -> Option<&mut Hash> {
         match self {
             Value::Hash(hash) => Some(hash),
+            _ => None,
+        }
+    }
+
+    pub fn as_zset_mut(&mut self) -> Option<&mut Zset> {
+        match self {
+            Value::Zset(zset) => Some(zset),
             _ => None,
         }
     }
@@ -101,6 +113,7 @@ impl Value {
             Value::List(list) => list.allocated(),
             Value::Hash(hash) => hash.allocated(),
             Value::Set(set) => set.allocated(),
+            Value::Zset(zset) => zset.allocated(),
         }
     }
 
@@ -117,6 +130,7 @@ impl Kind {
             Kind::List => "list",
             Kind::Hash => "hash",
             Kind::Set => "set",
+            Kind::Zset => "zset",
         }
     }
 }
