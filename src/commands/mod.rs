@@ -17,6 +17,7 @@ mod spec;
 mod spec_extra;
 mod strings;
 mod transactions;
+mod zsets;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -319,6 +320,42 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("sscan", ByKeys, sets::sscan),
         ("sunion", ByKeys, sets::sunion),
         ("sunionstore", ByKeys, sets::sunionstore),
+        // sorted sets
+        ("bzmpop", Exclusive, zsets::bzmpop),
+        ("bzpopmax", Exclusive, zsets::bzpopmax),
+        ("bzpopmin", Exclusive, zsets::bzpopmin),
+        ("zadd", ByKeys, zsets::zadd),
+        ("zcard", ByKeys, zsets::zcard),
+        ("zcount", ByKeys, zsets::zcount),
+        ("zdiff", ByKeys, zsets::zdiff),
+        ("zdiffstore", ByKeys, zsets::zdiffstore),
+        ("zincrby", ByKeys, zsets::zincrby),
+        ("zinter", ByKeys, zsets::zinter),
+        ("zintercard", ByKeys, zsets::zintercard),
+        ("zinterstore", ByKeys, zsets::zinterstore),
+        ("zlexcount", ByKeys, zsets::zlexcount),
+        ("zmpop", ByKeys, zsets::zmpop),
+        ("zmscore", ByKeys, zsets::zmscore),
+        ("zpopmax", ByKeys, zsets::zpopmax),
+        ("zpopmin", ByKeys, zsets::zpopmin),
+        ("zrandmember", ByKeys, zsets::zrandmember),
+        ("zrange", ByKeys, zsets::zrange),
+        ("zrangebylex", ByKeys, zsets::zrangebylex),
+        ("zrangebyscore", ByKeys, zsets::zrangebyscore),
+        ("zrangestore", ByKeys, zsets::zrangestore),
+        ("zrank", ByKeys, zsets::zrank),
+        ("zrem", ByKeys, zsets::zrem),
+        ("zremrangebylex", ByKeys, zsets::zremrangebylex),
+        ("zremrangebyrank", ByKeys, zsets::zremrangebyrank),
+        ("zremrangebyscore", ByKeys, zsets::zremrangebyscore),
+        ("zrevrange", ByKeys, zsets::zrevrange),
+        ("zrevrangebylex", ByKeys, zsets::zrevrangebylex),
+        ("zrevrangebyscore", ByKeys, zsets::zrevrangebyscore),
+        ("zrevrank", ByKeys, zsets::zrevrank),
+        ("zscan", ByKeys, zsets::zscan),
+        ("zscore", ByKeys, zsets::zscore),
+        ("zunion", ByKeys, zsets::zunion),
+        ("zunionstore", ByKeys, zsets::zunionstore),
         // transactions
         ("discard", ByKeys, transactions::discard),
         ("exec", Exclusive, transactions::exec),

@@ -1,4 +1,4 @@
-//! SORT and SORT_RO (Redis's sort.c) over lists and sets. Both rows take the keyspace gate
+//! SORT and SORT_RO (Redis's sort.c) over lists, sets and sorted sets. Both rows take the keyspace gate
 //! exclusively: BY and GET patterns read keys the command's key specs do not name.
 
 use std::cmp::Ordering;
@@ -99,6 +99,7 @@ fn elements(db: &Db, key: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     match &mut entry.value {
         Value::List(list) => Ok(list.iter().map(<[u8]>::to_vec).collect()),
         Value::Set(set) => Ok(set.members()),
+        Value::Zset(zset) => Ok(zset.all().into_iter().map(|(m, _)| m).collect()),
         _ => Err(WRONGTYPE.into()),
     }
 }

@@ -18,8 +18,8 @@ pub use keyspace::{Db, Entry, Locked};
 pub use list::{End, Fill, List};
 pub use notify::{Class, Notifier};
 pub use set::Set;
-pub use zset::{Zset, ZsetLimits};
 pub use value::{Kind, Str, Value};
+pub use zset::{Zset, ZsetLimits};
 
 pub struct Store {
     dbs: Box<[Db]>,

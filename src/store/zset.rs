@@ -277,7 +277,14 @@ impl Zset {
 
     /// In-order walk of the ranks in `start..end`, `offset` being the rank of `node`'s
     /// leftmost entry.
-    fn walk(&self, node: u32, offset: usize, start: usize, end: usize, out: &mut Vec<(Vec<u8>, f64)>) {
+    fn walk(
+        &self,
+        node: u32,
+        offset: usize,
+        start: usize,
+        end: usize,
+        out: &mut Vec<(Vec<u8>, f64)>,
+    ) {
         if node == NIL || offset >= end {
             return;
         }
@@ -307,7 +314,8 @@ impl Zset {
             }
             return 0;
         }
-        self.scores.scan(cursor, |member, score| visit(member, *score))
+        self.scores
+            .scan(cursor, |member, score| visit(member, *score))
     }
 
     pub fn random(&self, rand: impl FnMut() -> u64) -> Option<(&[u8], f64)> {
@@ -316,7 +324,11 @@ impl Zset {
 
     pub fn allocated(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.nodes.iter().map(|n| 2 * n.member.len() + 40).sum::<usize>()
+            + self
+                .nodes
+                .iter()
+                .map(|n| 2 * n.member.len() + 40)
+                .sum::<usize>()
     }
 }
 
@@ -348,7 +360,11 @@ mod tests {
         assert_eq!(z.rank(b"m0001"), Some(0));
         assert_eq!(z.remove(b"m0001"), Some(-1.0));
         assert_eq!(z.rank(b"m0001"), None);
-        let top: Vec<Vec<u8>> = z.range(997, 999, true).into_iter().map(|(m, _)| m).collect();
+        let top: Vec<Vec<u8>> = z
+            .range(997, 999, true)
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
         assert_eq!(top, vec![b"m0999".to_vec(), b"m0989".to_vec()]);
         for (rank, (member, _)) in z.all().iter().enumerate() {
             assert_eq!(z.rank(member), Some(rank));
