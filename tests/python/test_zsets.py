@@ -1,0 +1,87 @@
+"""Sorted sets as leaderboards and delayed-job schedules, with redis-py."""
+import multiprocessing
+
+import pytest
+import redis
+
+JOBS = 100_000
+WORKERS = 4
+
+
+def client(port, **kwargs):
+    return redis.Redis(host="127.0.0.1", port=port, **kwargs)
+
+
+def claim_due_jobs(port, now, results):
+    """A job library's worker: read due jobs, claim each by ZREM; only a 1 means it is ours."""
+    r = client(port)
+    claimed = []
+    while True:
+        due = r.zrangebyscore("jobs", "-inf", now, start=0, num=10)
+        if not due:
+            break
+        for job in due:
+            if r.zrem("jobs", job) == 1:
+                claimed.append(job)
+    results.put(claimed)
+
+
+def test_delayed_jobs_are_each_claimed_once(port):
+    r = client(port)
+    pipe = r.pipeline(transaction=False)
+    for i in range(JOBS):
+        # Half the jobs are due (score <= 1000), half are in the future.
+        pipe.zadd("jobs", {f"job:{i}": i % 2000})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    assert r.zcard("jobs") == JOBS
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=claim_due_jobs, args=(port, 1000, results)) for _ in range(WORKERS)]
+    for p in procs:
+        p.start()
+    claimed = [job for _ in procs for job in results.get(timeout=120)]
+    for p in procs:
+        p.join(timeout=30)
+    due = {f"job:{i}".encode() for i in range(JOBS) if i % 2000 <= 1000}
+    assert len(claimed) == len(due)
+    assert set(claimed) == due
+    assert r.zcard("jobs") == JOBS - len(due)
+    assert r.zrangebyscore("jobs", "-inf", 1000) == []
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_leaderboard(port, protocol):
+    r = client(port, protocol=protocol)
+    assert r.zadd("board", {"ann": 10, "bob": 25.5, "cid": 7}) == 3
+    assert r.zincrby("board", 2, "cid") == 9.0
+    ranked = r.zrange("board", 0, -1, desc=True, withscores=True)
+    assert [tuple(entry) for entry in ranked] == [(b"bob", 25.5), (b"ann", 10.0), (b"cid", 9.0)]
+    assert r.zrank("board", "ann") == 1
+    assert r.zrevrank("board", "ann") == 1
+    assert r.zscore("board", "bob") == 25.5
+    assert r.zcount("board", "(9", "+inf") == 2
+    assert [tuple(entry) for entry in r.zpopmin("board", 1)] == [(b"cid", 9.0)]
+    assert r.zadd("board", {"ann": 5}, gt=True, ch=True) == 0
+    assert r.zscore("board", "ann") == 10.0
+    assert r.object("encoding", "board") == b"listpack"
+    assert r.zscore("board", "missing") is None
+
+
+def test_zset_errors(port):
+    r = client(port)
+    with pytest.raises(redis.ResponseError, match="^value is not a valid float$"):
+        r.execute_command("ZADD", "z", "abc", "m")
+    with pytest.raises(redis.ResponseError, match="^XX and NX options at the same time are not compatible$"):
+        r.execute_command("ZADD", "z", "NX", "XX", "1", "m")
+    with pytest.raises(redis.ResponseError, match="^GT, LT, and/or NX options at the same time are not compatible$"):
+        r.execute_command("ZADD", "z", "NX", "GT", "1", "m")
+    with pytest.raises(redis.ResponseError, match="^syntax error$"):
+        r.execute_command("ZADD", "z", "1", "m", "2")
+    with pytest.raises(redis.ResponseError, match="^min or max is not a float$"):
+        r.execute_command("ZRANGEBYSCORE", "z", "low", "10")
+    r.set("text", "v")
+    with pytest.raises(redis.ResponseError, match="^WRONGTYPE Operation against a key holding the wrong kind of value$"):
+        r.zadd("text", {"m": 1})
+    assert r.ping() is True
