@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 requests=${2:-200000}
-tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 HSET SADD SPOP})
+tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 HSET SADD SPOP ZADD ZPOPMIN ZRANGE_100})
 pipelines=(1 16)
 cargo build --release --quiet
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -41,17 +41,22 @@ bench() {
 
 # measure TEST PIPELINE PORT PID -> "rps cpu_us_per_request p99_us"
 # Pipelined runs send proportionally more requests, so CPU ticks (10 ms) stay a small error.
-# Pops get a list filled beforehand and LRANGE_100 a 600-element list, outside the measurement.
+# Pops get a list or sorted set filled beforehand, LRANGE_100 a 600-element list and
+# ZRANGE_100 a sorted set of about 1000 members, outside the measurement.
 measure() {
     local t=$1 p=$2 port=$3 pid=$4 before after rps p99
     local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
     local args=(-t "$t")
-    redis-cli -p "$port" del mylist >/dev/null
+    redis-cli -p "$port" del mylist myzset >/dev/null
     case $t in
         LPOP|RPOP) bench "$port" "$n" 16 -t lpush >/dev/null ;;
         LRANGE_100)
             bench "$port" 600 1 -t lpush >/dev/null
             args=(lrange mylist 0 99) ;;
+        ZPOPMIN) bench "$port" "$n" 16 -r 1000000000 -t zadd >/dev/null ;;
+        ZRANGE_100)
+            bench "$port" 1000 1 -r 1000000000 -t zadd >/dev/null
+            args=(zrange myzset 0 99) ;;
     esac
     before=$(cpu_ticks "$pid")
     read -r rps p99 < <(bench "$port" "$n" "$p" "${args[@]}")

@@ -344,8 +344,14 @@ struct RangeRequest {
     limit: Option<(i64, i64)>,
 }
 
-/// The entries a ZRANGE-family request selects, in reply order.
-fn select(zset: &Zset, req: &RangeRequest, min: &[u8], max: &[u8]) -> Result<Entries, Error> {
+/// The ascending rank window `[from, to)` a ZRANGE-family request selects; the reply walks it
+/// backwards when the request is reversed.
+fn window(
+    zset: &Zset,
+    req: &RangeRequest,
+    min: &[u8],
+    max: &[u8],
+) -> Result<(usize, usize), Error> {
     let len = zset.len() as i64;
     if req.by == By::Rank {
         let (mut start, mut end) = (int_arg(min)?, int_arg(max)?);
@@ -357,15 +363,14 @@ fn select(zset: &Zset, req: &RangeRequest, min: &[u8], max: &[u8]) -> Result<Ent
         }
         start = start.max(0);
         if start > end || start >= len {
-            return Ok(Vec::new());
+            return Ok((0, 0));
         }
         end = end.min(len - 1);
-        let (from, to) = if req.rev {
+        return Ok(if req.rev {
             ((len - 1 - end) as usize, (len - start) as usize)
         } else {
             (start as usize, (end + 1) as usize)
-        };
-        return Ok(zset.range(from, to, req.rev));
+        });
     }
     // Reversed forms take max first.
     let (low, high) = if req.rev { (max, min) } else { (min, max) };
@@ -376,7 +381,7 @@ fn select(zset: &Zset, req: &RangeRequest, min: &[u8], max: &[u8]) -> Result<Ent
     let (start, end) = range.span(zset);
     let (offset, count) = req.limit.unwrap_or((0, -1));
     if offset < 0 {
-        return Ok(Vec::new());
+        return Ok((0, 0));
     }
     let available = end - start;
     let skip = (offset as usize).min(available);
@@ -386,10 +391,16 @@ fn select(zset: &Zset, req: &RangeRequest, min: &[u8], max: &[u8]) -> Result<Ent
         (count as usize).min(available - skip)
     };
     Ok(if req.rev {
-        zset.range(end - skip - take, end - skip, true)
+        (end - skip - take, end - skip)
     } else {
-        zset.range(start + skip, start + skip + take, false)
+        (start + skip, start + skip + take)
     })
+}
+
+/// The entries a ZRANGE-family request selects, in reply order.
+fn select(zset: &Zset, req: &RangeRequest, min: &[u8], max: &[u8]) -> Result<Entries, Error> {
+    let (from, to) = window(zset, req, min, max)?;
+    Ok(zset.range(from, to, req.rev))
 }
 
 fn reply_entries(ctx: &mut Ctx, entries: &[(Vec<u8>, f64)], with_scores: bool) {
@@ -452,15 +463,22 @@ fn parse_range_options(
 fn range_reply(ctx: &mut Ctx, key: &Bytes, min: &[u8], max: &[u8], req: RangeRequest) -> CmdResult {
     let db = ctx.db();
     let mut locked = db.lock(key);
-    let entries = match zset_mut(&mut locked, key)? {
-        Some(zset) => select(zset, &req, min, max)?,
-        None => {
-            // Redis still validates the range of a missing key.
-            select(&Zset::default(), &req, min, max)?
+    let empty = Zset::default();
+    // A missing key still has its range validated, as in Redis.
+    let zset = zset_mut(&mut locked, key)?.map_or(&empty, |z| &*z);
+    let (from, to) = window(zset, &req, min, max)?;
+    let nested = req.with_scores && ctx.reply.is_resp3();
+    let per_entry = if req.with_scores && !nested { 2 } else { 1 };
+    ctx.reply.array((to - from) * per_entry);
+    zset.visit_range(from, to, req.rev, |member, score| {
+        if nested {
+            ctx.reply.array(2);
         }
-    };
-    drop(locked);
-    reply_entries(ctx, &entries, req.with_scores);
+        ctx.reply.bulk(member);
+        if req.with_scores {
+            ctx.reply.double(score);
+        }
+    });
     Ok(())
 }
 
@@ -616,15 +634,7 @@ fn pop_first(
             Err(_) if ctx.client.ready_key.is_some() => return Ok(None),
             Err(e) => return Err(e),
         };
-        let take = count.min(zset.len());
-        let entries = if max {
-            zset.range(zset.len() - take, zset.len(), true)
-        } else {
-            zset.range(0, take, false)
-        };
-        for (member, _) in &entries {
-            zset.remove(member);
-        }
+        let entries = zset.pop(count, max);
         ctx.modified(key, Class::ZSet, if max { "zpopmax" } else { "zpopmin" });
         delete_if_empty(ctx, &mut locked, key);
         return Ok(Some((key.clone(), entries)));

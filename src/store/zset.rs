@@ -268,38 +268,90 @@ impl Zset {
     /// Entries with ranks in `start..end`, ascending, or descending when `rev`.
     pub fn range(&self, start: usize, end: usize, rev: bool) -> Vec<(Vec<u8>, f64)> {
         let mut out = Vec::with_capacity(end.saturating_sub(start));
-        self.walk(self.root, 0, start, end, &mut out);
-        if rev {
-            out.reverse();
-        }
+        self.visit_range(start, end, rev, |member, score| {
+            out.push((member.to_vec(), score))
+        });
         out
     }
 
-    /// In-order walk of the ranks in `start..end`, `offset` being the rank of `node`'s
-    /// leftmost entry.
+    /// Calls `visit` on the entries with ranks in `start..end`, ascending, or descending when
+    /// `rev`, without copying them.
+    pub fn visit_range(
+        &self,
+        start: usize,
+        end: usize,
+        rev: bool,
+        mut visit: impl FnMut(&[u8], f64),
+    ) {
+        self.walk(self.root, 0, start, end.min(self.len()), rev, &mut visit);
+    }
+
+    /// In-order walk (reversed when `rev`) of the ranks in `start..end`; `offset` is the rank
+    /// of the leftmost entry under `node`.
     fn walk(
         &self,
         node: u32,
         offset: usize,
         start: usize,
         end: usize,
-        out: &mut Vec<(Vec<u8>, f64)>,
+        rev: bool,
+        visit: &mut impl FnMut(&[u8], f64),
     ) {
-        if node == NIL || offset >= end {
+        if node == NIL || offset >= end || offset + self.size(node) as usize <= start {
             return;
         }
         let n = &self.nodes[node as usize];
-        let left = self.size(n.left) as usize;
-        if offset + left > start {
-            self.walk(n.left, offset, start, end, out);
+        let rank = offset + self.size(n.left) as usize;
+        let (first, second, first_offset, second_offset) = if rev {
+            (n.right, n.left, rank + 1, offset)
+        } else {
+            (n.left, n.right, offset, rank + 1)
+        };
+        self.walk(first, first_offset, start, end, rev, visit);
+        if (start..end).contains(&rank) {
+            visit(&n.member, n.score);
         }
-        let rank = offset + left;
-        if rank >= start && rank < end {
-            out.push((n.member.to_vec(), n.score));
+        self.walk(second, second_offset, start, end, rev, visit);
+    }
+
+    /// Removes and returns the `count` lowest entries (ascending), or the highest (descending)
+    /// when `highest`.
+    pub fn pop(&mut self, count: usize, highest: bool) -> Vec<(Vec<u8>, f64)> {
+        let mut popped = Vec::with_capacity(count.min(self.len()));
+        while popped.len() < count
+            && let Some(entry) = self.pop_end(highest)
+        {
+            self.scores.remove(&entry.0);
+            popped.push(entry);
         }
-        if rank + 1 < end {
-            self.walk(n.right, rank + 1, start, end, out);
+        popped
+    }
+
+    /// Unlinks the lowest (or highest) node: it has no child on that side, so its parent
+    /// adopts its other child; sizes shrink along the path. O(depth), no rebalancing needed.
+    fn pop_end(&mut self, highest: bool) -> Option<(Vec<u8>, f64)> {
+        if self.root == NIL {
+            return None;
         }
+        let side = |n: &Node| if highest { n.right } else { n.left };
+        let (mut parent, mut node) = (NIL, self.root);
+        while side(&self.nodes[node as usize]) != NIL {
+            self.nodes[node as usize].size -= 1;
+            parent = node;
+            node = side(&self.nodes[node as usize]);
+        }
+        let n = &mut self.nodes[node as usize];
+        let other = if highest { n.left } else { n.right };
+        let entry = (std::mem::take(&mut n.member).into_vec(), n.score);
+        if parent == NIL {
+            self.root = other;
+        } else if highest {
+            self.nodes[parent as usize].right = other;
+        } else {
+            self.nodes[parent as usize].left = other;
+        }
+        self.free.push(node);
+        Some(entry)
     }
 
     /// Members and scores in ascending order.
