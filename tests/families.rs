@@ -123,3 +123,30 @@ fn publish_reaches_a_subscriber() {
     assert_eq!(message.get_channel_name(), "readings");
     assert_eq!(message.get_payload::<String>().unwrap(), "42");
 }
+
+#[test]
+fn sorted_sets_schedule() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    assert_eq!(
+        con.zadd_multiple::<_, _, _, i64>("jobs", &[(300, "c"), (100, "a"), (200, "b")])
+            .unwrap(),
+        3
+    );
+    let due: Vec<String> = con.zrangebyscore_limit("jobs", "-inf", 250, 0, 10).unwrap();
+    assert_eq!(due, ["a", "b"]);
+    assert_eq!(con.zrem::<_, _, i64>("jobs", "a").unwrap(), 1);
+    assert_eq!(
+        con.zrank::<_, _, Option<i64>>("jobs", "c").unwrap(),
+        Some(1)
+    );
+    let top: Vec<(String, f64)> = con.zrevrange_withscores("jobs", 0, 0).unwrap();
+    assert_eq!(top, [("c".to_string(), 300.0)]);
+    let err = cmd("ZADD")
+        .arg("jobs")
+        .arg("soon")
+        .arg("d")
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert_eq!(err.detail(), Some("value is not a valid float"));
+}
