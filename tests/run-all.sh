@@ -15,4 +15,7 @@ python3 -m pip install -q --disable-pip-version-check -r tests/python/requiremen
 cargo build --release --locked
 cargo test --release --locked
 python3 -m pytest -q tests/python
+# The atomicity, queue and fan-out tests again with commands running on two threads.
+OXIDIS_ARGS="--io-threads 2" python3 -m pytest -q tests/python/test_transactions.py \
+    tests/python/test_lists.py tests/python/test_pubsub.py
 tests/redis-suite/run.sh

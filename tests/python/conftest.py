@@ -19,7 +19,9 @@ def free_port():
 @pytest.fixture
 def port():
     port = free_port()
-    proc = subprocess.Popen([BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+    # OXIDIS_ARGS adds server arguments, e.g. "--io-threads 2" to run these tests multithreaded.
+    extra = os.environ.get("OXIDIS_ARGS", "").split()
+    proc = subprocess.Popen([BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
