@@ -4,10 +4,12 @@
 
 use bytes::Bytes;
 
-use super::{CmdResult, Ctx, Error, NO_SUCH_KEY, SYNTAX, int_arg, typed_mut};
+use super::{
+    CmdResult, Ctx, Error, NO_SUCH_KEY, SYNTAX, int_arg, mpop_args, timeout_arg, typed_mut,
+};
 use crate::config;
 use crate::store::{Class, End, Fill, List, Locked, Value};
-use crate::util::{eq_ignore_case, now_ms, parse_f64};
+use crate::util::eq_ignore_case;
 
 fn fill(ctx: &Ctx) -> Fill {
     Fill(ctx.server.config.int(config::LIST_MAX_LISTPACK_SIZE))
@@ -48,21 +50,6 @@ fn push_event(end: End) -> &'static str {
         End::Head => "lpush",
         End::Tail => "rpush",
     }
-}
-
-/// Redis's `getTimeoutFromObjectOrReply` in seconds: the deadline in Unix ms, 0 for none.
-fn timeout_arg(arg: &[u8]) -> Result<u64, Error> {
-    let seconds = parse_f64(arg)
-        .filter(|s| s.is_finite())
-        .ok_or(Error::from("ERR timeout is not a float or out of range"))?;
-    let millis = (seconds * 1000.0).ceil();
-    if millis < 0.0 {
-        return Err("ERR timeout is negative".into());
-    }
-    if millis == 0.0 {
-        return Ok(0);
-    }
-    Ok(now_ms().saturating_add(millis as u64))
 }
 
 /// Deletes `key` if its list became empty, as every list command that removes elements does.
@@ -538,29 +525,8 @@ pub fn brpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// The arguments of LMPOP and BLMPOP from `numkeys` on: keys, end and count.
 fn parse_mpop(args: &[Bytes]) -> Result<(&[Bytes], End, usize), Error> {
-    let numkeys = range_arg(
-        &args[0],
-        1,
-        i64::MAX,
-        "ERR numkeys should be greater than 0",
-    )? as usize;
-    let end_index = numkeys.checked_add(1).filter(|&i| i < args.len());
-    let end_index = end_index.ok_or(Error::from(SYNTAX))?;
-    let end = end_arg(&args[end_index])?;
-    let mut count = None;
-    let mut i = end_index + 1;
-    while i < args.len() {
-        match args.get(i + 1) {
-            Some(value) if count.is_none() && eq_ignore_case(&args[i], "count") => {
-                count = Some(
-                    range_arg(value, 1, i64::MAX, "ERR count should be greater than 0")? as usize,
-                );
-            }
-            _ => return Err(SYNTAX.into()),
-        }
-        i += 2;
-    }
-    Ok((&args[1..end_index], end, count.unwrap_or(1)))
+    let (keys, right, count) = mpop_args(args, ["left", "right"])?;
+    Ok((keys, if right { End::Tail } else { End::Head }, count))
 }
 
 pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {

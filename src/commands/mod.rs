@@ -653,6 +653,58 @@ pub fn typed_mut<'a, T: ?Sized>(
     }
 }
 
+/// Redis's `getTimeoutFromObjectOrReply` in seconds, for the blocking commands of every
+/// family: the deadline in Unix ms, 0 for none.
+pub fn timeout_arg(arg: &[u8]) -> Result<u64, Error> {
+    let seconds = crate::util::parse_f64(arg)
+        .filter(|s| s.is_finite())
+        .ok_or(Error::from("ERR timeout is not a float or out of range"))?;
+    let millis = (seconds * 1000.0).ceil();
+    if millis < 0.0 {
+        return Err("ERR timeout is negative".into());
+    }
+    if millis == 0.0 {
+        return Ok(0);
+    }
+    Ok(crate::util::now_ms().saturating_add(millis as u64))
+}
+
+/// The arguments of LMPOP/ZMPOP and their blocking forms from `numkeys` on: the keys, whether
+/// the second of `sides` (`RIGHT`, `MAX`) was named, and COUNT (default 1).
+pub fn mpop_args<'a>(
+    args: &'a [Bytes],
+    sides: [&str; 2],
+) -> Result<(&'a [Bytes], bool, usize), Error> {
+    let positive = |arg: &[u8], message: &'static str| {
+        crate::util::parse_i64(arg)
+            .filter(|n| *n >= 1)
+            .map(|n| n as usize)
+            .ok_or(Error::from(message))
+    };
+    let numkeys = positive(&args[0], "ERR numkeys should be greater than 0")?;
+    let side_index = numkeys
+        .checked_add(1)
+        .filter(|&i| i < args.len())
+        .ok_or(Error::from(SYNTAX))?;
+    let second = match &args[side_index] {
+        side if crate::util::eq_ignore_case(side, sides[0]) => false,
+        side if crate::util::eq_ignore_case(side, sides[1]) => true,
+        _ => return Err(SYNTAX.into()),
+    };
+    let mut count = None;
+    let mut i = side_index + 1;
+    while i < args.len() {
+        match args.get(i + 1) {
+            Some(value) if count.is_none() && crate::util::eq_ignore_case(&args[i], "count") => {
+                count = Some(positive(value, "ERR count should be greater than 0")?);
+            }
+            _ => return Err(SYNTAX.into()),
+        }
+        i += 2;
+    }
+    Ok((&args[1..side_index], second, count.unwrap_or(1)))
+}
+
 /// Parses an integer argument with Redis's error text.
 pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
     crate::util::parse_i64(arg).ok_or(Error::from(NOT_INTEGER))

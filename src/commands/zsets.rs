@@ -3,10 +3,10 @@
 use bytes::Bytes;
 
 use super::keys::ScanOptions;
-use super::{CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, int_arg, typed_mut};
+use super::{CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, int_arg, mpop_args, timeout_arg, typed_mut};
 use crate::config;
 use crate::store::{Class, Locked, Value, Zset, ZsetLimits};
-use crate::util::{Rng, eq_ignore_case, now_ms, parse_f64, parse_i64};
+use crate::util::{Rng, eq_ignore_case, parse_f64, parse_i64};
 
 /// Members with their scores, in reply order.
 type Entries = Vec<(Vec<u8>, f64)>;
@@ -685,22 +685,6 @@ pub fn zpopmax(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     zpop(ctx, args, true)
 }
 
-/// Redis's `getTimeoutFromObjectOrReply` in seconds: the deadline in Unix ms, 0 for none.
-fn timeout_arg(arg: &[u8]) -> Result<u64, Error> {
-    let seconds = parse_f64(arg)
-        .filter(|s| s.is_finite())
-        .ok_or(Error::from("ERR timeout is not a float or out of range"))?;
-    let millis = (seconds * 1000.0).ceil();
-    if millis < 0.0 {
-        return Err("ERR timeout is negative".into());
-    }
-    Ok(if millis == 0.0 {
-        0
-    } else {
-        now_ms().saturating_add(millis as u64)
-    })
-}
-
 fn bzpop(ctx: &mut Ctx, args: &[Bytes], max: bool) -> CmdResult {
     let deadline = timeout_arg(&args[args.len() - 1])?;
     let keys = &args[1..args.len() - 1];
@@ -728,39 +712,9 @@ pub fn bzpopmax(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     bzpop(ctx, args, true)
 }
 
-/// ZMPOP/BZMPOP from `numkeys` on: keys, MIN|MAX and COUNT.
+/// ZMPOP/BZMPOP from `numkeys` on: keys, whether MAX, and COUNT.
 fn parse_mpop(args: &[Bytes]) -> Result<(&[Bytes], bool, usize), Error> {
-    let numkeys = parse_i64(&args[0])
-        .filter(|n| *n >= 1)
-        .ok_or(Error::from("ERR numkeys should be greater than 0"))? as usize;
-    let where_index = numkeys
-        .checked_add(1)
-        .filter(|&i| i < args.len())
-        .ok_or(Error::from(SYNTAX))?;
-    let max = if eq_ignore_case(&args[where_index], "min") {
-        false
-    } else if eq_ignore_case(&args[where_index], "max") {
-        true
-    } else {
-        return Err(SYNTAX.into());
-    };
-    let mut count = None;
-    let mut i = where_index + 1;
-    while i < args.len() {
-        match args.get(i + 1) {
-            Some(value) if count.is_none() && eq_ignore_case(&args[i], "count") => {
-                count = Some(
-                    parse_i64(value)
-                        .filter(|n| *n >= 1)
-                        .ok_or(Error::from("ERR count should be greater than 0"))?
-                        as usize,
-                );
-            }
-            _ => return Err(SYNTAX.into()),
-        }
-        i += 2;
-    }
-    Ok((&args[1..where_index], max, count.unwrap_or(1)))
+    mpop_args(args, ["min", "max"])
 }
 
 /// ZMPOP's reply: the key, then [member, score] pairs, nested in both protocols.
