@@ -293,24 +293,17 @@ pub fn hscan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let options = ScanOptions::parse(&args[2..], false)?;
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
-    let mut found: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut cursor = options.cursor;
-    if let Some(hash) = hash_mut(&mut locked, &args[1])? {
-        let mut budget = options.count.saturating_mul(10);
-        loop {
-            cursor = hash.scan(cursor, |field, value| {
-                if options.matches(field) {
-                    found.push((field.to_vec(), value.to_vec()));
+    let (cursor, found) = match hash_mut(&mut locked, &args[1])? {
+        Some(value) => options.gather(|cursor, found: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+            value.scan(cursor, |member, value| {
+                if options.matches(member) {
+                    found.push((member.to_vec(), value.to_vec()));
                 }
-            });
-            budget -= 1;
-            if cursor == 0 || budget <= 0 || found.len() as i64 >= options.count {
-                break;
-            }
-        }
-    } else {
-        cursor = 0;
-    }
+            })
+        }),
+        None => (0, Vec::new()),
+    };
+    drop(locked);
     ctx.reply.array(2);
     ctx.reply
         .bulk(itoa::Buffer::new().format(cursor).as_bytes());

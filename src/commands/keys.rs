@@ -222,35 +222,38 @@ impl<'a> ScanOptions<'a> {
     pub fn matches(&self, name: &[u8]) -> bool {
         self.pattern.is_none_or(|p| glob_match(p, name, false))
     }
+
+    /// Redis's scan loop: `step` visits from a cursor, pushes what matches and returns the next
+    /// cursor; steps go on until COUNT elements were gathered, 10*COUNT steps were taken, or
+    /// the cursor is back at 0. Returns the cursor to reply with and the elements.
+    pub fn gather<T>(&self, mut step: impl FnMut(u64, &mut Vec<T>) -> u64) -> (u64, Vec<T>) {
+        let mut found = Vec::new();
+        let mut cursor = self.cursor;
+        let mut budget = self.count.saturating_mul(10);
+        loop {
+            cursor = step(cursor, &mut found);
+            budget -= 1;
+            if cursor == 0 || budget <= 0 || found.len() as i64 >= self.count {
+                return (cursor, found);
+            }
+        }
+    }
 }
 
 pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let ScanOptions {
-        cursor,
-        count,
-        pattern,
-        type_filter,
-    } = ScanOptions::parse(&args[1..], true)?;
+    let options = ScanOptions::parse(&args[1..], true)?;
     let db = ctx.db();
-    let mut found: Vec<Vec<u8>> = Vec::new();
-    let mut cursor = cursor;
-    // As Redis: visit buckets until COUNT elements were gathered or 10*COUNT buckets were seen.
-    let mut budget = count.saturating_mul(10);
-    loop {
-        cursor = db.scan(cursor, |key, value| {
-            let matches = pattern.is_none_or(|p| glob_match(p, key, false))
-                && type_filter
-                    .as_deref()
-                    .is_none_or(|t| value.kind().name() == t);
-            if matches {
+    let (cursor, found) = options.gather(|cursor, found: &mut Vec<Vec<u8>>| {
+        db.scan(cursor, |key, value| {
+            let type_ok = options
+                .type_filter
+                .as_deref()
+                .is_none_or(|t| value.kind().name() == t);
+            if options.matches(key) && type_ok {
                 found.push(key.to_vec());
             }
-        });
-        budget -= 1;
-        if cursor == 0 || budget <= 0 || found.len() as i64 >= count {
-            break;
-        }
-    }
+        })
+    });
     ctx.reply.array(2);
     ctx.reply
         .bulk(itoa::Buffer::new().format(cursor).as_bytes());

@@ -378,23 +378,17 @@ pub fn sscan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let options = ScanOptions::parse(&args[2..], false)?;
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
-    let mut found: Vec<Vec<u8>> = Vec::new();
-    let mut cursor = 0;
-    if let Some(set) = set_mut(&mut locked, &args[1])? {
-        cursor = options.cursor;
-        let mut budget = options.count.saturating_mul(10);
-        loop {
-            cursor = set.scan(cursor, |member| {
+    let (cursor, found) = match set_mut(&mut locked, &args[1])? {
+        Some(value) => options.gather(|cursor, found: &mut Vec<Vec<u8>>| {
+            value.scan(cursor, |member| {
                 if options.matches(member) {
                     found.push(member.to_vec());
                 }
-            });
-            budget -= 1;
-            if cursor == 0 || budget <= 0 || found.len() as i64 >= options.count {
-                break;
-            }
-        }
-    }
+            })
+        }),
+        None => (0, Vec::new()),
+    };
+    drop(locked);
     ctx.reply.array(2);
     ctx.reply
         .bulk(itoa::Buffer::new().format(cursor).as_bytes());

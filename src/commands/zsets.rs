@@ -803,23 +803,16 @@ pub fn zscan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let options = ScanOptions::parse(&args[2..], false)?;
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
-    let mut found: Entries = Vec::new();
-    let mut cursor = 0;
-    if let Some(zset) = zset_mut(&mut locked, &args[1])? {
-        cursor = options.cursor;
-        let mut budget = options.count.saturating_mul(10);
-        loop {
-            cursor = zset.scan(cursor, |member, score| {
+    let (cursor, found) = match zset_mut(&mut locked, &args[1])? {
+        Some(value) => options.gather(|cursor, found: &mut Entries| {
+            value.scan(cursor, |member, score| {
                 if options.matches(member) {
                     found.push((member.to_vec(), score));
                 }
-            });
-            budget -= 1;
-            if cursor == 0 || budget <= 0 || found.len() as i64 >= options.count {
-                break;
-            }
-        }
-    }
+            })
+        }),
+        None => (0, Vec::new()),
+    };
     drop(locked);
     ctx.reply.array(2);
     ctx.reply
