@@ -260,14 +260,7 @@ pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             .filter_map(|_| hash.random(|| rng.next_u64()))
             .collect()
     } else {
-        let mut all: Vec<(&[u8], &[u8])> = hash.iter().collect();
-        let keep = (count as usize).min(all.len());
-        for i in 0..keep {
-            let j = i + (rng.next_u64() % (all.len() - i) as u64) as usize;
-            all.swap(i, j);
-        }
-        all.truncate(keep);
-        all
+        rng.sample(hash.iter().collect(), count as usize)
     };
     if with_values && ctx.reply.is_resp3() {
         ctx.reply.array(picks.len());

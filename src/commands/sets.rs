@@ -153,14 +153,7 @@ fn sample(set: &Set, count: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
         }
         return picked.into_iter().collect();
     }
-    let mut all = set.members();
-    let keep = count.min(all.len());
-    for i in 0..keep {
-        let j = i + (rng.next_u64() % (all.len() - i) as u64) as usize;
-        all.swap(i, j);
-    }
-    all.truncate(keep);
-    all
+    rng.sample(set.members(), count)
 }
 
 pub fn spop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {

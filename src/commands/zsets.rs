@@ -785,14 +785,7 @@ pub fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             .filter_map(|_| zset.random(|| rng.next_u64()).map(|(m, s)| (m.to_vec(), s)))
             .collect()
     } else {
-        let mut all = zset.all();
-        let keep = (count as usize).min(all.len());
-        for i in 0..keep {
-            let j = i + (rng.next_u64() % (all.len() - i) as u64) as usize;
-            all.swap(i, j);
-        }
-        all.truncate(keep);
-        all
+        rng.sample(zset.all(), count as usize)
     };
     drop(locked);
     reply_entries(ctx, &picks, with_scores);

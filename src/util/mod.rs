@@ -28,6 +28,18 @@ impl Rng {
         let t = (self.0 as u128).wrapping_mul((self.0 ^ 0xe703_7ed1_a0b4_28db) as u128);
         ((t >> 64) as u64) ^ (t as u64)
     }
+
+    /// Keeps `count` distinct random elements of `items`, in random order (a partial
+    /// Fisher-Yates shuffle): HRANDFIELD, SRANDMEMBER, SPOP and ZRANDMEMBER with a count.
+    pub fn sample<T>(&mut self, mut items: Vec<T>, count: usize) -> Vec<T> {
+        let keep = count.min(items.len());
+        for i in 0..keep {
+            let j = i + (self.next_u64() % (items.len() - i) as u64) as usize;
+            items.swap(i, j);
+        }
+        items.truncate(keep);
+        items
+    }
 }
 
 /// Case-insensitive ASCII comparison of a command argument with a keyword.
