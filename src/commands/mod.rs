@@ -705,6 +705,23 @@ pub fn mpop_args<'a>(
     Ok((&args[1..side_index], second, count.unwrap_or(1)))
 }
 
+/// The `[LIMIT limit]` options after SINTERCARD's and ZINTERCARD's keys (0: no limit).
+pub fn intercard_limit(options: &[Bytes]) -> Result<usize, Error> {
+    let mut limit = 0;
+    for pair in options.chunks(2) {
+        match pair {
+            [name, value] if crate::util::eq_ignore_case(name, "limit") => {
+                limit = crate::util::parse_i64(value)
+                    .filter(|n| *n >= 0)
+                    .ok_or(Error::from("ERR LIMIT can't be negative"))?
+                    as usize;
+            }
+            _ => return Err(SYNTAX.into()),
+        }
+    }
+    Ok(limit)
+}
+
 /// Parses an integer argument with Redis's error text.
 pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
     crate::util::parse_i64(arg).ok_or(Error::from(NOT_INTEGER))

@@ -3,10 +3,10 @@
 use bytes::Bytes;
 
 use super::keys::ScanOptions;
-use super::{CmdResult, Ctx, Error, SYNTAX, int_arg, typed_mut};
+use super::{CmdResult, Ctx, Error, SYNTAX, int_arg, intercard_limit, typed_mut};
 use crate::config;
 use crate::store::{Class, Locked, Set, Value};
-use crate::util::{Rng, eq_ignore_case};
+use crate::util::Rng;
 
 fn max_intset(ctx: &Ctx) -> usize {
     ctx.server.config.int(config::SET_MAX_INTSET_ENTRIES) as usize
@@ -348,20 +348,7 @@ pub fn sintercard(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if numkeys > args.len() - 2 {
         return Err("ERR Number of keys can't be greater than number of args".into());
     }
-    let mut limit = 0;
-    let mut i = 2 + numkeys;
-    while i < args.len() {
-        match args.get(i + 1) {
-            Some(value) if eq_ignore_case(&args[i], "limit") => {
-                limit = crate::util::parse_i64(value)
-                    .filter(|n| *n >= 0)
-                    .ok_or(Error::from("ERR LIMIT can't be negative"))?
-                    as usize;
-            }
-            _ => return Err(SYNTAX.into()),
-        }
-        i += 2;
-    }
+    let limit = intercard_limit(&args[2 + numkeys..])?;
     let members = combine(ctx, &args[2..2 + numkeys], Algebra::Inter, limit)?;
     ctx.reply.int(members.len() as i64);
     Ok(())

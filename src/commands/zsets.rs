@@ -3,7 +3,10 @@
 use bytes::Bytes;
 
 use super::keys::ScanOptions;
-use super::{CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, int_arg, mpop_args, timeout_arg, typed_mut};
+use super::{
+    CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, int_arg, intercard_limit, mpop_args, timeout_arg,
+    typed_mut,
+};
 use crate::config;
 use crate::store::{Class, Locked, Value, Zset, ZsetLimits};
 use crate::util::{Rng, eq_ignore_case, parse_f64, parse_i64};
@@ -1017,20 +1020,7 @@ pub fn zdiffstore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let numkeys = parse_numkeys(ctx, &args[1..])?;
-    let mut limit = 0;
-    let mut i = 2 + numkeys;
-    while i < args.len() {
-        match args.get(i + 1) {
-            Some(value) if eq_ignore_case(&args[i], "limit") => {
-                limit = parse_i64(value)
-                    .filter(|n| *n >= 0)
-                    .ok_or(Error::from("ERR LIMIT can't be negative"))?
-                    as usize;
-            }
-            _ => return Err(SYNTAX.into()),
-        }
-        i += 2;
-    }
+    let limit = intercard_limit(&args[2 + numkeys..])?;
     let (entries, _) = combine(ctx, &args[1..2 + numkeys], SetOp::Inter, false)?;
     let count = if limit == 0 {
         entries.len()
