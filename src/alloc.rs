@@ -1,7 +1,8 @@
 //! The global allocator: the system allocator, counting live bytes for INFO's `used_memory`.
 //! Each thread adds to its own cache-padded counter, so counting costs no contended atomics.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use mimalloc::MiMalloc as System;
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 

@@ -9,8 +9,10 @@ use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 
+use super::key::Key;
+
 struct Node<V> {
-    key: Box<[u8]>,
+    key: Key,
     value: V,
     next: Link<V>,
 }
@@ -82,19 +84,23 @@ impl<V> Dict<V> {
         if let Some(slot) = self.get_mut(key) {
             return Some(std::mem::replace(slot, value));
         }
-        self.insert_new(key.into(), value);
+        self.insert_new(key, value);
         None
     }
 
     /// Inserts a key known to be absent.
-    pub fn insert_new(&mut self, key: Box<[u8]>, value: V) -> &mut V {
+    pub fn insert_new(&mut self, key: &[u8], value: V) -> &mut V {
         if self.len >= self.buckets.len() {
             self.resize((self.len + 1).next_power_of_two().max(MIN_BUCKETS));
         }
-        let index = self.bucket_of(&key);
+        let index = self.bucket_of(key);
         let next = self.buckets[index].take();
         self.len += 1;
-        let node = self.buckets[index].insert(Box::new(Node { key, value, next }));
+        let node = self.buckets[index].insert(Box::new(Node {
+            key: key.into(),
+            value,
+            next,
+        }));
         &mut node.value
     }
 
@@ -102,7 +108,7 @@ impl<V> Dict<V> {
         self.remove_entry(key).map(|(_, value)| value)
     }
 
-    pub fn remove_entry(&mut self, key: &[u8]) -> Option<(Box<[u8]>, V)> {
+    pub fn remove_entry(&mut self, key: &[u8]) -> Option<(Key, V)> {
         if self.buckets.is_empty() {
             return None;
         }

@@ -149,6 +149,16 @@ impl Db {
         (inner << SHARD_BITS) | shard_no as u64
     }
 
+    /// Visits every entry, expired ones included, one shard at a time.
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8], &Entry)) {
+        for index in 0..SHARDS {
+            let locked = self.lock_shard(index);
+            for (key, entry) in locked.shard.dict.iter() {
+                visit(key, entry);
+            }
+        }
+    }
+
     /// Every live key matching `keep`, for KEYS.
     pub fn keys(&self, mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -288,7 +298,7 @@ impl Locked<'_> {
     /// Inserts a key the caller has just found absent; returns its entry.
     pub fn insert_new(&mut self, key: &[u8], value: Value) -> &mut Entry {
         self.created(key);
-        self.shard.dict.insert_new(key.into(), Entry::new(value))
+        self.shard.dict.insert_new(key, Entry::new(value))
     }
 
     fn created(&self, key: &[u8]) {

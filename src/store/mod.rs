@@ -2,6 +2,7 @@
 
 pub mod dict;
 pub mod hash;
+mod key;
 pub mod keyspace;
 pub mod list;
 pub mod notify;

@@ -35,6 +35,10 @@ fn write_entry(out: &mut Vec<u8>, value: &[u8]) {
             break;
         }
     }
+    // Exact growth, as Redis reallocates a listpack per insert: small hashes and list nodes
+    // then hold no spare capacity, and the allocator's size classes keep most of these
+    // reallocations in place.
+    out.reserve_exact(2 * used + value.len());
     out.extend_from_slice(&varint[..used]);
     out.extend_from_slice(value);
     out.extend(varint[..used].iter().rev());
