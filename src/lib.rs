@@ -5,6 +5,7 @@ pub mod blocking;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod persist;
 pub mod protocol;
 pub mod pubsub;
 pub mod server;

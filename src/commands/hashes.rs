@@ -4,16 +4,11 @@ use bytes::Bytes;
 
 use super::keys::ScanOptions;
 use super::{CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, int_arg, typed_mut};
-use crate::config;
 use crate::store::{Class, Hash, HashLimits, Locked, Value};
 use crate::util::{Rng, format_human_double, parse_f64, parse_i64};
 
 fn limits(ctx: &Ctx) -> HashLimits {
-    let config = &ctx.server.config;
-    HashLimits {
-        entries: config.int(config::HASH_MAX_LISTPACK_ENTRIES) as usize,
-        value: config.int(config::HASH_MAX_LISTPACK_VALUE) as usize,
-    }
+    HashLimits::from_config(&ctx.server.config)
 }
 
 /// The hash at `key`, or WRONGTYPE if the key holds another type.

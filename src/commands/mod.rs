@@ -9,6 +9,7 @@ mod hashes;
 mod keys;
 mod lists;
 pub mod meta;
+mod persistence;
 mod pubsub;
 mod server;
 mod sets;
@@ -427,6 +428,12 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("config|resetstat", ByKeys, config::resetstat),
         ("config|rewrite", ByKeys, config::rewrite),
         ("config|set", ByKeys, config::set),
+        // persistence
+        ("bgsave", Exclusive, persistence::bgsave),
+        ("dump", ByKeys, persistence::dump),
+        ("restore", ByKeys, persistence::restore),
+        ("save", Exclusive, persistence::save),
+        // server
         ("dbsize", ByKeys, server::dbsize),
         ("debug", Exclusive, server::debug),
         ("flushall", Exclusive, server::flushall),
@@ -445,7 +452,7 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("slowlog|help", ByKeys, server::slowlog_help),
         ("slowlog|len", ByKeys, server::slowlog_len),
         ("slowlog|reset", ByKeys, server::slowlog_reset),
-        ("shutdown", ByKeys, server::shutdown),
+        ("shutdown", Exclusive, server::shutdown),
         ("swapdb", Exclusive, server::swapdb),
         ("time", ByKeys, server::time),
     ]

@@ -66,9 +66,21 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// FLUSHALL also stops a background save and, when save points exist, saves the now empty
+/// data set at once, so a restart does not bring the old keys back (as Redis does).
 pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let async_free = flush_mode(args)?;
     flush_dbs(ctx, 0..ctx.server.store.dbs().len(), async_free);
+    let snapshots = &ctx.server.snapshots;
+    snapshots.kill_child();
+    if !crate::persist::snapshot::save_points(&ctx.server.config).is_empty() {
+        let _ = snapshots.save(ctx.server);
+    }
+    ctx.server
+        .store
+        .notifier
+        .dirty
+        .fetch_add(1, Ordering::Relaxed);
     ctx.reply.ok();
     Ok(())
 }
@@ -103,10 +115,11 @@ pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]. Nothing is persisted yet, so every form
-/// exits at once; like Redis, a successful shutdown sends no reply.
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: saves first when asked to or when save points
+/// exist (unless NOSAVE); a failed save cancels the shutdown unless FORCE. There are no
+/// replicas to wait for, so NOW changes nothing. Like Redis, a shutdown sends no reply.
 pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let (mut save, mut nosave, mut abort) = (false, false, false);
+    let (mut save, mut nosave, mut abort, mut force) = (false, false, false, false);
     for arg in &args[1..] {
         if eq_ignore_case(arg, "nosave") {
             nosave = true;
@@ -114,7 +127,9 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             save = true;
         } else if eq_ignore_case(arg, "abort") {
             abort = true;
-        } else if !eq_ignore_case(arg, "now") && !eq_ignore_case(arg, "force") {
+        } else if eq_ignore_case(arg, "force") {
+            force = true;
+        } else if !eq_ignore_case(arg, "now") {
             return Err(SYNTAX.into());
         }
     }
@@ -123,6 +138,18 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     if abort {
         return Err("ERR No shutdown in progress.".into());
+    }
+    let wanted = if save {
+        Some(true)
+    } else {
+        nosave.then_some(false)
+    };
+    let saved = ctx.server.snapshots.on_shutdown(ctx.server, wanted);
+    if saved.is_err() && !force {
+        tracing::warn!(
+            "Errors trying to shut down the server. Check the logs for more information."
+        );
+        return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
     }
     ctx.server.shutdown.notify_one();
     ctx.client.close_after_reply = true;
@@ -290,6 +317,30 @@ pub fn latency_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 
 /// DEBUG: the subset Redis's test suite and tools use. Refused unless enable-debug-command
 /// allows it, as in Redis 7.
+/// DEBUG RELOAD [NOSAVE]: saves, empties the keyspace and loads the dump. (Redis's NOFLUSH
+/// and MERGE, which load on top of the current keys, are not supported.)
+fn debug_reload(ctx: &mut Ctx, options: &[Bytes]) -> CmdResult {
+    let mut save = true;
+    for option in options {
+        if eq_ignore_case(option, "nosave") {
+            save = false;
+        } else {
+            return Err(format!(
+                "ERR Unknown option '{}' for DEBUG RELOAD",
+                String::from_utf8_lossy(option)
+            )
+            .into());
+        }
+    }
+    ctx.server
+        .snapshots
+        .reload(ctx.server, save)
+        .map_err(|e| Error::from(format!("ERR {e}")))?;
+    tracing::info!("DB reloaded by DEBUG RELOAD");
+    ctx.reply.ok();
+    Ok(())
+}
+
 pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let allowed = match ctx
         .server
@@ -310,6 +361,8 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         let seconds = parse_f64(&args[2]).unwrap_or(0.0);
         std::thread::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0)));
         ctx.reply.ok();
+    } else if eq_ignore_case(sub, "reload") {
+        debug_reload(ctx, &args[2..])?;
     } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {
         ctx.server
             .active_expire
@@ -660,19 +713,27 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
             );
         }
         "persistence" => {
+            let snapshot = server.snapshots.status();
             let _ = write!(
                 w,
                 "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n\
                  current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\n\
-                 current_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\n\
-                 rdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\n\
-                 rdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\n\
-                 rdb_last_load_keys_loaded:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
+                 current_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\n\
+                 rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\n\
+                 rdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\n\
+                 rdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
                  aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\n\
                  aof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\n\
                  aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
                 load(&server.store.notifier.dirty),
+                u8::from(snapshot.in_progress),
                 server.lastsave.load(Ordering::Relaxed),
+                if snapshot.last_ok { "ok" } else { "err" },
+                snapshot.last_bgsave_secs,
+                snapshot.current_secs,
+                snapshot.saves,
+                snapshot.keys_expired,
+                snapshot.keys_loaded,
             );
         }
         "stats" => {

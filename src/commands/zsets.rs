@@ -7,7 +7,6 @@ use super::{
     CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, int_arg, intercard_limit, mpop_args, timeout_arg,
     typed_mut,
 };
-use crate::config;
 use crate::store::{Class, Locked, Value, Zset, ZsetLimits};
 use crate::util::{Rng, eq_ignore_case, parse_f64, parse_i64};
 
@@ -19,11 +18,7 @@ const NOT_FLOAT_RANGE: &str = "ERR min or max is not a float";
 const NOT_LEX_RANGE: &str = "ERR min or max not valid string range item";
 
 fn limits(ctx: &Ctx) -> ZsetLimits {
-    let config = &ctx.server.config;
-    ZsetLimits {
-        entries: config.int(config::ZSET_MAX_LISTPACK_ENTRIES) as usize,
-        value: config.int(config::ZSET_MAX_LISTPACK_VALUE) as usize,
-    }
+    ZsetLimits::from_config(&ctx.server.config)
 }
 
 fn zset_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Zset>, Error> {

@@ -1,4 +1,5 @@
-//! The background cycle Redis calls serverCron: active expiry and idle-client timeouts.
+//! The background cycle Redis calls serverCron: active expiry, idle-client timeouts, and
+//! background saves (collecting finished ones, starting those save points ask for).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,6 +25,15 @@ pub async fn run(server: Arc<Server>) {
             // The sweep locks shards briefly; run it off the async workers.
             let _ = tokio::task::spawn_blocking(move || active_expire(&server, period)).await;
         }
+        server.snapshots.reap(&server);
+        if server.snapshots.due(&server) {
+            let server = server.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _gate = server.store.enter(true);
+                let _ = server.snapshots.start_background(&server);
+            })
+            .await;
+        }
         close_idle_clients(&server);
     }
 }
@@ -31,6 +41,9 @@ pub async fn run(server: Arc<Server>) {
 /// Sweeps every database; keeps going while a step finds many expired keys, within budget.
 fn active_expire(server: &Server, period: Duration) {
     let deadline = Instant::now() + period.mul_f64(EXPIRE_TIME_BUDGET);
+    // Under the shared gate like any command, so a fork for BGSAVE (under the exclusive
+    // gate) never happens while this thread holds a shard lock.
+    let _gate = server.store.enter(false);
     for db in server.store.dbs() {
         loop {
             let removed = db.active_expire(EXPIRE_BUCKETS_PER_STEP);

@@ -86,6 +86,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             bound_port
         );
     }
+    server.snapshots.load_at_start(&server).map_err(|e| {
+        tracing::warn!("{e}");
+        std::io::Error::other(e)
+    })?;
     tracing::info!("Ready to accept connections tcp");
     for listener in listeners {
         tokio::spawn(accept_loop(server.clone(), listener));
@@ -94,12 +98,26 @@ pub async fn run(config: Config) -> std::io::Result<()> {
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = sigterm.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
-        _ = sigint.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
-        _ = server.shutdown.notified() => {}
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
+            _ = sigint.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
+            // SHUTDOWN has done its saving already.
+            _ = server.shutdown.notified() => break,
+        }
+        tracing::warn!("User requested shutdown...");
+        let saving = server.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let _gate = saving.store.enter(true);
+            saving.snapshots.on_shutdown(&saving, None)
+        })
+        .await;
+        if matches!(saved, Ok(Ok(()))) {
+            break;
+        }
+        // As Redis: a signal does not take down a server that could not save its data.
+        tracing::warn!("Error trying to save the DB, can't exit.");
     }
-    tracing::warn!("User requested shutdown...");
     tracing::warn!("Oxidis is now ready to exit, bye bye...");
     Ok(())
 }

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::client::{ClientHandle, ClientRegistry};
 use crate::commands::CommandTable;
 use crate::config::{self, Config};
+use crate::persist::Snapshots;
 use crate::store::Store;
 use crate::util::{now_ms, now_us, repr};
 
@@ -39,6 +40,7 @@ pub struct Server {
     pub active_expire: AtomicBool,
     pub shutdown: Notify,
     pub lastsave: AtomicU64,
+    pub snapshots: Snapshots,
     pub listen_port: AtomicU64,
 }
 
@@ -263,6 +265,7 @@ impl Server {
             active_expire: AtomicBool::new(true),
             shutdown: Notify::new(),
             lastsave: AtomicU64::new(now_ms() / 1000),
+            snapshots: Snapshots::default(),
             listen_port: AtomicU64::new(0),
         };
         server.apply_cached_settings();

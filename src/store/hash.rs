@@ -13,9 +13,18 @@ pub struct HashLimits {
     pub value: usize,
 }
 
+impl HashLimits {
+    pub fn from_config(config: &crate::config::Config) -> HashLimits {
+        HashLimits {
+            entries: config.int(crate::config::HASH_MAX_LISTPACK_ENTRIES) as usize,
+            value: config.int(crate::config::HASH_MAX_LISTPACK_VALUE) as usize,
+        }
+    }
+}
+
 pub enum Hash {
     Pack(Packed),
-    Table(Dict<Box<[u8]>>),
+    Table(Box<Dict<Box<[u8]>>>),
 }
 
 impl Clone for Hash {
@@ -23,7 +32,7 @@ impl Clone for Hash {
         match self {
             Hash::Pack(packed) => Hash::Pack(packed.clone()),
             Hash::Table(table) => {
-                let mut copy = Dict::default();
+                let mut copy = Box::<Dict<_>>::default();
                 for (field, value) in table.iter() {
                     copy.insert(field, value.clone());
                 }
@@ -80,7 +89,7 @@ impl Hash {
 
     fn convert_to_table(&mut self) {
         if let Hash::Pack(_) = self {
-            let mut table = Dict::default();
+            let mut table = Box::<Dict<_>>::default();
             for (field, value) in self.iter() {
                 table.insert(field, value.into());
             }

@@ -119,12 +119,20 @@ impl Set {
 
     /// Every member, as owned bytes.
     pub fn members(&self) -> Vec<Vec<u8>> {
+        let mut members = Vec::with_capacity(self.len());
+        self.for_each(|member| members.push(member.to_vec()));
+        members
+    }
+
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8])) {
         match self {
-            Set::Ints(ints) => ints
-                .iter()
-                .map(|n| itoa::Buffer::new().format(*n).as_bytes().to_vec())
-                .collect(),
-            Set::Table(table) => table.iter().map(|(m, _)| m.to_vec()).collect(),
+            Set::Ints(ints) => {
+                let mut text = itoa::Buffer::new();
+                for n in ints {
+                    visit(text.format(*n).as_bytes());
+                }
+            }
+            Set::Table(table) => table.iter().for_each(|(member, _)| visit(member)),
         }
     }
 

@@ -30,6 +30,15 @@ pub struct ZsetLimits {
     pub value: usize,
 }
 
+impl ZsetLimits {
+    pub fn from_config(config: &crate::config::Config) -> ZsetLimits {
+        ZsetLimits {
+            entries: config.int(crate::config::ZSET_MAX_LISTPACK_ENTRIES) as usize,
+            value: config.int(crate::config::ZSET_MAX_LISTPACK_VALUE) as usize,
+        }
+    }
+}
+
 pub struct Zset {
     scores: Dict<f64>,
     nodes: Vec<Node>,

@@ -1,0 +1,9 @@
+//! Persistence beside the keyspace: the RDB format, snapshots (SAVE, BGSAVE in a forked
+//! child, save points, shutdown) and loading at start.
+
+mod blobs;
+mod lzf;
+pub mod rdb;
+pub mod snapshot;
+
+pub use snapshot::Snapshots;

@@ -1,0 +1,307 @@
+//! RDB snapshots of the running server: SAVE in the foreground, BGSAVE in a forked child,
+//! save points, and loading at start.
+//!
+//! BGSAVE forks, as Redis does: the child gets a copy-on-write image of the keyspace frozen
+//! at one instant across every shard, so clients keep being served and memory grows only by
+//! the pages written meanwhile. The fork happens under the exclusive gate, so no thread
+//! holds a shard lock in the image the child inherits; the child then only reads the
+//! keyspace, writes the file and exits without returning to the runtime.
+
+use std::fs::File;
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::rdb;
+use crate::config::{self, Config};
+use crate::server::Server;
+use crate::store::Store;
+use crate::util::now_ms;
+
+/// How long to wait after a failed background save before a save point retries.
+const RETRY_DELAY_MS: u64 = 5000;
+
+#[derive(Default)]
+pub struct Snapshots {
+    state: Mutex<State>,
+}
+
+struct Child {
+    pid: libc::pid_t,
+    started: Instant,
+    /// `dirty` when the child was forked: what the snapshot covers.
+    dirty_at_fork: u64,
+}
+
+struct State {
+    child: Option<Child>,
+    last_ok: bool,
+    last_attempt_ms: u64,
+    last_bgsave_secs: i64,
+    saves: u64,
+    /// Set by BGSAVE SCHEDULE: start one when nothing else is running.
+    scheduled: bool,
+    last_load: rdb::Loaded,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            child: None,
+            last_ok: true,
+            last_attempt_ms: 0,
+            last_bgsave_secs: -1,
+            saves: 0,
+            scheduled: false,
+            last_load: rdb::Loaded::default(),
+        }
+    }
+}
+
+/// The figures INFO persistence reports.
+pub struct Status {
+    pub in_progress: bool,
+    pub last_ok: bool,
+    pub last_bgsave_secs: i64,
+    pub current_secs: i64,
+    pub saves: u64,
+    pub keys_loaded: u64,
+    pub keys_expired: u64,
+}
+
+/// Writes the snapshot to a temporary file, syncs it and renames it over `dbfilename`, so a
+/// crash at any point leaves the previous dump whole.
+fn write_file(store: &Store, config: &Config, pid: u32) -> io::Result<()> {
+    let temp = format!("temp-{pid}.rdb");
+    let result = (|| {
+        let mut file = File::create(&temp)?;
+        rdb::save(store, config, &mut file)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, config.text(config::DBFILENAME))?;
+        File::open(".")?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+impl Snapshots {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn in_progress(&self) -> bool {
+        self.state().child.is_some()
+    }
+
+    pub fn status(&self) -> Status {
+        let state = self.state();
+        Status {
+            in_progress: state.child.is_some(),
+            last_ok: state.last_ok,
+            last_bgsave_secs: state.last_bgsave_secs,
+            current_secs: state
+                .child
+                .as_ref()
+                .map_or(-1, |c| c.started.elapsed().as_secs() as i64),
+            saves: state.saves,
+            keys_loaded: state.last_load.keys,
+            keys_expired: state.last_load.expired,
+        }
+    }
+
+    /// SAVE: writes the snapshot from this thread. The caller holds the gate exclusively.
+    pub fn save(&self, server: &Server) -> io::Result<()> {
+        let dirty = server.store.notifier.dirty.load(Ordering::Relaxed);
+        let result = write_file(&server.store, &server.config, std::process::id());
+        let mut state = self.state();
+        match &result {
+            Ok(()) => {
+                tracing::info!("DB saved on disk");
+                server
+                    .store
+                    .notifier
+                    .dirty
+                    .fetch_sub(dirty, Ordering::Relaxed);
+                server.lastsave.store(now_ms() / 1000, Ordering::Relaxed);
+                state.last_ok = true;
+                state.saves += 1;
+            }
+            Err(e) => {
+                tracing::warn!("Failed saving the DB: {e}");
+                state.last_ok = false;
+            }
+        }
+        result
+    }
+
+    /// BGSAVE: forks a child that writes the snapshot. The caller holds the gate exclusively.
+    pub fn start_background(&self, server: &Server) -> io::Result<()> {
+        let mut state = self.state();
+        if state.child.is_some() {
+            return Err(io::Error::other("Background save already in progress"));
+        }
+        state.last_attempt_ms = now_ms();
+        state.scheduled = false;
+        let dirty_at_fork = server.store.notifier.dirty.load(Ordering::Relaxed);
+        // SAFETY: fork duplicates only this thread. The child touches nothing another thread
+        // could have held locked at the fork: the gate is held exclusively by this thread (so
+        // every shard lock is free), and it leaves with _exit, running no destructors.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                write_file(&server.store, &server.config, std::process::id()).is_ok()
+            }));
+            unsafe { libc::_exit(if matches!(code, Ok(true)) { 0 } else { 1 }) };
+        }
+        if pid < 0 {
+            let e = io::Error::last_os_error();
+            tracing::warn!("Can't save in background: fork: {e}");
+            state.last_ok = false;
+            return Err(e);
+        }
+        tracing::info!("Background saving started by pid {pid}");
+        state.child = Some(Child {
+            pid,
+            started: Instant::now(),
+            dirty_at_fork,
+        });
+        Ok(())
+    }
+
+    /// BGSAVE SCHEDULE while a child runs: start one as soon as it is done.
+    pub fn schedule(&self) {
+        self.state().scheduled = true;
+    }
+
+    /// Collects a finished child, if any (from the background cycle).
+    pub fn reap(&self, server: &Server) {
+        let mut state = self.state();
+        let Some(child) = &state.child else {
+            return;
+        };
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        let done = unsafe { libc::waitpid(child.pid, &mut status, libc::WNOHANG) };
+        if done == 0 {
+            return;
+        }
+        let child = state.child.take().expect("checked above");
+        state.last_bgsave_secs = child.started.elapsed().as_secs() as i64;
+        if done == child.pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            tracing::info!("Background saving terminated with success");
+            server
+                .store
+                .notifier
+                .dirty
+                .fetch_sub(child.dirty_at_fork, Ordering::Relaxed);
+            server.lastsave.store(now_ms() / 1000, Ordering::Relaxed);
+            state.last_ok = true;
+            state.saves += 1;
+        } else {
+            tracing::warn!("Background saving error");
+            state.last_ok = false;
+            let _ = std::fs::remove_file(format!("temp-{}.rdb", child.pid));
+        }
+    }
+
+    /// Stops a running child and removes its temporary file (SHUTDOWN, FLUSHALL).
+    pub fn kill_child(&self) {
+        let mut state = self.state();
+        if let Some(child) = state.child.take() {
+            tracing::warn!("Killing the background saving child {}", child.pid);
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(child.pid, libc::SIGUSR1);
+                libc::waitpid(child.pid, std::ptr::null_mut(), 0);
+            }
+            let _ = std::fs::remove_file(format!("temp-{}.rdb", child.pid));
+        }
+    }
+
+    /// Whether a save point (`save <seconds> <changes>`) or BGSAVE SCHEDULE asks for a
+    /// background save now.
+    pub fn due(&self, server: &Server) -> bool {
+        let state = self.state();
+        if state.child.is_some() {
+            return false;
+        }
+        if state.scheduled {
+            return true;
+        }
+        let now = now_ms();
+        if !state.last_ok && now.saturating_sub(state.last_attempt_ms) < RETRY_DELAY_MS {
+            return false;
+        }
+        let dirty = server.store.notifier.dirty.load(Ordering::Relaxed);
+        let since_save = (now / 1000).saturating_sub(server.lastsave.load(Ordering::Relaxed));
+        save_points(&server.config)
+            .iter()
+            .any(|&(seconds, changes)| dirty >= changes && since_save >= seconds)
+    }
+
+    /// Loads `dbfilename` if it exists; called once at start, before clients are accepted.
+    pub fn load_at_start(&self, server: &Server) -> Result<(), String> {
+        let path = server.config.text(config::DBFILENAME);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("Fatal error loading the DB: {e}. Exiting.")),
+        };
+        let started = Instant::now();
+        let reader = io::BufReader::with_capacity(1 << 16, file);
+        let loaded = rdb::load(reader, &server.store, &server.config)?;
+        tracing::info!(
+            "Done loading RDB, keys loaded: {}, keys expired: {}, empty keys skipped: {}.",
+            loaded.keys,
+            loaded.expired,
+            loaded.empty
+        );
+        tracing::info!(
+            "DB loaded from disk: {:.3} seconds",
+            started.elapsed().as_secs_f64()
+        );
+        self.state().last_load = loaded;
+        Ok(())
+    }
+
+    /// Before exiting: stops a running child, then saves if `save` says so or, when it says
+    /// nothing, if save points are configured. The caller holds the gate exclusively.
+    pub fn on_shutdown(&self, server: &Server, save: Option<bool>) -> io::Result<()> {
+        self.kill_child();
+        if save.unwrap_or_else(|| !save_points(&server.config).is_empty()) {
+            tracing::info!("Saving the final RDB snapshot before exiting.");
+            self.save(server)?;
+        }
+        Ok(())
+    }
+
+    /// DEBUG RELOAD: saves (unless `save` is false), empties the keyspace and loads the file.
+    /// The caller holds the gate exclusively.
+    pub fn reload(&self, server: &Server, save: bool) -> Result<(), String> {
+        if save {
+            self.save(server)
+                .map_err(|e| format!("Error trying to save the DB: {e}"))?;
+        }
+        for db in server.store.dbs() {
+            drop(db.take_all());
+        }
+        let file = File::open(server.config.text(config::DBFILENAME))
+            .map_err(|e| format!("Error trying to load the RDB dump: {e}"))?;
+        let loaded = rdb::load(io::BufReader::new(file), &server.store, &server.config)?;
+        self.state().last_load = loaded;
+        Ok(())
+    }
+}
+
+/// The `save` setting as (seconds, changes) pairs.
+pub fn save_points(config: &Config) -> Vec<(u64, u64)> {
+    let text = config.text(config::SAVE);
+    let numbers: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    numbers.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+}
