@@ -68,6 +68,7 @@ pub const NO_SUCH_KEY: &str = "ERR no such key";
 pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
 pub const INVALID_EXPIRE: &str = "ERR invalid expire time in '{}' command";
 pub const DB_OUT_OF_RANGE: &str = "ERR DB index is out of range";
+const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
 
 /// What a handler sees: the server, the calling client, and the reply being written.
 pub struct Ctx<'a> {
@@ -866,6 +867,11 @@ fn check<'s>(
             Some(command),
             "OOM command not allowed when used memory > 'maxmemory'.".into(),
         ));
+    }
+    if (command.flags & WRITE != 0 || command.name == "ping")
+        && server.snapshots.refuses_writes(&server.config)
+    {
+        return Err((Some(command), MISCONF.into()));
     }
     Ok(command)
 }

@@ -317,6 +317,38 @@ pub fn latency_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 
 /// DEBUG: the subset Redis's test suite and tools use. Refused unless enable-debug-command
 /// allows it, as in Redis 7.
+/// DEBUG POPULATE count [prefix] [size]: creates `prefix:N` (default `key:N`) holding
+/// `value:N`, or that text cut or zero-padded to `size` bytes; existing keys are left alone.
+fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let count = parse_i64(&args[0])
+        .filter(|n| *n >= 0)
+        .ok_or(Error::from("ERR count must be greater than or equal to 0"))?;
+    let prefix = args.get(1).map_or(&b"key"[..], |p| &p[..]);
+    let size = match args.get(2) {
+        None => None,
+        Some(arg) => Some(
+            parse_i64(arg)
+                .filter(|n| *n > 0)
+                .ok_or(Error::from("ERR value size must be greater than 0"))? as usize,
+        ),
+    };
+    let db = ctx.db();
+    for i in 0..count {
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(format!(":{i}").as_bytes());
+        let mut value = format!("value:{i}").into_bytes();
+        if let Some(size) = size {
+            value.resize(size, 0);
+        }
+        let mut locked = db.lock(&key);
+        if !locked.contains(&key) {
+            locked.set(&key, Value::string(&value));
+        }
+    }
+    ctx.reply.ok();
+    Ok(())
+}
+
 /// DEBUG RELOAD [NOSAVE]: saves, empties the keyspace and loads the dump. (Redis's NOFLUSH
 /// and MERGE, which load on top of the current keys, are not supported.)
 fn debug_reload(ctx: &mut Ctx, options: &[Bytes]) -> CmdResult {
@@ -361,6 +393,8 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         let seconds = parse_f64(&args[2]).unwrap_or(0.0);
         std::thread::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0)));
         ctx.reply.ok();
+    } else if eq_ignore_case(sub, "populate") && (3..=5).contains(&argc) {
+        debug_populate(ctx, &args[2..])?;
     } else if eq_ignore_case(sub, "reload") {
         debug_reload(ctx, &args[2..])?;
     } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {

@@ -248,6 +248,8 @@ pub fn undump(payload: &[u8], limits: &Limits) -> Result<Value, &'static str> {
 /// keyspace meanwhile (the exclusive gate, or a forked child's private copy).
 pub fn save(store: &Store, config: &Config, mut out: impl Write) -> io::Result<()> {
     let checksum = config.bool(config::RDBCHECKSUM);
+    // `rdb-key-save-delay`: microseconds to sleep per key, so tests can catch a save running.
+    let key_delay = std::time::Duration::from_micros(config.int(config::RDB_KEY_SAVE_DELAY).max(0) as u64);
     let mut digest = CRC64.digest();
     let mut encoder = Encoder::new(config.bool(config::RDBCOMPRESSION));
     let mut flush = |encoder: &mut Encoder, digest: &mut Digest<'static, u64>| {
@@ -277,11 +279,15 @@ pub fn save(store: &Store, config: &Config, mut out: impl Write) -> io::Result<(
         encoder.len(volatile as u64);
         let mut result = Ok(());
         db.for_each(|key, entry| {
+            // Keys past their expiry are written too, as Redis does; loading drops them.
             let expire_at = entry.expire_at();
-            if result.is_err() || expire_at.is_some_and(|at| at <= now) {
+            if result.is_err() {
                 return;
             }
             encoder.key(key, &entry.value, expire_at);
+            if !key_delay.is_zero() {
+                std::thread::sleep(key_delay);
+            }
             if encoder.buf.len() >= 1 << 16 {
                 result = flush(&mut encoder, &mut digest);
             }
@@ -397,8 +403,13 @@ pub fn load(input: impl Read, store: &Store, config: &Config) -> Result<Loaded, 
     if version >= 5 {
         let computed = decoder.digest.take().map(|d| d.finalize());
         let stored = u64::from_le_bytes(decoder.bytes(8).map_err(short)?.try_into().expect("8"));
-        if stored != 0 && computed.is_some_and(|c| c != stored) {
-            return Err("Wrong RDB checksum. Aborting now.".into());
+        if let Some(computed) = computed
+            && stored != 0
+            && computed != stored
+        {
+            return Err(format!(
+                "Wrong RDB checksum expected: ({stored:x}) got ({computed:x}). Aborting now. RDB CRC error"
+            ));
         }
     }
     Ok(loaded)

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::rdb;
@@ -25,6 +25,8 @@ const RETRY_DELAY_MS: u64 = 5000;
 #[derive(Default)]
 pub struct Snapshots {
     state: Mutex<State>,
+    /// The last save failed; read on every write command, hence outside the lock.
+    failing: AtomicBool,
 }
 
 struct Child {
@@ -36,7 +38,6 @@ struct Child {
 
 struct State {
     child: Option<Child>,
-    last_ok: bool,
     last_attempt_ms: u64,
     last_bgsave_secs: i64,
     saves: u64,
@@ -49,7 +50,6 @@ impl Default for State {
     fn default() -> State {
         State {
             child: None,
-            last_ok: true,
             last_attempt_ms: 0,
             last_bgsave_secs: -1,
             saves: 0,
@@ -100,7 +100,7 @@ impl Snapshots {
         let state = self.state();
         Status {
             in_progress: state.child.is_some(),
-            last_ok: state.last_ok,
+            last_ok: !self.failing.load(Ordering::Relaxed),
             last_bgsave_secs: state.last_bgsave_secs,
             current_secs: state
                 .child
@@ -126,12 +126,12 @@ impl Snapshots {
                     .dirty
                     .fetch_sub(dirty, Ordering::Relaxed);
                 server.lastsave.store(now_ms() / 1000, Ordering::Relaxed);
-                state.last_ok = true;
+                self.failing.store(false, Ordering::Relaxed);
                 state.saves += 1;
             }
             Err(e) => {
                 tracing::warn!("Failed saving the DB: {e}");
-                state.last_ok = false;
+                self.failing.store(true, Ordering::Relaxed);
             }
         }
         result
@@ -159,7 +159,7 @@ impl Snapshots {
         if pid < 0 {
             let e = io::Error::last_os_error();
             tracing::warn!("Can't save in background: fork: {e}");
-            state.last_ok = false;
+            self.failing.store(true, Ordering::Relaxed);
             return Err(e);
         }
         tracing::info!("Background saving started by pid {pid}");
@@ -169,6 +169,14 @@ impl Snapshots {
             dirty_at_fork,
         });
         Ok(())
+    }
+
+    /// Whether writes are refused because the last save failed (`stop-writes-on-bgsave-error`,
+    /// when save points are configured).
+    pub fn refuses_writes(&self, config: &Config) -> bool {
+        self.failing.load(Ordering::Relaxed)
+            && config.bool(config::STOP_WRITES_ON_BGSAVE_ERROR)
+            && !save_points(config).is_empty()
     }
 
     /// BGSAVE SCHEDULE while a child runs: start one as soon as it is done.
@@ -198,11 +206,11 @@ impl Snapshots {
                 .dirty
                 .fetch_sub(child.dirty_at_fork, Ordering::Relaxed);
             server.lastsave.store(now_ms() / 1000, Ordering::Relaxed);
-            state.last_ok = true;
+            self.failing.store(false, Ordering::Relaxed);
             state.saves += 1;
         } else {
             tracing::warn!("Background saving error");
-            state.last_ok = false;
+            self.failing.store(true, Ordering::Relaxed);
             let _ = std::fs::remove_file(format!("temp-{}.rdb", child.pid));
         }
     }
@@ -232,7 +240,7 @@ impl Snapshots {
             return true;
         }
         let now = now_ms();
-        if !state.last_ok && now.saturating_sub(state.last_attempt_ms) < RETRY_DELAY_MS {
+        if self.failing.load(Ordering::Relaxed) && now.saturating_sub(state.last_attempt_ms) < RETRY_DELAY_MS {
             return false;
         }
         let dirty = server.store.notifier.dirty.load(Ordering::Relaxed);
