@@ -46,6 +46,10 @@ pub struct Client {
     pub multi: Option<Multi>,
     pub watch: Watch,
     pub subscriptions: Subscriptions,
+    /// What the AOF logs for the running command instead of its arguments.
+    pub log_as: Option<Vec<Bytes>>,
+    /// Inside EXEC: whether MULTI was logged yet (see `commands::propagate`).
+    pub exec_logged: Option<bool>,
 }
 
 /// What this client is subscribed to, mirrored in the pub/sub hub.
@@ -108,6 +112,8 @@ impl Client {
             multi: None,
             watch: Watch::default(),
             subscriptions: Subscriptions::default(),
+            log_as: None,
+            exec_logged: None,
         }
     }
 }

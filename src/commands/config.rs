@@ -80,6 +80,17 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// Settings that other parts of the server cache.
 fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
+    let aof = &ctx.server.store.notifier.aof;
+    if changed.contains(&config::APPENDFSYNC) {
+        aof.apply_config(&ctx.server.config);
+    }
+    if changed.contains(&config::APPENDONLY) {
+        if !ctx.server.config.bool(config::APPENDONLY) {
+            aof.disable();
+        } else if let Err(e) = aof.enable(ctx.server) {
+            tracing::warn!("Can't turn the append only file on: {e}");
+        }
+    }
     if changed.contains(&config::NOTIFY_KEYSPACE_EVENTS)
         || changed.contains(&config::CLIENT_OUTPUT_BUFFER_LIMIT)
     {

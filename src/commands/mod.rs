@@ -10,6 +10,7 @@ mod keys;
 mod lists;
 pub mod meta;
 mod persistence;
+mod propagate;
 mod pubsub;
 mod server;
 mod sets;
@@ -428,8 +429,9 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("config|help", ByKeys, config::help),
         ("config|resetstat", ByKeys, config::resetstat),
         ("config|rewrite", ByKeys, config::rewrite),
-        ("config|set", ByKeys, config::set),
+        ("config|set", Exclusive, config::set),
         // persistence
+        ("bgrewriteaof", Exclusive, persistence::bgrewriteaof),
         ("bgsave", Exclusive, persistence::bgsave),
         ("dump", ByKeys, persistence::dump),
         ("restore", ByKeys, persistence::restore),
@@ -868,10 +870,14 @@ fn check<'s>(
             "OOM command not allowed when used memory > 'maxmemory'.".into(),
         ));
     }
-    if (command.flags & WRITE != 0 || command.name == "ping")
-        && server.snapshots.refuses_writes(&server.config)
-    {
-        return Err((Some(command), MISCONF.into()));
+    if command.flags & WRITE != 0 || command.name == "ping" {
+        if server.snapshots.refuses_writes(&server.config) {
+            return Err((Some(command), MISCONF.into()));
+        }
+        if let Some(error) = server.store.notifier.aof.write_error() {
+            let message = format!("MISCONF Errors writing to the AOF file: {error}");
+            return Err((Some(command), message));
+        }
     }
     Ok(command)
 }
@@ -919,6 +925,13 @@ fn call(
         .last_command
         .store(command.id, Ordering::Relaxed);
     let db_before = client.db;
+    let aof = &server.store.notifier.aof;
+    let dirty_before = aof
+        .is_on()
+        .then(|| server.store.notifier.dirty.load(Ordering::Relaxed));
+    if dirty_before.is_some() && command.tx == TxRole::Exec {
+        propagate::exec_started(client);
+    }
     let started = crate::util::clock::Ticks::now();
     let result = {
         let mut ctx = Ctx {
@@ -930,6 +943,16 @@ fn call(
         command.run(&mut ctx, args)
     };
     let micros = started.elapsed_us();
+    if let Some(before) = dirty_before {
+        if command.tx == TxRole::Exec {
+            propagate::exec_finished(server, client, client.db);
+        } else if command.flags & WRITE != 0
+            && server.store.notifier.dirty.load(Ordering::Relaxed) != before
+        {
+            propagate::log(server, client, db_before, &command.name, args);
+        }
+        client.log_as = None;
+    }
     if let Err(Error(message)) = &result {
         reply.error(message);
         server.stats.count_error(message);
@@ -973,6 +996,7 @@ fn serve_blocked(server: &Server) {
             proxy.protocol = waiter.protocol;
             proxy.ready_key = Some(key.1.clone());
             let mut reply = Reply::new(waiter.protocol);
+            let dirty_before = server.store.notifier.dirty.load(Ordering::Relaxed);
             let result = {
                 let mut ctx = Ctx {
                     server,
@@ -985,6 +1009,11 @@ fn serve_blocked(server: &Server) {
             // Asking to block again means the key has nothing left for anyone.
             if proxy.wants_block.is_some() {
                 break;
+            }
+            if server.store.notifier.aof.is_on()
+                && server.store.notifier.dirty.load(Ordering::Relaxed) != dirty_before
+            {
+                propagate::log(server, &mut proxy, waiter.db, &command.name, &waiter.args);
             }
             if let Err(Error(message)) = result {
                 reply.error(&message);

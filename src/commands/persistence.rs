@@ -1,5 +1,5 @@
-//! Persistence commands (Redis's rdb.c and the DUMP/RESTORE pair of cluster.c): SAVE,
-//! BGSAVE, DUMP, RESTORE. LASTSAVE and SHUTDOWN live with the server commands.
+//! Persistence commands (Redis's rdb.c, aof.c and the DUMP/RESTORE pair of cluster.c): SAVE,
+//! BGSAVE, BGREWRITEAOF, DUMP, RESTORE. LASTSAVE and SHUTDOWN live with the server commands.
 
 use bytes::Bytes;
 
@@ -28,9 +28,12 @@ pub fn bgsave(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         Some(_) => return Err(SYNTAX.into()),
     };
     let snapshots = &ctx.server.snapshots;
-    if snapshots.in_progress() {
+    if snapshots.in_progress() && !schedule {
+        return Err(IN_PROGRESS.into());
+    }
+    if snapshots.in_progress() || ctx.server.store.notifier.aof.rewriting() {
         if !schedule {
-            return Err(IN_PROGRESS.into());
+            return Err("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.".into());
         }
         snapshots.schedule();
         ctx.reply.simple("Background saving scheduled");
@@ -40,6 +43,26 @@ pub fn bgsave(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         .start_background(ctx.server)
         .map_err(|_| Error::from("ERR"))?;
     ctx.reply.simple("Background saving started");
+    Ok(())
+}
+
+pub fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let aof = &ctx.server.store.notifier.aof;
+    if aof.rewriting() {
+        return Err("ERR Background append only file rewriting already in progress".into());
+    }
+    if ctx.server.snapshots.in_progress() {
+        aof.schedule_rewrite();
+        ctx.reply
+            .simple("Background append only file rewriting scheduled");
+        return Ok(());
+    }
+    aof.start_rewrite(ctx.server).map_err(|e| {
+        tracing::warn!("Can't rewrite the append only file in background: {e}");
+        Error::from("ERR Can't execute an AOF background rewriting. Please check the server logs for more information.")
+    })?;
+    ctx.reply
+        .simple("Background append only file rewriting started");
     Ok(())
 }
 

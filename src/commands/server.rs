@@ -395,6 +395,15 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx.reply.ok();
     } else if eq_ignore_case(sub, "populate") && (3..=5).contains(&argc) {
         debug_populate(ctx, &args[2..])?;
+    } else if eq_ignore_case(sub, "loadaof") && argc == 2 {
+        ctx.server
+            .store
+            .notifier
+            .aof
+            .reload(ctx.server)
+            .map_err(|e| Error::from(format!("ERR {e}")))?;
+        tracing::warn!("Append Only File loaded by DEBUG LOADAOF");
+        ctx.reply.ok();
     } else if eq_ignore_case(sub, "reload") {
         debug_reload(ctx, &args[2..])?;
     } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {
@@ -748,6 +757,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
         }
         "persistence" => {
             let snapshot = server.snapshots.status();
+            let aof = server.store.notifier.aof.status();
             let _ = write!(
                 w,
                 "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n\
@@ -755,9 +765,9 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  current_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\n\
                  rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\n\
                  rdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\n\
-                 rdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
-                 aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\n\
-                 aof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\n\
+                 rdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\n\
+                 aof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:{}\r\n\
+                 aof_rewrites:{}\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\n\
                  aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
                 load(&server.store.notifier.dirty),
                 u8::from(snapshot.in_progress),
@@ -768,7 +778,22 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 snapshot.saves,
                 snapshot.keys_expired,
                 snapshot.keys_loaded,
+                u8::from(aof.enabled),
+                u8::from(aof.rewriting),
+                u8::from(aof.scheduled),
+                aof.last_rewrite_secs,
+                if aof.last_rewrite_ok { "ok" } else { "err" },
+                aof.rewrites,
+                if aof.write_ok { "ok" } else { "err" },
             );
+            if aof.enabled {
+                let _ = write!(
+                    w,
+                    "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\n\
+                     aof_buffer_length:{}\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
+                    aof.current_size, aof.base_size, aof.buffer
+                );
+            }
         }
         "stats" => {
             let hub = &server.store.notifier.pubsub;

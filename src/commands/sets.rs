@@ -189,6 +189,9 @@ pub fn spop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         None => ctx.reply.bulk(&popped[0]),
     }
     if !popped.is_empty() {
+        let mut logged = vec![Bytes::from_static(b"SREM"), key.clone()];
+        logged.extend(popped.iter().map(|m| Bytes::copy_from_slice(m)));
+        ctx.log_as(logged);
         ctx.modified(key, Class::Set, "spop");
         delete_if_empty(ctx, &mut locked, key);
     }

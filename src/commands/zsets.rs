@@ -633,6 +633,8 @@ fn pop_first(
             Err(e) => return Err(e),
         };
         let entries = zset.pop(count, max);
+        let pop = Bytes::from_static(if max { b"ZPOPMAX" } else { b"ZPOPMIN" });
+        ctx.log_as(vec![pop, key.clone(), Bytes::from(count.to_string())]);
         ctx.modified(key, Class::ZSet, if max { "zpopmax" } else { "zpopmin" });
         delete_if_empty(ctx, &mut locked, key);
         return Ok(Some((key.clone(), entries)));

@@ -244,12 +244,14 @@ pub fn undump(payload: &[u8], limits: &Limits) -> Result<Value, &'static str> {
     Ok(value)
 }
 
-/// Writes a snapshot of every database to `out`. The caller makes sure nothing changes the
-/// keyspace meanwhile (the exclusive gate, or a forked child's private copy).
-pub fn save(store: &Store, config: &Config, mut out: impl Write) -> io::Result<()> {
+/// Writes a snapshot of every database to `out`; `aof_base` marks it as the base of an
+/// append-only file. The caller makes sure nothing changes the keyspace meanwhile (the
+/// exclusive gate, or a forked child's private copy).
+pub fn save(store: &Store, config: &Config, aof_base: bool, mut out: impl Write) -> io::Result<()> {
     let checksum = config.bool(config::RDBCHECKSUM);
     // `rdb-key-save-delay`: microseconds to sleep per key, so tests can catch a save running.
-    let key_delay = std::time::Duration::from_micros(config.int(config::RDB_KEY_SAVE_DELAY).max(0) as u64);
+    let key_delay =
+        std::time::Duration::from_micros(config.int(config::RDB_KEY_SAVE_DELAY).max(0) as u64);
     let mut digest = CRC64.digest();
     let mut encoder = Encoder::new(config.bool(config::RDBCOMPRESSION));
     let mut flush = |encoder: &mut Encoder, digest: &mut Digest<'static, u64>| {
@@ -266,7 +268,7 @@ pub fn save(store: &Store, config: &Config, mut out: impl Write) -> io::Result<(
     let now = crate::util::now_ms();
     encoder.aux("ctime", (now / 1000).to_string().as_bytes());
     encoder.aux("used-mem", crate::alloc::allocated().to_string().as_bytes());
-    encoder.aux("aof-base", b"0");
+    encoder.aux("aof-base", if aof_base { b"1" } else { b"0" });
     for db in store.dbs() {
         let (size, volatile) = (db.len(), db.volatile_len());
         if size == 0 {

@@ -1,11 +1,5 @@
-//! RDB snapshots of the running server: SAVE in the foreground, BGSAVE in a forked child,
-//! save points, and loading at start.
-//!
-//! BGSAVE forks, as Redis does: the child gets a copy-on-write image of the keyspace frozen
-//! at one instant across every shard, so clients keep being served and memory grows only by
-//! the pages written meanwhile. The fork happens under the exclusive gate, so no thread
-//! holds a shard lock in the image the child inherits; the child then only reads the
-//! keyspace, writes the file and exits without returning to the runtime.
+//! RDB snapshots of the running server: SAVE in the foreground, BGSAVE in a forked child
+//! (`super::child`), save points, and loading at start.
 
 use std::fs::File;
 use std::io;
@@ -13,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use super::child::Child;
 use super::rdb;
 use crate::config::{self, Config};
 use crate::server::Server;
@@ -29,15 +24,10 @@ pub struct Snapshots {
     failing: AtomicBool,
 }
 
-struct Child {
-    pid: libc::pid_t,
-    started: Instant,
-    /// `dirty` when the child was forked: what the snapshot covers.
-    dirty_at_fork: u64,
-}
-
 struct State {
     child: Option<Child>,
+    /// `dirty` when the child was forked: what the snapshot covers.
+    dirty_at_fork: u64,
     last_attempt_ms: u64,
     last_bgsave_secs: i64,
     saves: u64,
@@ -50,6 +40,7 @@ impl Default for State {
     fn default() -> State {
         State {
             child: None,
+            dirty_at_fork: 0,
             last_attempt_ms: 0,
             last_bgsave_secs: -1,
             saves: 0,
@@ -76,7 +67,7 @@ fn write_file(store: &Store, config: &Config, pid: u32) -> io::Result<()> {
     let temp = format!("temp-{pid}.rdb");
     let result = (|| {
         let mut file = File::create(&temp)?;
-        rdb::save(store, config, &mut file)?;
+        rdb::save(store, config, false, &mut file)?;
         file.sync_all()?;
         std::fs::rename(&temp, config.text(config::DBFILENAME))?;
         File::open(".")?.sync_all()
@@ -143,31 +134,21 @@ impl Snapshots {
         if state.child.is_some() {
             return Err(io::Error::other("Background save already in progress"));
         }
+        if server.store.notifier.aof.rewriting() {
+            return Err(io::Error::other("Another child process is active"));
+        }
         state.last_attempt_ms = now_ms();
         state.scheduled = false;
         let dirty_at_fork = server.store.notifier.dirty.load(Ordering::Relaxed);
-        // SAFETY: fork duplicates only this thread. The child touches nothing another thread
-        // could have held locked at the fork: the gate is held exclusively by this thread (so
-        // every shard lock is free), and it leaves with _exit, running no destructors.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                write_file(&server.store, &server.config, std::process::id()).is_ok()
-            }));
-            unsafe { libc::_exit(if matches!(code, Ok(true)) { 0 } else { 1 }) };
-        }
-        if pid < 0 {
-            let e = io::Error::last_os_error();
-            tracing::warn!("Can't save in background: fork: {e}");
-            self.failing.store(true, Ordering::Relaxed);
-            return Err(e);
-        }
-        tracing::info!("Background saving started by pid {pid}");
-        state.child = Some(Child {
-            pid,
-            started: Instant::now(),
-            dirty_at_fork,
-        });
+        let child =
+            Child::spawn(|| write_file(&server.store, &server.config, std::process::id()).is_ok())
+                .inspect_err(|e| {
+                    tracing::warn!("Can't save in background: fork: {e}");
+                    self.failing.store(true, Ordering::Relaxed);
+                })?;
+        tracing::info!("Background saving started by pid {}", child.pid);
+        state.child = Some(child);
+        state.dirty_at_fork = dirty_at_fork;
         Ok(())
     }
 
@@ -190,21 +171,18 @@ impl Snapshots {
         let Some(child) = &state.child else {
             return;
         };
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let done = unsafe { libc::waitpid(child.pid, &mut status, libc::WNOHANG) };
-        if done == 0 {
+        let Some(ok) = child.poll() else {
             return;
-        }
+        };
         let child = state.child.take().expect("checked above");
         state.last_bgsave_secs = child.started.elapsed().as_secs() as i64;
-        if done == child.pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        if ok {
             tracing::info!("Background saving terminated with success");
             server
                 .store
                 .notifier
                 .dirty
-                .fetch_sub(child.dirty_at_fork, Ordering::Relaxed);
+                .fetch_sub(state.dirty_at_fork, Ordering::Relaxed);
             server.lastsave.store(now_ms() / 1000, Ordering::Relaxed);
             self.failing.store(false, Ordering::Relaxed);
             state.saves += 1;
@@ -220,11 +198,7 @@ impl Snapshots {
         let mut state = self.state();
         if let Some(child) = state.child.take() {
             tracing::warn!("Killing the background saving child {}", child.pid);
-            // SAFETY: signalling and reaping our own child.
-            unsafe {
-                libc::kill(child.pid, libc::SIGUSR1);
-                libc::waitpid(child.pid, std::ptr::null_mut(), 0);
-            }
+            child.kill();
             let _ = std::fs::remove_file(format!("temp-{}.rdb", child.pid));
         }
     }
@@ -240,7 +214,9 @@ impl Snapshots {
             return true;
         }
         let now = now_ms();
-        if self.failing.load(Ordering::Relaxed) && now.saturating_sub(state.last_attempt_ms) < RETRY_DELAY_MS {
+        if self.failing.load(Ordering::Relaxed)
+            && now.saturating_sub(state.last_attempt_ms) < RETRY_DELAY_MS
+        {
             return false;
         }
         let dirty = server.store.notifier.dirty.load(Ordering::Relaxed);
@@ -279,6 +255,7 @@ impl Snapshots {
     /// nothing, if save points are configured. The caller holds the gate exclusively.
     pub fn on_shutdown(&self, server: &Server, save: Option<bool>) -> io::Result<()> {
         self.kill_child();
+        server.store.notifier.aof.flush_for_shutdown();
         if save.unwrap_or_else(|| !save_points(&server.config).is_empty()) {
             tracing::info!("Saving the final RDB snapshot before exiting.");
             self.save(server)?;

@@ -172,6 +172,8 @@ async fn flush(
     if reply.buf.is_empty() {
         return Ok(());
     }
+    // Acknowledged writes are in the append-only file before the client hears of them.
+    server.store.notifier.aof.write_pending();
     tokio::select! {
         biased;
         written = stream.write_all(&reply.buf) => written?,

@@ -25,12 +25,20 @@ pub async fn run(server: Arc<Server>) {
             // The sweep locks shards briefly; run it off the async workers.
             let _ = tokio::task::spawn_blocking(move || active_expire(&server, period)).await;
         }
+        let aof = &server.store.notifier.aof;
         server.snapshots.reap(&server);
-        if server.snapshots.due(&server) {
+        aof.reap(&server);
+        // One child at a time, as in Redis.
+        let idle = !server.snapshots.in_progress() && !aof.rewriting();
+        if idle && (server.snapshots.due(&server) || aof.rewrite_due(&server.config)) {
             let server = server.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 let _gate = server.store.enter(true);
-                let _ = server.snapshots.start_background(&server);
+                if server.snapshots.due(&server) {
+                    let _ = server.snapshots.start_background(&server);
+                } else {
+                    let _ = server.store.notifier.aof.start_rewrite(&server);
+                }
             })
             .await;
         }

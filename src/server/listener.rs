@@ -86,7 +86,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             bound_port
         );
     }
-    server.snapshots.load_at_start(&server).map_err(|e| {
+    load_data(&server).map_err(|e| {
         tracing::warn!("{e}");
         std::io::Error::other(e)
     })?;
@@ -120,6 +120,20 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     }
     tracing::warn!("Oxidis is now ready to exit, bye bye...");
     Ok(())
+}
+
+/// Loads the append-only file when `appendonly` is on (creating it if there is none), else
+/// the RDB dump, as Redis does; nothing expires while loading.
+fn load_data(server: &Server) -> Result<(), String> {
+    let notifier = &server.store.notifier;
+    notifier.loading.store(true, Ordering::Relaxed);
+    let loaded = if server.config.bool(config::APPENDONLY) {
+        notifier.aof.start(server)
+    } else {
+        server.snapshots.load_at_start(server)
+    };
+    notifier.loading.store(false, Ordering::Relaxed);
+    loaded
 }
 
 fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {

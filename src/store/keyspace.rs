@@ -77,10 +77,15 @@ impl Db {
     }
 
     fn lock_shard(&self, index: usize) -> Locked<'_> {
+        // While loading nothing expires: `now` 0 is before every expiry time.
+        let loading = self
+            .notifier
+            .loading
+            .load(std::sync::atomic::Ordering::Relaxed);
         Locked {
             shard: self.shards[index].lock().unwrap_or_else(|e| e.into_inner()),
             db: self,
-            now: crate::util::now_ms(),
+            now: if loading { 0 } else { crate::util::now_ms() },
         }
     }
 

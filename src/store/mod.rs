@@ -61,8 +61,12 @@ impl Store {
     /// a key, so that data they add reaches the waiters before anyone else can see it (see
     /// `crate::blocking`). Waiters only register under the exclusive gate, so the count read
     /// under the shared gate cannot grow before it is released.
+    ///
+    /// With the append-only file on, writes also run alone, so the order they reach the log is
+    /// the order they changed the data.
     pub fn enter_for(&self, exclusive: bool, write: bool) -> Gate<'_> {
-        let waiting = || write && self.notifier.blocking.waiting() > 0;
+        let waiting =
+            || write && (self.notifier.blocking.waiting() > 0 || self.notifier.aof.is_on());
         if exclusive || waiting() {
             return self.enter(true);
         }

@@ -4,10 +4,11 @@
 //! changes (for save points and INFO), touches watchers, marks keys with blocked clients ready,
 //! and keeps the notification classes.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::watch::Watches;
 use crate::blocking::Blocking;
+use crate::persist::aof::Aof;
 use crate::pubsub::Hub;
 
 /// Keyspace event classes, as the letters of `notify-keyspace-events`.
@@ -44,12 +45,22 @@ pub struct Notifier {
     pub blocking: Blocking,
     /// Pub/sub lives beside the hook because keyspace events are published through it.
     pub pubsub: Hub,
+    /// So does the append-only file, because expired keys are logged as deletions through it.
+    pub aof: Aof,
+    /// Set while a dump or AOF loads: keys do not expire then, so replayed commands see the
+    /// data as it was when they were logged (Redis's `server.loading`).
+    pub loading: AtomicBool,
 }
 
 impl Notifier {
     /// Signals that `key` in database `db` was modified by an event of `class`.
     pub fn modified(&self, db: usize, key: &[u8], class: Class, event: &str) {
         self.dirty.fetch_add(1, Ordering::Relaxed);
+        self.touched(db, key, class, event);
+    }
+
+    /// What every change sets off, counted as a change to save or not.
+    fn touched(&self, db: usize, key: &[u8], class: Class, event: &str) {
         self.notify(db, key, class, event);
         let deleted = matches!(event, "del" | "expired" | "evicted");
         self.watches.touch(db, key, deleted);
@@ -78,9 +89,11 @@ impl Notifier {
     }
 
     /// Signals that the keyspace removed `key` because its time to live passed.
+    /// Not a change to save (as in Redis); logged to the AOF as a deletion.
     pub fn expired(&self, db: usize, key: &[u8]) {
         self.expired_keys.fetch_add(1, Ordering::Relaxed);
-        self.modified(db, key, Class::Expired, "expired");
+        self.touched(db, key, Class::Expired, "expired");
+        self.aof.feed(db, &[b"DEL", key]);
     }
 
     pub fn set_events(&self, flags: u32) {

@@ -1,0 +1,884 @@
+//! The append-only file, in Redis 7's multi-part layout: inside `appenddirname`, a base file
+//! (an RDB snapshot, or commands when `aof-use-rdb-preamble` is off), incremental files of
+//! commands, and a manifest naming them in order.
+//!
+//! Commands that changed data are appended to a buffer in their deterministic form (see
+//! `crate::commands::propagate`); the buffer reaches the file before any reply is written to
+//! a client (`write_pending`), with an fsync first under `appendfsync always` and once a
+//! second under `everysec`. So a client never sees an acknowledgement for a write that a
+//! killed server could lose, and `always` also survives a machine crash.
+//!
+//! BGREWRITEAOF opens a new incremental file for everything from now on, then forks a child
+//! that writes a new base from the keyspace as it was at that instant. When the child
+//! succeeds, the manifest becomes new base + new incremental file and the old files are
+//! deleted. Every step writes the manifest atomically, so a crash at any point loads.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::child::Child;
+use super::rdb;
+use crate::config::{self, Config};
+use crate::protocol::split_args;
+use crate::server::Server;
+use crate::store::{Store, Value};
+use crate::util::format_double;
+
+/// Elements per command when a rewrite writes collections as commands (Redis's
+/// AOF_REWRITE_ITEMS_PER_CMD).
+const ITEMS_PER_COMMAND: usize = 64;
+
+#[derive(Default)]
+pub struct Aof {
+    /// Logging is on: commands are fed to the buffer.
+    on: AtomicBool,
+    /// The buffer holds data; lets the reply path skip the lock.
+    pending: AtomicBool,
+    /// Shared with the `everysec` fsync thread.
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default, Clone)]
+struct Manifest {
+    base: Option<(String, u64)>,
+    incrs: Vec<(String, u64)>,
+    history: Vec<String>,
+}
+
+struct Rewrite {
+    child: Child,
+    /// Incremental files older than this sequence number are covered by the new base.
+    first_incr: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    buf: Vec<u8>,
+    selected: Option<usize>,
+    file: Option<File>,
+    always: bool,
+    /// Data written since the last fsync (for `everysec`).
+    unsynced: bool,
+    manifest: Manifest,
+    base_size: u64,
+    current_size: u64,
+    rewrite: Option<Rewrite>,
+    scheduled: bool,
+    rewrites: u64,
+    last_rewrite_failed: bool,
+    last_rewrite_secs: Option<u64>,
+    write_error: Option<String>,
+}
+
+/// The figures INFO persistence reports.
+pub struct Status {
+    pub enabled: bool,
+    pub rewriting: bool,
+    pub scheduled: bool,
+    pub rewrites: u64,
+    pub last_rewrite_ok: bool,
+    pub last_rewrite_secs: i64,
+    pub write_ok: bool,
+    pub current_size: u64,
+    pub base_size: u64,
+    pub buffer: usize,
+}
+
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn names(config: &Config) -> (PathBuf, String) {
+    (
+        PathBuf::from(config.text(config::APPENDDIRNAME)),
+        config.text(config::APPENDFILENAME),
+    )
+}
+
+/// Appends `args` as a RESP array.
+fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.push(b'*');
+    out.extend_from_slice(itoa::Buffer::new().format(args.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for arg in args {
+        out.push(b'$');
+        out.extend_from_slice(itoa::Buffer::new().format(arg.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Manifest {
+    fn parse(text: &str) -> Result<Manifest, String> {
+        let mut manifest = Manifest::default();
+        for line in text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            let bad = || format!("Invalid AOF manifest line: {line}");
+            let words = split_args(line.as_bytes()).ok_or_else(bad)?;
+            let mut file = None;
+            let mut seq = None;
+            let mut kind = None;
+            for pair in words.chunks(2) {
+                let value = String::from_utf8_lossy(pair.get(1).ok_or_else(bad)?).into_owned();
+                match &pair[0][..] {
+                    b"file" => file = Some(value),
+                    b"seq" => seq = value.parse::<u64>().ok(),
+                    b"type" => kind = Some(value),
+                    _ => {}
+                }
+            }
+            let (Some(file), Some(seq), Some(kind)) = (file, seq, kind) else {
+                return Err(bad());
+            };
+            match kind.as_str() {
+                "b" => manifest.base = Some((file, seq)),
+                "i" => manifest.incrs.push((file, seq)),
+                "h" => manifest.history.push(file),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(manifest)
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some((file, seq)) = &self.base {
+            out.push_str(&format!("file {file} seq {seq} type b\n"));
+        }
+        for file in &self.history {
+            out.push_str(&format!("file {file} seq 0 type h\n"));
+        }
+        for (file, seq) in &self.incrs {
+            out.push_str(&format!("file {file} seq {seq} type i\n"));
+        }
+        out
+    }
+
+    /// Writes the manifest to a temporary file, syncs it and renames it into place.
+    fn persist(&self, dir: &Path, name: &str) -> io::Result<()> {
+        let temp = dir.join(format!("temp-{name}.manifest"));
+        let mut file = File::create(&temp)?;
+        file.write_all(self.render().as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temp, dir.join(format!("{name}.manifest")))?;
+        File::open(dir)?.sync_all()
+    }
+
+    fn next_incr_seq(&self) -> u64 {
+        self.incrs.last().map_or(1, |(_, seq)| seq + 1)
+    }
+
+    fn next_base_seq(&self) -> u64 {
+        self.base.as_ref().map_or(1, |(_, seq)| seq + 1)
+    }
+}
+
+/// Writes the keyspace as a base file: an RDB snapshot, or commands that rebuild it.
+fn write_base(store: &Store, config: &Config, path: &Path) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    if config.bool(config::AOF_USE_RDB_PREAMBLE) {
+        rdb::save(store, config, true, &mut file)?;
+    } else {
+        let mut out = io::BufWriter::with_capacity(1 << 16, &mut file);
+        write_commands(store, &mut out)?;
+        out.flush()?;
+    }
+    file.sync_all()
+}
+
+/// The keyspace as commands, in batches of `ITEMS_PER_COMMAND` elements.
+fn write_commands(store: &Store, out: &mut impl Write) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let mut result = Ok(());
+    for db in store.dbs() {
+        if db.is_empty() {
+            continue;
+        }
+        encode(&mut buf, &[b"SELECT", db.index.to_string().as_bytes()]);
+        db.for_each(|key, entry| {
+            if result.is_err() {
+                return;
+            }
+            let mut batch = |command: &[u8], items: &mut dyn Iterator<Item = Vec<u8>>| {
+                let items: Vec<Vec<u8>> = items.collect();
+                for chunk in items.chunks(ITEMS_PER_COMMAND) {
+                    let mut args: Vec<&[u8]> = vec![command, key];
+                    args.extend(chunk.iter().map(|i| &i[..]));
+                    encode(&mut buf, &args);
+                }
+            };
+            match &entry.value {
+                Value::Str(s) => {
+                    let mut scratch = itoa::Buffer::new();
+                    encode(&mut buf, &[b"SET", key, s.bytes(&mut scratch)]);
+                }
+                Value::List(list) => batch(b"RPUSH", &mut list.iter().map(<[u8]>::to_vec)),
+                Value::Set(set) => batch(b"SADD", &mut set.members().into_iter()),
+                Value::Hash(hash) => {
+                    let fields = hash.iter().flat_map(|(f, v)| [f.to_vec(), v.to_vec()]);
+                    let fields: Vec<Vec<u8>> = fields.collect();
+                    for chunk in fields.chunks(2 * ITEMS_PER_COMMAND) {
+                        let mut args: Vec<&[u8]> = vec![b"HSET", key];
+                        args.extend(chunk.iter().map(|i| &i[..]));
+                        encode(&mut buf, &args);
+                    }
+                }
+                Value::Zset(zset) => {
+                    let pairs = zset
+                        .all()
+                        .into_iter()
+                        .flat_map(|(member, score)| [format_double(score).into_bytes(), member]);
+                    let pairs: Vec<Vec<u8>> = pairs.collect();
+                    for chunk in pairs.chunks(2 * ITEMS_PER_COMMAND) {
+                        let mut args: Vec<&[u8]> = vec![b"ZADD", key];
+                        args.extend(chunk.iter().map(|i| &i[..]));
+                        encode(&mut buf, &args);
+                    }
+                }
+            }
+            if let Some(at) = entry.expire_at() {
+                encode(&mut buf, &[b"PEXPIREAT", key, at.to_string().as_bytes()]);
+            }
+            if buf.len() >= 1 << 16 {
+                result = out.write_all(&buf);
+                buf.clear();
+            }
+        });
+        result
+            .as_ref()
+            .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+    }
+    out.write_all(&buf)
+}
+
+impl Aof {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    /// Logs one command run against database `db`.
+    pub fn feed(&self, db: usize, args: &[&[u8]]) {
+        if !self.is_on() {
+            return;
+        }
+        let mut inner = self.inner();
+        if inner.selected != Some(db) {
+            encode(&mut inner.buf, &[b"SELECT", db.to_string().as_bytes()]);
+            inner.selected = Some(db);
+        }
+        encode(&mut inner.buf, args);
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// Writes what was fed to the file (and syncs it under `appendfsync always`); called
+    /// before replies go out.
+    pub fn write_pending(&self) {
+        if !self.pending.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let mut inner = self.inner();
+        let inner = &mut *inner;
+        let Some(file) = &mut inner.file else {
+            inner.buf.clear();
+            return;
+        };
+        let written = file.write_all(&inner.buf).and_then(|()| {
+            if inner.always {
+                file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                inner.current_size += inner.buf.len() as u64;
+                inner.buf.clear();
+                inner.unsynced = !inner.always;
+                if inner.write_error.take().is_some() {
+                    tracing::warn!("AOF write error looks solved, Redis can write again.");
+                }
+            }
+            Err(e) => {
+                // Keep the data and try again with the next batch; writes are refused meanwhile.
+                tracing::warn!("Error writing to the AOF file: {e}");
+                inner.write_error = Some(e.to_string());
+                self.pending.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// The error that makes write commands fail while the AOF cannot be written.
+    pub fn write_error(&self) -> Option<String> {
+        if !self.is_on() {
+            return None;
+        }
+        self.inner().write_error.clone()
+    }
+
+    /// `appendfsync everysec`: a thread syncs the file once a second when it has new data.
+    fn start_fsync_thread(&self) {
+        static STARTED: OnceLock<()> = OnceLock::new();
+        let shared = self.inner.clone();
+        STARTED.get_or_init(|| {
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let file = {
+                        let mut inner = lock(&shared);
+                        if !std::mem::take(&mut inner.unsynced) {
+                            continue;
+                        }
+                        inner.file.as_ref().and_then(|f| f.try_clone().ok())
+                    };
+                    if let Some(file) = file {
+                        let _ = file.sync_data();
+                    }
+                }
+            });
+        });
+    }
+
+    /// Reads `appendfsync` (at start and when CONFIG SET changes it).
+    pub fn apply_config(&self, config: &Config) {
+        self.inner().always = config.text(config::APPENDFSYNC) == "always";
+    }
+
+    pub fn status(&self) -> Status {
+        let inner = self.inner();
+        Status {
+            enabled: self.is_on(),
+            rewriting: inner.rewrite.is_some(),
+            scheduled: inner.scheduled,
+            rewrites: inner.rewrites,
+            last_rewrite_ok: !inner.last_rewrite_failed,
+            last_rewrite_secs: inner.last_rewrite_secs.map_or(-1, |s| s as i64),
+            write_ok: inner.write_error.is_none(),
+            current_size: inner.current_size,
+            base_size: inner.base_size,
+            buffer: inner.buf.len(),
+        }
+    }
+
+    pub fn rewriting(&self) -> bool {
+        self.inner().rewrite.is_some()
+    }
+
+    /// At start with `appendonly yes`: loads the files the manifest names, or creates a base
+    /// and an incremental file when there is no AOF yet; then turns logging on.
+    pub fn start(&self, server: &Server) -> Result<(), String> {
+        let (dir, name) = names(&server.config);
+        self.apply_config(&server.config);
+        let manifest_path = dir.join(format!("{name}.manifest"));
+        let manifest = match fs::read_to_string(&manifest_path) {
+            Ok(text) => Some(Manifest::parse(&text)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("Fatal error: can't open the AOF manifest: {e}")),
+        };
+        let mut inner = self.inner();
+        match manifest {
+            Some(manifest) => {
+                let started = std::time::Instant::now();
+                (inner.base_size, inner.current_size) = replay(server, &dir, &manifest)?;
+                tracing::info!(
+                    "DB loaded from append only file: {:.3} seconds",
+                    started.elapsed().as_secs_f64()
+                );
+                inner.manifest = manifest;
+            }
+            None => {
+                fs::create_dir_all(&dir)
+                    .map_err(|e| format!("Can't create the AOF directory: {e}"))?;
+                let seq = inner.manifest.next_base_seq();
+                let base = format!("{name}.{seq}.base.{}", base_extension(&server.config));
+                write_base(&server.store, &server.config, &dir.join(&base))
+                    .map_err(|e| format!("Can't write the AOF base file: {e}"))?;
+                inner.base_size = fs::metadata(dir.join(&base)).map_or(0, |m| m.len());
+                inner.current_size = inner.base_size;
+                inner.manifest.base = Some((base, seq));
+                tracing::info!("Creating AOF base file {name}.{seq}.base on server start");
+            }
+        }
+        if inner.manifest.incrs.is_empty() {
+            let seq = inner.manifest.next_incr_seq();
+            inner
+                .manifest
+                .incrs
+                .push((format!("{name}.{seq}.incr.aof"), seq));
+        }
+        inner
+            .manifest
+            .persist(&dir, &name)
+            .map_err(|e| format!("Can't persist the AOF manifest: {e}"))?;
+        let (incr, _) = inner
+            .manifest
+            .incrs
+            .last()
+            .expect("one incremental file")
+            .clone();
+        inner.file = Some(open_append(&dir.join(incr)).map_err(|e| e.to_string())?);
+        inner.selected = None;
+        drop(inner);
+        self.on.store(true, Ordering::Release);
+        self.start_fsync_thread();
+        Ok(())
+    }
+
+    /// DEBUG LOADAOF: writes what is buffered, empties the keyspace and loads the files again.
+    /// The caller holds the gate exclusively.
+    pub fn reload(&self, server: &Server) -> Result<(), String> {
+        self.write_pending();
+        let (dir, _) = names(&server.config);
+        let manifest = self.inner().manifest.clone();
+        for db in server.store.dbs() {
+            drop(db.take_all());
+        }
+        // The replayed commands must not be logged again.
+        let was_on = self.on.swap(false, Ordering::AcqRel);
+        server.store.notifier.loading.store(true, Ordering::Relaxed);
+        let replayed = replay(server, &dir, &manifest);
+        server
+            .store
+            .notifier
+            .loading
+            .store(false, Ordering::Relaxed);
+        self.on.store(was_on, Ordering::Release);
+        let (base_size, current_size) = replayed?;
+        let mut inner = self.inner();
+        inner.base_size = base_size;
+        inner.current_size = current_size;
+        Ok(())
+    }
+
+    /// CONFIG SET appendonly yes: logs from now on into a new incremental file and rewrites
+    /// a base from the current data. The caller holds the gate exclusively.
+    pub fn enable(&self, server: &Server) -> io::Result<()> {
+        if self.is_on() {
+            return Ok(());
+        }
+        let (dir, name) = names(&server.config);
+        fs::create_dir_all(&dir)?;
+        self.apply_config(&server.config);
+        {
+            let mut inner = self.inner();
+            if let Ok(text) = fs::read_to_string(dir.join(format!("{name}.manifest"))) {
+                inner.manifest = Manifest::parse(&text).map_err(io::Error::other)?;
+            }
+            inner.buf.clear();
+            inner.selected = None;
+        }
+        self.on.store(true, Ordering::Release);
+        self.start_fsync_thread();
+        self.start_rewrite(server)
+    }
+
+    /// CONFIG SET appendonly no: writes and syncs what is buffered, stops logging.
+    pub fn disable(&self) {
+        self.write_pending();
+        self.on.store(false, Ordering::Release);
+        let mut inner = self.inner();
+        if let Some(file) = inner.file.take() {
+            let _ = file.sync_data();
+        }
+        if let Some(rewrite) = inner.rewrite.take() {
+            rewrite.child.kill();
+            let _ = fs::remove_file(temp_rewrite(rewrite.child.pid));
+        }
+    }
+
+    /// At shutdown: everything buffered reaches the disk.
+    pub fn flush_for_shutdown(&self) {
+        self.write_pending();
+        let mut inner = self.inner();
+        if let Some(file) = &inner.file {
+            let _ = file.sync_data();
+        }
+        if let Some(rewrite) = inner.rewrite.take() {
+            rewrite.child.kill();
+            let _ = fs::remove_file(temp_rewrite(rewrite.child.pid));
+        }
+    }
+
+    /// BGREWRITEAOF: switches to a new incremental file and forks a child that writes a new
+    /// base. The caller holds the gate exclusively.
+    pub fn start_rewrite(&self, server: &Server) -> io::Result<()> {
+        self.write_pending();
+        let (dir, name) = names(&server.config);
+        fs::create_dir_all(&dir)?;
+        let mut inner = self.inner();
+        if inner.rewrite.is_some() {
+            return Err(io::Error::other(
+                "Background append only file rewriting already in progress",
+            ));
+        }
+        inner.scheduled = false;
+        let seq = inner.manifest.next_incr_seq();
+        let incr = format!("{name}.{seq}.incr.aof");
+        let file = open_append(&dir.join(&incr))?;
+        let mut manifest = inner.manifest.clone();
+        manifest.incrs.push((incr, seq));
+        manifest.persist(&dir, &name)?;
+        inner.manifest = manifest;
+        if let Some(old) = inner.file.replace(file) {
+            let _ = old.sync_data();
+        }
+        inner.selected = None;
+        let child = Child::spawn(|| {
+            write_base(
+                &server.store,
+                &server.config,
+                Path::new(&temp_rewrite(std::process::id() as i32)),
+            )
+            .is_ok()
+        })?;
+        tracing::info!(
+            "Background append only file rewriting started by pid {}",
+            child.pid
+        );
+        inner.rewrite = Some(Rewrite {
+            child,
+            first_incr: seq,
+        });
+        Ok(())
+    }
+
+    pub fn schedule_rewrite(&self) {
+        self.inner().scheduled = true;
+    }
+
+    /// Collects a finished rewrite child: installs its base and drops the files it covers.
+    pub fn reap(&self, server: &Server) {
+        let mut inner = self.inner();
+        let Some(done) = inner.rewrite.as_ref().and_then(|r| r.child.poll()) else {
+            return;
+        };
+        let rewrite = inner.rewrite.take().expect("checked above");
+        let temp = temp_rewrite(rewrite.child.pid);
+        inner.last_rewrite_secs = Some(rewrite.child.started.elapsed().as_secs());
+        let installed = done
+            .then(|| self.install_base(&mut inner, server, &temp, rewrite.first_incr))
+            .unwrap_or_else(|| Err(io::Error::other("child failed")));
+        match installed {
+            Ok(()) => {
+                inner.rewrites += 1;
+                inner.last_rewrite_failed = false;
+                tracing::info!("Background AOF rewrite finished successfully");
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                inner.last_rewrite_failed = true;
+                tracing::warn!("Background AOF rewrite failed: {e}");
+            }
+        }
+    }
+
+    fn install_base(
+        &self,
+        inner: &mut Inner,
+        server: &Server,
+        temp: &str,
+        first_incr: u64,
+    ) -> io::Result<()> {
+        let (dir, name) = names(&server.config);
+        let seq = inner.manifest.next_base_seq();
+        let base = format!("{name}.{seq}.base.{}", base_extension(&server.config));
+        fs::rename(temp, dir.join(&base))?;
+        let mut manifest = inner.manifest.clone();
+        let old_base = manifest.base.replace((base.clone(), seq));
+        let (covered, kept): (Vec<_>, Vec<_>) = manifest
+            .incrs
+            .into_iter()
+            .partition(|(_, s)| *s < first_incr);
+        manifest.incrs = kept;
+        let dropped: Vec<String> = old_base
+            .into_iter()
+            .map(|(f, _)| f)
+            .chain(covered.into_iter().map(|(f, _)| f))
+            .collect();
+        manifest.persist(&dir, &name)?;
+        inner.manifest = manifest;
+        for file in dropped {
+            let _ = fs::remove_file(dir.join(file));
+        }
+        inner.base_size = fs::metadata(dir.join(&base)).map_or(0, |m| m.len());
+        let incr_size: u64 = inner
+            .manifest
+            .incrs
+            .iter()
+            .map(|(f, _)| fs::metadata(dir.join(f)).map_or(0, |m| m.len()))
+            .sum();
+        inner.current_size = inner.base_size + incr_size;
+        Ok(())
+    }
+
+    /// Whether BGREWRITEAOF SCHEDULE or `auto-aof-rewrite-percentage` asks for a rewrite now.
+    pub fn rewrite_due(&self, config: &Config) -> bool {
+        let inner = self.inner();
+        if inner.rewrite.is_some() {
+            return false;
+        }
+        if inner.scheduled {
+            return true;
+        }
+        if !self.is_on() {
+            return false;
+        }
+        let percentage = config.int(config::AUTO_AOF_REWRITE_PERCENTAGE) as u64;
+        let min_size = config.int(config::AUTO_AOF_REWRITE_MIN_SIZE) as u64;
+        let base = inner.base_size.max(1);
+        percentage > 0
+            && inner.current_size >= min_size
+            && (inner.current_size - base.min(inner.current_size)) * 100 / base >= percentage
+    }
+}
+
+/// Loads every file of `manifest`, base first; returns the base's size and the total size.
+fn replay(server: &Server, dir: &Path, manifest: &Manifest) -> Result<(u64, u64), String> {
+    let files: Vec<&String> = manifest
+        .base
+        .iter()
+        .map(|(f, _)| f)
+        .chain(manifest.incrs.iter().map(|(f, _)| f))
+        .collect();
+    let (mut base_size, mut total) = (0, 0);
+    for (i, file) in files.iter().enumerate() {
+        let path = dir.join(file);
+        load_file(server, &path, i + 1 == files.len())?;
+        let size = fs::metadata(&path).map_or(0, |m| m.len());
+        if i == 0 && manifest.base.is_some() {
+            base_size = size;
+        }
+        total += size;
+    }
+    Ok((base_size, total))
+}
+
+fn base_extension(config: &Config) -> &'static str {
+    if config.bool(config::AOF_USE_RDB_PREAMBLE) {
+        "rdb"
+    } else {
+        "aof"
+    }
+}
+
+fn temp_rewrite(pid: i32) -> String {
+    format!("temp-rewriteaof-bg-{pid}.aof")
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Runs the commands (or loads the RDB snapshot) in one AOF file. A command cut short at the
+/// end of the last file is dropped, and the file truncated, when `aof-load-truncated` allows.
+fn load_file(server: &Server, path: &Path, last: bool) -> Result<(), String> {
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|e| {
+        format!("Fatal error: can't open the append log file {shown} for reading: {e}")
+    })?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut offset = 0u64;
+    if reader
+        .fill_buf()
+        .map_err(|e| e.to_string())?
+        .starts_with(b"REDIS")
+    {
+        let mut counted = CountingReader {
+            inner: &mut reader,
+            count: 0,
+        };
+        rdb::load(&mut counted, &server.store, &server.config)?;
+        offset = counted.count;
+    }
+    let mut replay = Replay::new(server);
+    loop {
+        match read_command(&mut reader) {
+            Ok(Some((args, len))) => {
+                replay.run(&args, offset);
+                offset += len;
+            }
+            Ok(None) => break,
+            Err(ReadError::Truncated) => {
+                return truncated(server, path, last, offset);
+            }
+            Err(ReadError::Format) => {
+                return Err(format!(
+                    "Bad file format reading the append only file {shown}: make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>"
+                ));
+            }
+        }
+    }
+    if let Some(multi_start) = replay.open_multi() {
+        tracing::warn!("Revert incomplete MULTI/EXEC transaction in AOF file {shown}");
+        return truncated(server, path, last, multi_start);
+    }
+    Ok(())
+}
+
+fn truncated(server: &Server, path: &Path, last: bool, valid: u64) -> Result<(), String> {
+    let shown = path.display();
+    if !last || !server.config.bool(config::AOF_LOAD_TRUNCATED) {
+        return Err(format!(
+            "Unexpected end of file reading the append only file {shown}. You can: 1) Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. 2) Alternatively you can set the 'aof-load-truncated' configuration option to yes and restart the server."
+        ));
+    }
+    tracing::warn!("!!! Warning: short read while loading the AOF file {shown}!!!");
+    tracing::warn!("!!! Truncating the AOF {shown} at offset {valid} !!!");
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(valid))
+        .map_err(|e| format!("Error truncating the AOF file {shown}: {e}"))?;
+    tracing::warn!("AOF {shown} loaded anyway because aof-load-truncated is enabled");
+    Ok(())
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+enum ReadError {
+    Truncated,
+    Format,
+}
+
+/// One `*N` command of bulk strings; None at a clean end of file. Also returns its length.
+fn read_command(reader: &mut impl BufRead) -> Result<Option<(Vec<Bytes>, u64)>, ReadError> {
+    let mut line = Vec::new();
+    let mut len = 0u64;
+    let read_line = |reader: &mut dyn BufRead, line: &mut Vec<u8>| -> Result<usize, ReadError> {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', line)
+            .map_err(|_| ReadError::Format)?;
+        if n > 0 && !line.ends_with(b"\r\n") {
+            return Err(ReadError::Truncated);
+        }
+        Ok(n)
+    };
+    let n = read_line(reader, &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    len += n as u64;
+    let count = parse_header(&line, b'*').ok_or(ReadError::Format)?;
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        let n = read_line(reader, &mut line)?;
+        if n == 0 {
+            return Err(ReadError::Truncated);
+        }
+        len += n as u64;
+        let size = parse_header(&line, b'$').ok_or(ReadError::Format)?;
+        let mut arg = vec![0; size + 2];
+        reader
+            .read_exact(&mut arg)
+            .map_err(|_| ReadError::Truncated)?;
+        if !arg.ends_with(b"\r\n") {
+            return Err(ReadError::Format);
+        }
+        arg.truncate(size);
+        len += size as u64 + 2;
+        args.push(Bytes::from(arg));
+    }
+    Ok(Some((args, len)))
+}
+
+fn parse_header(line: &[u8], marker: u8) -> Option<usize> {
+    let body = line.strip_prefix(&[marker])?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(body).ok()?.parse().ok()
+}
+
+/// Runs logged commands as Redis's fake AOF client does: no replies, no blocking.
+struct Replay<'a> {
+    server: &'a Server,
+    client: crate::client::Client,
+    reply: crate::protocol::Reply,
+    multi_start: u64,
+}
+
+impl<'a> Replay<'a> {
+    fn new(server: &'a Server) -> Replay<'a> {
+        let (push, _) = tokio::sync::mpsc::unbounded_channel();
+        let handle = crate::client::ClientHandle::new(0, String::new(), String::new(), -1, push);
+        let mut client = crate::client::Client::new(std::sync::Arc::new(handle), true);
+        client.deny_blocking = true;
+        Replay {
+            server,
+            client,
+            reply: crate::protocol::Reply::new(crate::protocol::Protocol::Resp2),
+            multi_start: 0,
+        }
+    }
+
+    fn run(&mut self, args: &[Bytes], offset: u64) {
+        if self.client.multi.is_none() {
+            self.multi_start = offset;
+        }
+        crate::commands::execute(self.server, &mut self.client, &mut self.reply, args);
+        self.reply.clear();
+    }
+
+    /// Where a MULTI without its EXEC began.
+    fn open_multi(&self) -> Option<u64> {
+        self.client.multi.as_ref().map(|_| self.multi_start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trips_redis_format() {
+        let text = "file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\nfile appendonly.aof.2.incr.aof seq 2 type i\n";
+        let manifest = Manifest::parse(text).unwrap();
+        assert_eq!(manifest.render(), text);
+        assert_eq!(manifest.next_incr_seq(), 3);
+        assert_eq!(manifest.next_base_seq(), 2);
+        assert!(Manifest::parse("file x seq 1\n").is_err());
+    }
+
+    #[test]
+    fn reads_commands_and_spots_a_cut_tail() {
+        let mut log = Vec::new();
+        encode(&mut log, &[b"SET", b"k", b"v"]);
+        let (args, len) = read_command(&mut &log[..]).ok().flatten().unwrap();
+        assert_eq!(
+            args,
+            vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("v")]
+        );
+        assert_eq!(len, log.len() as u64);
+        for cut in 1..log.len() {
+            assert!(
+                matches!(read_command(&mut &log[..cut]), Err(ReadError::Truncated)),
+                "{cut}"
+            );
+        }
+        assert!(matches!(
+            read_command(&mut &b"GARBAGE\r\n"[..]),
+            Err(ReadError::Format)
+        ));
+    }
+}
