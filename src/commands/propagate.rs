@@ -53,11 +53,14 @@ fn bytes(text: impl Into<String>) -> Bytes {
     Bytes::from(text.into())
 }
 
+/// A key's value and expiry after the command, if it still exists.
+type Found<'a> = Option<(&'a Value, Option<u64>)>;
+
 /// The form to log for commands whose effect depends on when or how they ran; None to log
 /// the command as called.
 fn deterministic(server: &Server, db: usize, name: &str, args: &[Bytes]) -> Option<Vec<Bytes>> {
     let key = args.get(1)?;
-    let entry = |visit: &mut dyn FnMut(Option<(&Value, Option<u64>)>)| {
+    let entry = |visit: &mut dyn FnMut(Found<'_>)| {
         let db = server.store.db(db);
         let mut locked = db.lock(key);
         match locked.get(key) {

@@ -567,9 +567,11 @@ impl Aof {
         let rewrite = inner.rewrite.take().expect("checked above");
         let temp = temp_rewrite(rewrite.child.pid);
         inner.last_rewrite_secs = Some(rewrite.child.started.elapsed().as_secs());
-        let installed = done
-            .then(|| self.install_base(&mut inner, server, &temp, rewrite.first_incr))
-            .unwrap_or_else(|| Err(io::Error::other("child failed")));
+        let installed = if done {
+            self.install_base(&mut inner, server, &temp, rewrite.first_incr)
+        } else {
+            Err(io::Error::other("child failed"))
+        };
         match installed {
             Ok(()) => {
                 inner.rewrites += 1;
