@@ -48,7 +48,7 @@ pub struct Aof {
 struct Manifest {
     base: Option<(String, u64)>,
     incrs: Vec<(String, u64)>,
-    history: Vec<String>,
+    history: Vec<(String, u64)>,
 }
 
 struct Rewrite {
@@ -116,37 +116,83 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 impl Manifest {
-    fn parse(text: &str) -> Result<Manifest, String> {
+    /// Parses a manifest as Redis's `aofLoadManifestFromFile` does, refusing what it refuses
+    /// with its words; the error carries the line it stopped at.
+    fn parse(text: &str) -> Result<Manifest, (Option<(usize, String)>, &'static str)> {
+        const MAX_LINE: usize = 1024;
+        const INVALID: &str = "Invalid AOF manifest file format";
+        if text.is_empty() {
+            return Err((None, "Found an empty AOF manifest"));
+        }
         let mut manifest = Manifest::default();
-        for line in text
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        {
-            let bad = || format!("Invalid AOF manifest line: {line}");
-            let words = split_args(line.as_bytes()).ok_or_else(bad)?;
-            let mut file = None;
-            let mut seq = None;
-            let mut kind = None;
+        let mut max_seq = 0;
+        for (index, raw) in text.split_inclusive('\n').enumerate() {
+            if raw.starts_with('#') {
+                continue;
+            }
+            let line = raw.trim_matches([' ', '\t', '\r', '\n']);
+            let fail = |why| Err((Some((index + 1, line.to_string())), why));
+            if raw.len() > MAX_LINE || !raw.ends_with('\n') {
+                return fail("The AOF manifest file contains too long line");
+            }
+            let words = match split_args(line.as_bytes()) {
+                Some(words) if words.len() >= 6 && words.len() % 2 == 0 => words,
+                _ => return fail(INVALID),
+            };
+            let (mut file, mut seq, mut kind) = (None, 0u64, None);
             for pair in words.chunks(2) {
-                let value = String::from_utf8_lossy(pair.get(1).ok_or_else(bad)?).into_owned();
-                match &pair[0][..] {
-                    b"file" => file = Some(value),
-                    b"seq" => seq = value.parse::<u64>().ok(),
-                    b"type" => kind = Some(value),
+                let value = String::from_utf8_lossy(&pair[1]).into_owned();
+                match pair[0].to_ascii_lowercase().as_slice() {
+                    b"file" => {
+                        if value.contains('/') {
+                            return fail("File can't be a path, just a filename");
+                        }
+                        file = Some(value);
+                    }
+                    b"seq" => seq = value.parse().unwrap_or(0),
+                    b"type" => kind = value.chars().next(),
                     _ => {}
                 }
             }
-            let (Some(file), Some(seq), Some(kind)) = (file, seq, kind) else {
-                return Err(bad());
+            let (Some(file), true, Some(kind)) = (file, seq != 0, kind) else {
+                return fail(INVALID);
             };
-            match kind.as_str() {
-                "b" => manifest.base = Some((file, seq)),
-                "i" => manifest.incrs.push((file, seq)),
-                "h" => manifest.history.push(file),
-                _ => return Err(bad()),
+            match kind {
+                'b' if manifest.base.is_some() => {
+                    return fail("Found duplicate base file information");
+                }
+                'b' => manifest.base = Some((file, seq)),
+                'h' => manifest.history.push((file, seq)),
+                'i' if seq <= max_seq => return fail("Found a non-monotonic sequence number"),
+                'i' => {
+                    manifest.incrs.push((file, seq));
+                    max_seq = seq;
+                }
+                _ => return fail("Unknown AOF file type"),
             }
         }
         Ok(manifest)
+    }
+
+    /// Reads the manifest in `dir`, if there is one, logging Redis's fatal message on error.
+    fn read(dir: &Path, name: &str) -> Result<Option<Manifest>, String> {
+        let text = match fs::read_to_string(dir.join(format!("{name}.manifest"))) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "Fatal error: can't open the AOF manifest file {name}.manifest for reading: {e}"
+                ));
+            }
+        };
+        Manifest::parse(&text).map(Some).map_err(|(line, why)| {
+            tracing::warn!("\n*** FATAL AOF MANIFEST FILE ERROR ***\n");
+            if let Some((number, line)) = line {
+                tracing::warn!("Reading the manifest file, at line {number}\n");
+                tracing::warn!(">>> '{line}'\n");
+            }
+            why.to_string()
+        })
     }
 
     fn render(&self) -> String {
@@ -154,8 +200,8 @@ impl Manifest {
         if let Some((file, seq)) = &self.base {
             out.push_str(&format!("file {file} seq {seq} type b\n"));
         }
-        for file in &self.history {
-            out.push_str(&format!("file {file} seq 0 type h\n"));
+        for (file, seq) in &self.history {
+            out.push_str(&format!("file {file} seq {seq} type h\n"));
         }
         for (file, seq) in &self.incrs {
             out.push_str(&format!("file {file} seq {seq} type i\n"));
@@ -381,15 +427,10 @@ impl Aof {
     pub fn start(&self, server: &Server) -> Result<(), String> {
         let (dir, name) = names(&server.config);
         self.apply_config(&server.config);
-        let manifest_path = dir.join(format!("{name}.manifest"));
-        let manifest = match fs::read_to_string(&manifest_path) {
-            Ok(text) => Some(Manifest::parse(&text)?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("Fatal error: can't open the AOF manifest: {e}")),
-        };
+        let manifest = upgrade_old_file(&dir, &name, Manifest::read(&dir, &name)?)?;
         let mut inner = self.inner();
         match manifest {
-            Some(manifest) => {
+            Some(manifest) if manifest.base.is_some() || !manifest.incrs.is_empty() => {
                 let started = std::time::Instant::now();
                 (inner.base_size, inner.current_size) = replay(server, &dir, &manifest)?;
                 tracing::info!(
@@ -398,7 +439,7 @@ impl Aof {
                 );
                 inner.manifest = manifest;
             }
-            None => {
+            _ => {
                 fs::create_dir_all(&dir)
                     .map_err(|e| format!("Can't create the AOF directory: {e}"))?;
                 let seq = inner.manifest.next_base_seq();
@@ -473,8 +514,8 @@ impl Aof {
         self.apply_config(&server.config);
         {
             let mut inner = self.inner();
-            if let Ok(text) = fs::read_to_string(dir.join(format!("{name}.manifest"))) {
-                inner.manifest = Manifest::parse(&text).map_err(io::Error::other)?;
+            if let Some(manifest) = Manifest::read(&dir, &name).map_err(io::Error::other)? {
+                inner.manifest = manifest;
             }
             inner.buf.clear();
             inner.selected = None;
@@ -644,6 +685,48 @@ impl Aof {
             && inner.current_size >= min_size
             && (inner.current_size - base.min(inner.current_size)) * 100 / base >= percentage
     }
+}
+
+/// A single `appendfilename` file in the working directory is an AOF from before Redis 7:
+/// it moves into the AOF directory as the base, as Redis's `aofUpgradePrepare` does, when
+/// there is no manifest yet or one that only names that file as its base.
+fn upgrade_old_file(
+    dir: &Path,
+    name: &str,
+    manifest: Option<Manifest>,
+) -> Result<Option<Manifest>, String> {
+    let old = Path::new(name);
+    if !old.is_file() {
+        return Ok(manifest);
+    }
+    let upgrade = match &manifest {
+        None => true,
+        Some(m) => {
+            (m.base.is_none() && m.incrs.is_empty())
+                || (m.incrs.is_empty()
+                    && m.base.as_ref().is_some_and(|(f, _)| f == name)
+                    && !dir.join(name).exists())
+        }
+    };
+    if !upgrade {
+        return Ok(manifest);
+    }
+    let fail = |e: io::Error| {
+        format!(
+            "Error trying to move the old AOF file {name} into dir {}: {e}",
+            dir.display()
+        )
+    };
+    fs::create_dir_all(dir).map_err(fail)?;
+    let mut manifest = manifest.unwrap_or_default();
+    manifest.base = Some((name.to_string(), 1));
+    manifest.persist(dir, name).map_err(fail)?;
+    fs::rename(old, dir.join(name)).map_err(fail)?;
+    tracing::info!(
+        "Successfully migrated an old-style AOF file ({name}) into the AOF directory ({}).",
+        dir.display()
+    );
+    Ok(Some(manifest))
 }
 
 /// Loads every file of `manifest`, base first; returns the base's size and the total size.

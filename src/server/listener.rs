@@ -86,10 +86,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             bound_port
         );
     }
-    load_data(&server).map_err(|e| {
-        tracing::warn!("{e}");
-        std::io::Error::other(e)
-    })?;
+    load_data(&server).map_err(std::io::Error::other)?;
     tracing::info!("Ready to accept connections tcp");
     for listener in listeners {
         tokio::spawn(accept_loop(server.clone(), listener));

@@ -33,8 +33,37 @@ pub struct Store {
 
 /// Proof that the gate is held; released on drop.
 pub enum Gate<'a> {
-    Shared { _guard: RwLockReadGuard<'a, ()> },
-    Exclusive { _guard: RwLockWriteGuard<'a, ()> },
+    Shared {
+        _guard: RwLockReadGuard<'a, ()>,
+        _held: HeldMarker,
+    },
+    Exclusive {
+        _guard: RwLockWriteGuard<'a, ()>,
+        _held: HeldMarker,
+    },
+    /// This thread holds the gate already (DEBUG LOADAOF replaying commands under its own
+    /// exclusive gate); the outer hold covers the inner one.
+    Nested,
+}
+
+thread_local! {
+    static HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as holding the gate until dropped.
+pub struct HeldMarker;
+
+impl HeldMarker {
+    fn new() -> HeldMarker {
+        HELD.set(true);
+        HeldMarker
+    }
+}
+
+impl Drop for HeldMarker {
+    fn drop(&mut self) {
+        HELD.set(false);
+    }
 }
 
 impl Store {
@@ -79,13 +108,18 @@ impl Store {
     }
 
     pub fn enter(&self, exclusive: bool) -> Gate<'_> {
+        if HELD.get() {
+            return Gate::Nested;
+        }
         if exclusive {
             Gate::Exclusive {
                 _guard: self.gate.write().unwrap_or_else(|e| e.into_inner()),
+                _held: HeldMarker::new(),
             }
         } else {
             Gate::Shared {
                 _guard: self.gate.read().unwrap_or_else(|e| e.into_inner()),
+                _held: HeldMarker::new(),
             }
         }
     }
