@@ -115,10 +115,13 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// Why a manifest was refused, and the line number and text it stopped at.
+type ManifestError = (Option<(usize, String)>, &'static str);
+
 impl Manifest {
     /// Parses a manifest as Redis's `aofLoadManifestFromFile` does, refusing what it refuses
     /// with its words; the error carries the line it stopped at.
-    fn parse(text: &str) -> Result<Manifest, (Option<(usize, String)>, &'static str)> {
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
         const MAX_LINE: usize = 1024;
         const INVALID: &str = "Invalid AOF manifest file format";
         if text.is_empty() {
