@@ -81,7 +81,7 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// Settings that other parts of the server cache.
 fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
     let aof = &ctx.server.store.notifier.aof;
-    if changed.contains(&config::APPENDFSYNC) {
+    if changed.contains(&config::APPENDFSYNC) || changed.contains(&config::AOF_TIMESTAMP_ENABLED) {
         aof.apply_config(&ctx.server.config);
     }
     if changed.contains(&config::APPENDONLY) {

@@ -947,7 +947,8 @@ fn call(
         if command.tx == TxRole::Exec {
             propagate::exec_finished(server, client, client.db);
         } else if command.flags & WRITE != 0
-            && server.store.notifier.dirty.load(Ordering::Relaxed) != before
+            && (server.store.notifier.dirty.load(Ordering::Relaxed) != before
+                || client.log_as.is_some())
         {
             propagate::log(server, client, db_before, &command.name, args);
         }

@@ -14,7 +14,8 @@ use crate::store::Value;
 use crate::util::eq_ignore_case;
 
 impl Ctx<'_> {
-    /// Logs this command as `args` instead of as it was called.
+    /// Logs this command as `args` instead of as it was called; also logs it when it changed
+    /// nothing (FLUSHDB on an empty database, as Redis's forceCommandPropagation).
     pub fn log_as(&mut self, args: Vec<Bytes>) {
         if self.server.store.notifier.aof.is_on() {
             self.client.log_as = Some(args);

@@ -61,6 +61,7 @@ fn touch_watched_existing(ctx: &Ctx, db: usize, dbs: &[usize]) {
 
 pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let async_free = flush_mode(args)?;
+    ctx.log_as(args.to_vec());
     flush_dbs(ctx, std::iter::once(ctx.client.db), async_free);
     ctx.reply.ok();
     Ok(())
@@ -70,6 +71,7 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// data set at once, so a restart does not bring the old keys back (as Redis does).
 pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let async_free = flush_mode(args)?;
+    ctx.log_as(args.to_vec());
     flush_dbs(ctx, 0..ctx.server.store.dbs().len(), async_free);
     let snapshots = &ctx.server.snapshots;
     snapshots.kill_child();

@@ -63,6 +63,9 @@ struct Inner {
     selected: Option<usize>,
     file: Option<File>,
     always: bool,
+    /// `aof-timestamp-enabled`: a `#TS:<unix seconds>` line before commands of a new second.
+    timestamps: bool,
+    last_timestamp: u64,
     /// Data written since the last fsync (for `everysec`).
     unsynced: bool,
     manifest: Manifest,
@@ -238,6 +241,9 @@ fn write_base(store: &Store, config: &Config, path: &Path) -> io::Result<()> {
         rdb::save(store, config, true, &mut file)?;
     } else {
         let mut out = io::BufWriter::with_capacity(1 << 16, &mut file);
+        if config.bool(config::AOF_TIMESTAMP_ENABLED) {
+            write!(out, "#TS:{}\r\n", crate::util::now_ms() / 1000)?;
+        }
         write_commands(store, &mut out)?;
         out.flush()?;
     }
@@ -324,6 +330,15 @@ impl Aof {
             return;
         }
         let mut inner = self.inner();
+        if inner.timestamps {
+            let now = crate::util::now_ms() / 1000;
+            if now > inner.last_timestamp {
+                inner.last_timestamp = now;
+                inner
+                    .buf
+                    .extend_from_slice(format!("#TS:{now}\r\n").as_bytes());
+            }
+        }
         if inner.selected != Some(db) {
             encode(&mut inner.buf, &[b"SELECT", db.to_string().as_bytes()]);
             inner.selected = Some(db);
@@ -400,9 +415,11 @@ impl Aof {
         });
     }
 
-    /// Reads `appendfsync` (at start and when CONFIG SET changes it).
+    /// Reads `appendfsync` and `aof-timestamp-enabled` (at start and on CONFIG SET).
     pub fn apply_config(&self, config: &Config) {
-        self.inner().always = config.text(config::APPENDFSYNC) == "always";
+        let mut inner = self.inner();
+        inner.always = config.text(config::APPENDFSYNC) == "always";
+        inner.timestamps = config.bool(config::AOF_TIMESTAMP_ENABLED);
     }
 
     pub fn status(&self) -> Status {
@@ -794,7 +811,7 @@ fn load_file(server: &Server, path: &Path, last: bool) -> Result<(), String> {
     loop {
         match read_command(&mut reader) {
             Ok(Some((args, len))) => {
-                replay.run(&args, offset);
+                replay.run(&args, offset, &shown)?;
                 offset += len;
             }
             Ok(None) => break,
@@ -865,7 +882,12 @@ fn read_command(reader: &mut impl BufRead) -> Result<Option<(Vec<Bytes>, u64)>, 
         }
         Ok(n)
     };
-    let n = read_line(reader, &mut line)?;
+    // Annotations (`#TS:...`) are skipped.
+    let mut n = read_line(reader, &mut line)?;
+    while n > 0 && line.starts_with(b"#") {
+        len += n as u64;
+        n = read_line(reader, &mut line)?;
+    }
     if n == 0 {
         return Ok(None);
     }
@@ -920,12 +942,19 @@ impl<'a> Replay<'a> {
         }
     }
 
-    fn run(&mut self, args: &[Bytes], offset: u64) {
+    fn run(&mut self, args: &[Bytes], offset: u64, file: &str) -> Result<(), String> {
+        if self.server.commands.resolve(args).is_err() {
+            return Err(format!(
+                "Unknown command '{}' reading the append only file {file}",
+                String::from_utf8_lossy(&args[0])
+            ));
+        }
         if self.client.multi.is_none() {
             self.multi_start = offset;
         }
         crate::commands::execute(self.server, &mut self.client, &mut self.reply, args);
         self.reply.clear();
+        Ok(())
     }
 
     /// Where a MULTI without its EXEC began.

@@ -36,6 +36,8 @@ units=("$@")
 ln -sf "$bin" "$cache/redis-7.0.15/src/redis-server"
 ln -sf "$(command -v redis-cli)" "$cache/redis-7.0.15/src/redis-cli"
 ln -sf "$(command -v redis-benchmark)" "$cache/redis-7.0.15/src/redis-benchmark"
+ln -sf "$(command -v redis-check-aof)" "$cache/redis-7.0.15/src/redis-check-aof"
+ln -sf "$(command -v redis-check-rdb)" "$cache/redis-7.0.15/src/redis-check-rdb"
 
 # Tests waiting for a later command family, without comments (runtest reads names verbatim).
 skipfile="$cache/pending.txt"
