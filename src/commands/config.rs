@@ -84,6 +84,11 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
     if changed.contains(&config::APPENDFSYNC) || changed.contains(&config::AOF_TIMESTAMP_ENABLED) {
         aof.apply_config(&ctx.server.config);
     }
+    if changed.contains(&config::AOF_DISABLE_AUTO_GC)
+        && !ctx.server.config.bool(config::AOF_DISABLE_AUTO_GC)
+    {
+        aof.delete_history(&ctx.server.config);
+    }
     if changed.contains(&config::APPENDONLY) {
         if !ctx.server.config.bool(config::APPENDONLY) {
             aof.disable();

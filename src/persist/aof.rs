@@ -202,15 +202,23 @@ impl Manifest {
     }
 
     fn render(&self) -> String {
+        // File names with spaces or special characters are quoted, as `sdscatrepr` does.
+        let quoted = |file: &str| {
+            let plain = file
+                .bytes()
+                .all(|c| c.is_ascii_graphic() && c != b'\\' && c != b'"');
+            if plain {
+                file.to_string()
+            } else {
+                crate::util::repr(file.as_bytes())
+            }
+        };
         let mut out = String::new();
-        if let Some((file, seq)) = &self.base {
-            out.push_str(&format!("file {file} seq {seq} type b\n"));
-        }
-        for (file, seq) in &self.history {
-            out.push_str(&format!("file {file} seq {seq} type h\n"));
-        }
-        for (file, seq) in &self.incrs {
-            out.push_str(&format!("file {file} seq {seq} type i\n"));
+        let base = self.base.iter().map(|(f, s)| (f, s, 'b'));
+        let history = self.history.iter().map(|(f, s)| (f, s, 'h'));
+        let incrs = self.incrs.iter().map(|(f, s)| (f, s, 'i'));
+        for (file, seq, kind) in base.chain(history).chain(incrs) {
+            out.push_str(&format!("file {} seq {seq} type {kind}\n", quoted(file)));
         }
         out
     }
@@ -585,17 +593,24 @@ impl Aof {
             ));
         }
         inner.scheduled = false;
-        let seq = inner.manifest.next_incr_seq();
-        let incr = format!("{name}.{seq}.incr.aof");
-        let file = open_append(&dir.join(&incr))?;
-        let mut manifest = inner.manifest.clone();
-        manifest.incrs.push((incr, seq));
-        manifest.persist(&dir, &name)?;
-        inner.manifest = manifest;
-        if let Some(old) = inner.file.replace(file) {
-            let _ = old.sync_data();
-        }
-        inner.selected = None;
+        // With logging on, what comes next goes to a new incremental file, which the new base
+        // does not cover; with it off, the new base covers every incremental file.
+        let first_incr = if self.is_on() {
+            let seq = inner.manifest.next_incr_seq();
+            let incr = format!("{name}.{seq}.incr.aof");
+            let file = open_append(&dir.join(&incr))?;
+            let mut manifest = inner.manifest.clone();
+            manifest.incrs.push((incr, seq));
+            manifest.persist(&dir, &name)?;
+            inner.manifest = manifest;
+            if let Some(old) = inner.file.replace(file) {
+                let _ = old.sync_data();
+            }
+            inner.selected = None;
+            seq
+        } else {
+            u64::MAX
+        };
         let child = Child::spawn(|| {
             write_base(
                 &server.store,
@@ -608,10 +623,7 @@ impl Aof {
             "Background append only file rewriting started by pid {}",
             child.pid
         );
-        inner.rewrite = Some(Rewrite {
-            child,
-            first_incr: seq,
-        });
+        inner.rewrite = Some(Rewrite { child, first_incr });
         Ok(())
     }
 
@@ -665,14 +677,18 @@ impl Aof {
             .into_iter()
             .partition(|(_, s)| *s < first_incr);
         manifest.incrs = kept;
-        let dropped: Vec<String> = old_base
-            .into_iter()
-            .map(|(f, _)| f)
-            .chain(covered.into_iter().map(|(f, _)| f))
-            .collect();
+        // The files the new base covers become history, newest first as Redis lists them:
+        // deleted at once, or kept while `aof-disable-auto-gc` is on.
+        let older = std::mem::take(&mut manifest.history);
+        manifest.history = covered.into_iter().chain(old_base).chain(older).collect();
+        let dropped = if server.config.bool(config::AOF_DISABLE_AUTO_GC) {
+            Vec::new()
+        } else {
+            std::mem::take(&mut manifest.history)
+        };
         manifest.persist(&dir, &name)?;
         inner.manifest = manifest;
-        for file in dropped {
+        for (file, _) in dropped {
             let _ = fs::remove_file(dir.join(file));
         }
         inner.base_size = fs::metadata(dir.join(&base)).map_or(0, |m| m.len());
@@ -684,6 +700,23 @@ impl Aof {
             .sum();
         inner.current_size = inner.base_size + incr_size;
         Ok(())
+    }
+
+    /// CONFIG SET aof-disable-auto-gc no: deletes the history files kept meanwhile.
+    pub fn delete_history(&self, config: &Config) {
+        let (dir, name) = names(config);
+        let mut inner = self.inner();
+        if inner.manifest.history.is_empty() {
+            return;
+        }
+        let mut manifest = inner.manifest.clone();
+        let history = std::mem::take(&mut manifest.history);
+        if manifest.persist(&dir, &name).is_ok() {
+            inner.manifest = manifest;
+            for (file, _) in history {
+                let _ = fs::remove_file(dir.join(file));
+            }
+        }
     }
 
     /// Whether BGREWRITEAOF SCHEDULE or `auto-aof-rewrite-percentage` asks for a rewrite now.
