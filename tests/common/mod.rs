@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct TestServer {
     pub port: u16,
     child: Child,
+    /// The server's own working directory, so no dump or AOF leaks between servers.
+    dir: std::path::PathBuf,
 }
 
 pub fn free_port() -> u16 {
@@ -28,6 +30,8 @@ impl TestServer {
     /// `args` come first, so they may start with a config file path.
     pub fn start_with(args: &[&str]) -> TestServer {
         let port = free_port();
+        let dir = std::env::temp_dir().join(format!("oxidis-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
         let child = Command::new(env!("CARGO_BIN_EXE_oxidis"))
             .args(args)
             .args([
@@ -37,12 +41,14 @@ impl TestServer {
                 "127.0.0.1",
                 "--save",
                 "",
+                "--dir",
+                dir.to_str().expect("utf-8 path"),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start oxidis");
-        let server = TestServer { port, child };
+        let server = TestServer { port, child, dir };
         server.wait_ready();
         server
     }
@@ -94,6 +100,7 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -17,11 +17,13 @@ def free_port():
 
 
 @pytest.fixture
-def port():
+def port(tmp_path):
     port = free_port()
     # OXIDIS_ARGS adds server arguments, e.g. "--io-threads 2" to run these tests multithreaded.
     extra = os.environ.get("OXIDIS_ARGS", "").split()
-    proc = subprocess.Popen([BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *extra],
+    # Its own directory, so no dump or AOF leaks between servers.
+    proc = subprocess.Popen([BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--dir", str(tmp_path), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:

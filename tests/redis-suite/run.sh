@@ -55,8 +55,10 @@ for entry in "${units[@]}"; do
     pid=
     if [ "$mode" != spawn ]; then
         port=$(free_port)
+        # A fresh directory per unit: tests that SAVE or DEBUG RELOAD write their dump there.
+        workdir=$(mktemp -d)
         "$bin" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --enable-debug-command yes \
-            --logfile "$log.server" &
+            --dir "$workdir" --logfile "$log.server" &
         pid=$!
         for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
         target=(--host 127.0.0.1 --port "$port")
@@ -68,6 +70,7 @@ for entry in "${units[@]}"; do
     if [ -n "$pid" ]; then
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+        rm -rf "$workdir"
     fi
     ok=$(grep -c '^\[ok\]' "$log" || true)
     err=$(grep -cE '^\[(err|exception|TIMEOUT)\]' "$log" || true)
