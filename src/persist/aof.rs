@@ -261,51 +261,36 @@ fn write_base(store: &Store, config: &Config, path: &Path) -> io::Result<()> {
 /// The keyspace as commands, in batches of `ITEMS_PER_COMMAND` elements.
 fn write_commands(store: &Store, out: &mut impl Write) -> io::Result<()> {
     let mut buf = Vec::new();
-    let mut result = Ok(());
     for db in store.dbs() {
         if db.is_empty() {
             continue;
         }
         encode(&mut buf, &[b"SELECT", db.index.to_string().as_bytes()]);
+        let mut result = Ok(());
         db.for_each(|key, entry| {
             if result.is_err() {
                 return;
             }
-            let mut batch = |command: &[u8], items: &mut dyn Iterator<Item = Vec<u8>>| {
-                let items: Vec<Vec<u8>> = items.collect();
-                for chunk in items.chunks(ITEMS_PER_COMMAND) {
-                    let mut args: Vec<&[u8]> = vec![command, key];
-                    args.extend(chunk.iter().map(|i| &i[..]));
-                    encode(&mut buf, &args);
-                }
-            };
+            let pairs = |items: &mut dyn Iterator<Item = [Vec<u8>; 2]>| items.flatten().collect();
             match &entry.value {
                 Value::Str(s) => {
                     let mut scratch = itoa::Buffer::new();
                     encode(&mut buf, &[b"SET", key, s.bytes(&mut scratch)]);
                 }
-                Value::List(list) => batch(b"RPUSH", &mut list.iter().map(<[u8]>::to_vec)),
-                Value::Set(set) => batch(b"SADD", &mut set.members().into_iter()),
+                Value::List(list) => {
+                    let items = list.iter().map(<[u8]>::to_vec).collect();
+                    batched(&mut buf, b"RPUSH", key, items, 1);
+                }
+                Value::Set(set) => batched(&mut buf, b"SADD", key, set.members(), 1),
                 Value::Hash(hash) => {
-                    let fields = hash.iter().flat_map(|(f, v)| [f.to_vec(), v.to_vec()]);
-                    let fields: Vec<Vec<u8>> = fields.collect();
-                    for chunk in fields.chunks(2 * ITEMS_PER_COMMAND) {
-                        let mut args: Vec<&[u8]> = vec![b"HSET", key];
-                        args.extend(chunk.iter().map(|i| &i[..]));
-                        encode(&mut buf, &args);
-                    }
+                    let items = pairs(&mut hash.iter().map(|(f, v)| [f.to_vec(), v.to_vec()]));
+                    batched(&mut buf, b"HSET", key, items, 2);
                 }
                 Value::Zset(zset) => {
-                    let pairs = zset
-                        .all()
-                        .into_iter()
-                        .flat_map(|(member, score)| [format_double(score).into_bytes(), member]);
-                    let pairs: Vec<Vec<u8>> = pairs.collect();
-                    for chunk in pairs.chunks(2 * ITEMS_PER_COMMAND) {
-                        let mut args: Vec<&[u8]> = vec![b"ZADD", key];
-                        args.extend(chunk.iter().map(|i| &i[..]));
-                        encode(&mut buf, &args);
-                    }
+                    let entries = zset.all().into_iter();
+                    let items =
+                        pairs(&mut entries.map(|(m, s)| [format_double(s).into_bytes(), m]));
+                    batched(&mut buf, b"ZADD", key, items, 2);
                 }
             }
             if let Some(at) = entry.expire_at() {
@@ -316,11 +301,18 @@ fn write_commands(store: &Store, out: &mut impl Write) -> io::Result<()> {
                 buf.clear();
             }
         });
-        result
-            .as_ref()
-            .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+        result?;
     }
     out.write_all(&buf)
+}
+
+/// `command key items...` with at most `ITEMS_PER_COMMAND` elements of `width` items each.
+fn batched(buf: &mut Vec<u8>, command: &[u8], key: &[u8], items: Vec<Vec<u8>>, width: usize) {
+    for chunk in items.chunks(ITEMS_PER_COMMAND * width) {
+        let mut args: Vec<&[u8]> = vec![command, key];
+        args.extend(chunk.iter().map(|i| &i[..]));
+        encode(buf, &args);
+    }
 }
 
 impl Aof {
