@@ -35,10 +35,13 @@ fn write_entry(out: &mut Vec<u8>, value: &[u8]) {
             break;
         }
     }
-    // Exact growth, as Redis reallocates a listpack per insert: small hashes and list nodes
-    // then hold no spare capacity, and the allocator's size classes keep most of these
-    // reallocations in place.
-    out.reserve_exact(2 * used + value.len());
+    // Growth by an eighth instead of doubling: a small hash's buffer stays (nearly) exact, as
+    // Redis's listpack is, while a list node filling up reallocates only every few pushes
+    // (exact growth cost RPUSH 10% CPU).
+    let needed = 2 * used + value.len();
+    if out.capacity() - out.len() < needed {
+        out.reserve_exact(needed.max(out.len() / 8));
+    }
     out.extend_from_slice(&varint[..used]);
     out.extend_from_slice(value);
     out.extend(varint[..used].iter().rev());
