@@ -41,7 +41,11 @@ fn write_entry(out: &mut Vec<u8>, value: &[u8]) {
     const EXACT_UP_TO: usize = 1024;
     let needed = 2 * used + value.len();
     if out.capacity() - out.len() < needed {
-        let room = if out.len() < EXACT_UP_TO { needed } else { needed.max(out.len() / 8) };
+        let room = if out.len() < EXACT_UP_TO {
+            needed
+        } else {
+            needed.max(out.len() / 8)
+        };
         out.reserve_exact(room);
     }
     out.extend_from_slice(&varint[..used]);
