@@ -1,6 +1,8 @@
 //! The `oxidis` binary: redis-server's command line, then the server.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, Command};
@@ -94,8 +96,41 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// The container image's entrypoint: the image links `docker-entrypoint` to this binary, and
+/// it acts as the official redis image's script. `oxidis` or `redis-server` as the first
+/// argument names the server; a first argument starting with `-` or ending in `.conf` is a
+/// server argument; anything else is run as a command in place of the server. Returns the
+/// server's command line.
+fn docker_entrypoint(mut args: Vec<OsString>) -> Vec<OsString> {
+    let program = args.remove(0);
+    if args
+        .first()
+        .is_some_and(|a| a == "oxidis" || a == "redis-server")
+    {
+        args.remove(0);
+    }
+    let first = args.first().map(|a| a.to_string_lossy().into_owned());
+    let serves = first
+        .as_deref()
+        .is_none_or(|a| a.starts_with('-') || a.ends_with(".conf"));
+    if !serves {
+        let error = std::process::Command::new(&args[0]).args(&args[1..]).exec();
+        eprintln!("docker-entrypoint: {}: {error}", args[0].to_string_lossy());
+        std::process::exit(127);
+    }
+    args.insert(0, program);
+    args
+}
+
 fn main() -> ExitCode {
-    let matches = cli().get_matches();
+    let mut argv: Vec<OsString> = std::env::args_os().collect();
+    let in_container = Path::new(&argv[0])
+        .file_name()
+        .is_some_and(|name| name == "docker-entrypoint");
+    if in_container {
+        argv = docker_entrypoint(argv);
+    }
+    let matches = cli().get_matches_from(argv);
     if matches.get_flag("version") {
         println!(
             "Oxidis server v={} redis_version={} bits=64",
@@ -110,6 +145,11 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let (file, overrides) = directives(&args);
     let mut config = Config::new();
+    if in_container {
+        // As in the official image: inside a container, protected mode is off unless the
+        // configuration turns it on.
+        let _ = config.set("protected-mode", &["no".to_string()]);
+    }
     let file = file.map(|f| std::fs::canonicalize(&f).unwrap_or(f));
     if let Err(e) = config.load(file.as_deref(), &overrides) {
         eprintln!(
