@@ -15,6 +15,7 @@ work=$(mktemp -d /var/tmp/oxidis-docker.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+    apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap >/dev/null
 fi
 
