@@ -4,12 +4,15 @@
 # per-core efficiency. For every test it records requests/s (as redis-benchmark reports them)
 # and the server's own CPU time per request (user+sys from /proc/PID/stat before and after).
 # Rounds alternate A B A B and the median of each figure is kept.
+# Every redis-benchmark test runs in three variants (VARIANTS, default all): `base` (3-byte
+# values, one key), `1KB` (1024-byte values) and `rand` (keys drawn from 100,000 with -r).
 # Usage: benches/compare.sh [rounds] [requests]    Needs redis-server and redis-benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 requests=${2:-200000}
-tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 HSET SADD SPOP ZADD ZPOPMIN ZRANGE_100})
+tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 LRANGE_600 HSET SADD SPOP ZADD ZPOPMIN ZRANGE_100})
+variants=(${VARIANTS:-base 1KB rand})
 pipelines=(1 16)
 cargo build --release --quiet
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -39,29 +42,54 @@ bench() {
         | awk -F, 'NR>1 {gsub(/"/,""); print $2, $7 * 1000; exit}'
 }
 
-# measure TEST PIPELINE PORT PID -> "rps cpu_us_per_request p99_us"
+# variant_args VARIANT -> the redis-benchmark options of a variant
+variant_args() {
+    case $1 in
+        base) ;;
+        1KB) echo -d 1024 ;;
+        rand) echo -r 100000 ;;
+    esac
+}
+
+# measure TEST PIPELINE VARIANT PORT PID -> "rps cpu_us_per_request p99_us"
 # Pipelined runs send proportionally more requests, so CPU ticks (10 ms) stay a small error.
-# Pops get a list or sorted set filled beforehand, LRANGE_100 a 600-element list and
-# ZRANGE_100 a sorted set of about 1000 members, outside the measurement.
+# Pops get a list or sorted set filled beforehand, LRANGE_100 and LRANGE_600 a 600-element
+# list and ZRANGE_100 a sorted set of about 1000 members, outside the measurement.
 measure() {
-    local t=$1 p=$2 port=$3 pid=$4 before after rps p99
+    local t=$1 p=$2 port=$4 pid=$5 before after rps p99
+    local extra=($(variant_args "$3"))
     local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
     local args=(-t "$t")
     redis-cli -p "$port" del mylist myzset >/dev/null
     case $t in
-        LPOP|RPOP) bench "$port" "$n" 16 -t lpush >/dev/null ;;
-        LRANGE_100)
-            bench "$port" 600 1 -t lpush >/dev/null
-            args=(lrange mylist 0 99) ;;
+        LPOP|RPOP) bench "$port" "$n" 16 "${extra[@]}" -t lpush >/dev/null ;;
+        LRANGE_100|LRANGE_600)
+            bench "$port" 600 1 "${extra[@]}" -t lpush >/dev/null
+            args=(lrange mylist 0 $((${t#LRANGE_} - 1))) ;;
         ZPOPMIN) bench "$port" "$n" 16 -r 1000000000 -t zadd >/dev/null ;;
         ZRANGE_100)
             bench "$port" 1000 1 -r 1000000000 -t zadd >/dev/null
             args=(zrange myzset 0 99) ;;
     esac
     before=$(cpu_ticks "$pid")
-    read -r rps p99 < <(bench "$port" "$n" "$p" "${args[@]}")
+    read -r rps p99 < <(bench "$port" "$n" "$p" "${extra[@]}" "${args[@]}")
     after=$(cpu_ticks "$pid")
     python3 -c "print($rps, ($after-$before)*1e6/$hz/$n, $p99)"
+}
+
+# idle PORT PID -> SET at -P 16 while 1,000 other connections sit idle.
+idle() {
+    local port=$1 pid=$2
+    python3 - "$port" <<'PY' &
+import socket, sys, time
+conns = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(1000)]
+time.sleep(600)
+PY
+    local holder=$!
+    sleep 1
+    measure SET 16 base "$port" "$pid"
+    kill "$holder"
+    wait "$holder" 2>/dev/null || true
 }
 
 # queue PORT PID -> "items/s cpu_us_per_item 0": 4 producers RPUSH while 4 consumers BLPOP.
@@ -141,11 +169,16 @@ row() {
     printf '%-10s %3s %12s %12s %7s %10s %10s %7s %9s %9s\n' "$c1" "$c2" "$c3" "$c4" "$c5" "$c6" "$c7" "$c8" "$c9" "$c10"
 }
 
-for t in "${tests[@]}"; do
-    for p in "${pipelines[@]}"; do
-        row "$t" "$p" measure "$t" "$p"
+for v in "${variants[@]}"; do
+    for t in "${tests[@]}"; do
+        label=$t
+        [ "$v" = base ] || label="${t}_$v"
+        for p in "${pipelines[@]}"; do
+            row "$label" "$p" measure "$t" "$p" "$v"
+        done
     done
 done
+row SET_IDLE1000 16 idle
 row QUEUE 1 queue
 row MULTI_3INCR 100 multi
 row PUBSUB_1 100 pubsub 1
