@@ -5,7 +5,8 @@
 use bytes::Bytes;
 
 use super::{
-    CmdResult, Ctx, Error, NO_SUCH_KEY, SYNTAX, int_arg, mpop_args, timeout_arg, typed_mut,
+    CmdResult, Ctx, Error, NO_SUCH_KEY, SYNTAX, first_nonempty, int_arg, mpop_args, timeout_arg,
+    typed_mut,
 };
 use crate::config;
 use crate::store::{Class, End, Fill, List, Locked, Value};
@@ -451,42 +452,27 @@ pub fn brpoplpush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// Pops from the first non-empty list among `keys`: one element as `[key, element]`, or with
 /// `count` (the MPOP forms) `[key, [elements...]]`. Returns false if every list is empty.
 fn pop_first(ctx: &mut Ctx, keys: &[Bytes], end: End, count: Option<usize>) -> Result<bool, Error> {
-    let db = ctx.db();
-    for key in keys {
-        if ctx
-            .client
-            .ready_key
-            .as_ref()
-            .is_some_and(|ready| ready != key)
-        {
-            continue;
+    let Some((key, mut locked)) = first_nonempty(ctx, keys, Value::as_list_mut)? else {
+        return Ok(false);
+    };
+    ctx.reply.array(2);
+    ctx.reply.bulk(key);
+    // Logged as a plain pop from the key it served, as Redis propagates it.
+    let pop = Bytes::from_static(if end == End::Head { b"LPOP" } else { b"RPOP" });
+    let mut logged = vec![pop, key.clone()];
+    logged.extend(count.map(|n| Bytes::from(n.to_string())));
+    ctx.log_as(logged);
+    match count {
+        Some(count) => pop_into_reply(ctx, &mut locked, key, end, count),
+        None => {
+            let list = list_mut(&mut locked, key)?.expect("found above");
+            let value = list.pop(end).expect("stored lists are never empty");
+            ctx.reply.bulk(&value);
+            ctx.modified(key, Class::List, pop_event(end));
+            delete_if_empty(ctx, &mut locked, key);
         }
-        let mut locked = db.lock(key);
-        let list = match list_mut(&mut locked, key) {
-            Ok(Some(list)) => list,
-            Ok(None) => continue,
-            Err(_) if ctx.client.ready_key.is_some() => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        ctx.reply.array(2);
-        ctx.reply.bulk(key);
-        // Logged as a plain pop from the key it served, as Redis propagates it.
-        let pop = Bytes::from_static(if end == End::Head { b"LPOP" } else { b"RPOP" });
-        let mut logged = vec![pop, key.clone()];
-        logged.extend(count.map(|n| Bytes::from(n.to_string())));
-        ctx.log_as(logged);
-        match count {
-            Some(count) => pop_into_reply(ctx, &mut locked, key, end, count),
-            None => {
-                let value = list.pop(end).expect("stored lists are never empty");
-                ctx.reply.bulk(&value);
-                ctx.modified(key, Class::List, pop_event(end));
-                delete_if_empty(ctx, &mut locked, key);
-            }
-        }
-        return Ok(true);
     }
-    Ok(false)
+    Ok(true)
 }
 
 fn blocking_pop(

@@ -663,6 +663,33 @@ pub fn typed_mut<'a, T: ?Sized>(
     }
 }
 
+/// For the pops that take several keys (BLPOP, LMPOP, BZPOPMIN, ZMPOP ...): the first of
+/// `keys` holding a value that `view` accepts, with its shard locked. While a woken waiter is
+/// served (`client.ready_key`), only the key that got data counts, and a value of another type
+/// there means nothing to pop rather than an error.
+pub fn first_nonempty<'a, 'k, T: ?Sized>(
+    ctx: &Ctx<'a>,
+    keys: &'k [Bytes],
+    view: impl Fn(&mut Value) -> Option<&mut T>,
+) -> Result<Option<(&'k Bytes, Locked<'a>)>, Error> {
+    let db = ctx.db();
+    let serving = ctx.client.ready_key.as_ref();
+    for key in keys {
+        if serving.is_some_and(|ready| ready != key) {
+            continue;
+        }
+        let mut locked = db.lock(key);
+        let found = typed_mut(&mut locked, key, &view).map(|v| v.is_some());
+        match found {
+            Ok(true) => return Ok(Some((key, locked))),
+            Ok(false) => continue,
+            Err(_) if serving.is_some() => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 /// Redis's `getTimeoutFromObjectOrReply` in seconds, for the blocking commands of every
 /// family: the deadline in Unix ms, 0 for none.
 pub fn timeout_arg(arg: &[u8]) -> Result<u64, Error> {

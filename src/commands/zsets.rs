@@ -4,8 +4,8 @@ use bytes::Bytes;
 
 use super::keys::ScanOptions;
 use super::{
-    CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, int_arg, intercard_limit, mpop_args, timeout_arg,
-    typed_mut,
+    CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, first_nonempty, int_arg, intercard_limit, mpop_args,
+    timeout_arg, typed_mut,
 };
 use crate::store::{Class, Locked, Value, Zset, ZsetLimits};
 use crate::util::{Rng, eq_ignore_case, parse_f64, parse_i64};
@@ -615,31 +615,16 @@ fn pop_first(
     max: bool,
     count: usize,
 ) -> Result<Option<(Bytes, Entries)>, Error> {
-    let db = ctx.db();
-    for key in keys {
-        if ctx
-            .client
-            .ready_key
-            .as_ref()
-            .is_some_and(|ready| ready != key)
-        {
-            continue;
-        }
-        let mut locked = db.lock(key);
-        let zset = match zset_mut(&mut locked, key) {
-            Ok(Some(zset)) => zset,
-            Ok(None) => continue,
-            Err(_) if ctx.client.ready_key.is_some() => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let entries = zset.pop(count, max);
-        let pop = Bytes::from_static(if max { b"ZPOPMAX" } else { b"ZPOPMIN" });
-        ctx.log_as(vec![pop, key.clone(), Bytes::from(count.to_string())]);
-        ctx.modified(key, Class::ZSet, if max { "zpopmax" } else { "zpopmin" });
-        delete_if_empty(ctx, &mut locked, key);
-        return Ok(Some((key.clone(), entries)));
-    }
-    Ok(None)
+    let Some((key, mut locked)) = first_nonempty(ctx, keys, Value::as_zset_mut)? else {
+        return Ok(None);
+    };
+    let zset = zset_mut(&mut locked, key)?.expect("found above");
+    let entries = zset.pop(count, max);
+    let pop = Bytes::from_static(if max { b"ZPOPMAX" } else { b"ZPOPMIN" });
+    ctx.log_as(vec![pop, key.clone(), Bytes::from(count.to_string())]);
+    ctx.modified(key, Class::ZSet, if max { "zpopmax" } else { "zpopmin" });
+    delete_if_empty(ctx, &mut locked, key);
+    Ok(Some((key.clone(), entries)))
 }
 
 fn zpop(ctx: &mut Ctx, args: &[Bytes], max: bool) -> CmdResult {
