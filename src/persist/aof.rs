@@ -503,9 +503,7 @@ impl Aof {
         self.write_pending();
         let (dir, _) = names(&server.config);
         let manifest = self.inner().manifest.clone();
-        for db in server.store.dbs() {
-            drop(db.take_all());
-        }
+        server.store.empty();
         // The replayed commands must not be logged again.
         let was_on = self.on.swap(false, Ordering::AcqRel);
         server.store.notifier.loading.store(true, Ordering::Relaxed);

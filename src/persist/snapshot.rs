@@ -270,9 +270,7 @@ impl Snapshots {
             self.save(server)
                 .map_err(|e| format!("Error trying to save the DB: {e}"))?;
         }
-        for db in server.store.dbs() {
-            drop(db.take_all());
-        }
+        server.store.empty();
         let file = File::open(server.config.text(config::DBFILENAME))
             .map_err(|e| format!("Error trying to load the RDB dump: {e}"))?;
         let loaded = rdb::load(io::BufReader::new(file), &server.store, &server.config)?;
