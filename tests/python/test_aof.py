@@ -14,7 +14,7 @@ import redis.backoff
 import redis.retry
 
 from conftest import BINARY
-from test_persistence import assert_same, fill, oxidis, redis_server, snapshot
+from test_persistence import assert_holds, fill, oxidis, redis_server, snapshot
 
 
 def check_aof(workdir):
@@ -61,11 +61,7 @@ def test_oxidis_aof_loads_in_redis_with_identical_contents(tmp_path):
     expected = snapshot(ox)
     ox.stop()
     check_aof(tmp_path)
-    rs = redis_server(tmp_path, "--appendonly", "yes", "--save", "")
-    try:
-        assert_same(expected, snapshot(rs))
-    finally:
-        rs.stop()
+    assert_holds(redis_server(tmp_path, "--appendonly", "yes", "--save", ""), expected)
 
 
 @pytest.mark.parametrize("preamble", ["yes", "no"])
@@ -86,16 +82,8 @@ def test_rewritten_aof_loads_in_both_servers(tmp_path, preamble):
         f"appendonly.aof.2.base.{extension}", "appendonly.aof.2.incr.aof", "appendonly.aof.manifest"]
     ox.stop()
     check_aof(tmp_path)
-    ox = oxidis(tmp_path, "--appendonly", "yes", "--save", "")
-    try:
-        assert_same(expected, snapshot(ox))
-    finally:
-        ox.stop()
-    rs = redis_server(tmp_path, "--appendonly", "yes", "--save", "")
-    try:
-        assert_same(expected, snapshot(rs))
-    finally:
-        rs.stop()
+    assert_holds(oxidis(tmp_path, "--appendonly", "yes", "--save", ""), expected)
+    assert_holds(redis_server(tmp_path, "--appendonly", "yes", "--save", ""), expected)
 
 
 def test_redis_aof_loads_in_oxidis(tmp_path):
@@ -104,11 +92,7 @@ def test_redis_aof_loads_in_oxidis(tmp_path):
     commands_that_need_rewriting(rs)
     expected = snapshot(rs)
     rs.stop()
-    ox = oxidis(tmp_path, "--appendonly", "yes", "--save", "")
-    try:
-        assert_same(expected, snapshot(ox))
-    finally:
-        ox.stop()
+    assert_holds(oxidis(tmp_path, "--appendonly", "yes", "--save", ""), expected)
 
 
 def test_config_set_appendonly_at_run_time(tmp_path):

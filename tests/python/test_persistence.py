@@ -111,6 +111,14 @@ def snapshot(server):
     return out
 
 
+def assert_holds(server, expected):
+    """Checks that `server` holds exactly `expected` (see `snapshot`), then stops it."""
+    try:
+        assert_same(expected, snapshot(server))
+    finally:
+        server.stop()
+
+
 def assert_same(expected, actual):
     assert expected.keys() == actual.keys()
     for key, (kind, encoding, value, pttl) in expected.items():
@@ -132,11 +140,7 @@ def test_oxidis_dump_loads_in_redis_with_identical_contents(tmp_path):
     check = subprocess.run(["redis-check-rdb", str(tmp_path / "dump.rdb")], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     assert "RDB looks OK" in check.stdout
-    rs = redis_server(tmp_path, "--save", "")
-    try:
-        assert_same(expected, snapshot(rs))
-    finally:
-        rs.stop()
+    assert_holds(redis_server(tmp_path, "--save", ""), expected)
 
 
 def test_redis_dump_loads_in_oxidis_with_identical_contents(tmp_path):
@@ -208,11 +212,7 @@ def test_sigterm_saves_and_restart_restores(tmp_path):
     fill(ox)
     expected = snapshot(ox)
     assert ox.stop(signal.SIGTERM) == 0
-    ox = oxidis(tmp_path)
-    try:
-        assert_same(expected, snapshot(ox))
-    finally:
-        ox.stop()
+    assert_holds(oxidis(tmp_path), expected)
 
 
 def test_shutdown_nosave_keeps_the_previous_dump(tmp_path):
