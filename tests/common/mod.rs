@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct TestServer {
@@ -14,12 +15,18 @@ pub struct TestServer {
     dir: std::path::PathBuf,
 }
 
+/// A port below Linux's ephemeral range (32768 and up), so no client socket of another
+/// test can hold it or be connected to itself on it. Each call takes the next port of a
+/// block chosen by process id, and checks that nothing listens there yet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = 20_000 + (std::process::id() % 100) as u16 * 120;
+    loop {
+        let port = block + NEXT.fetch_add(1, Ordering::Relaxed) % 120;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl TestServer {
@@ -28,36 +35,48 @@ impl TestServer {
     }
 
     /// `args` come first, so they may start with a config file path.
+    ///
+    /// Another program may bind the port before our server does: then the server exits,
+    /// and we try again on the next port.
     pub fn start_with(args: &[&str]) -> TestServer {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("oxidis-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the server's directory");
-        let child = Command::new(env!("CARGO_BIN_EXE_oxidis"))
-            .args(args)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                dir.to_str().expect("utf-8 path"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start oxidis");
-        let server = TestServer { port, child, dir };
-        server.wait_ready();
-        server
+        for _ in 0..5 {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("oxidis-test-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create the server's directory");
+            let child = Command::new(env!("CARGO_BIN_EXE_oxidis"))
+                .args(args)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--dir",
+                    dir.to_str().expect("utf-8 path"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start oxidis");
+            let mut server = TestServer { port, child, dir };
+            if server.wait_ready() {
+                return server;
+            }
+        }
+        panic!("oxidis did not start on any of five free ports");
     }
 
-    fn wait_ready(&self) {
+    /// True once the server answers on the port; false if it exited first (port taken).
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -1,4 +1,5 @@
 """Shared fixtures: a fresh oxidis binary on a free port for each test."""
+import itertools
 import os
 import socket
 import subprocess
@@ -10,10 +11,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.path.join(ROOT, "target", "release", "oxidis")
 
 
+_next_port = itertools.count()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port below Linux's ephemeral range (32768 and up), in a block chosen by process id,
+    so no client socket can hold it or be connected to itself on it."""
+    block = 21000 + (os.getpid() % 90) * 120
+    while True:
+        port = block + next(_next_port) % 120
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 @pytest.fixture
