@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
+use crate::acl::{Acl, User};
 use crate::blocking::BlockRequest;
 use crate::commands::CommandTable;
 use crate::protocol::Protocol;
@@ -28,7 +29,10 @@ pub struct Client {
     pub db: usize,
     pub protocol: Protocol,
     pub authenticated: bool,
-    pub user: String,
+    /// The user as of `acl_generation`; see `commands::acl::follow_user_changes`.
+    pub user: Arc<User>,
+    /// `INTERNAL` for the server's own clients, which do not follow ACL changes.
+    pub acl_generation: u64,
     pub reply_mode: ReplyMode,
     /// Set by QUIT (and on protocol errors): write pending replies, then disconnect.
     pub close_after_reply: bool,
@@ -95,13 +99,24 @@ pub struct Watch {
 }
 
 impl Client {
-    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
+    /// A new connection, logged in as the default user; authenticated if that needs no
+    /// password.
+    pub fn new(handle: Arc<ClientHandle>, acl: &Acl) -> Client {
+        let user = acl.default_user();
+        handle.set_user(&user);
+        let mut client = Client::new_unchecked(handle, user);
+        client.acl_generation = acl.generation();
+        client
+    }
+
+    fn new_unchecked(handle: Arc<ClientHandle>, user: Arc<User>) -> Client {
         Client {
             id: handle.id,
             db: 0,
             protocol: Protocol::Resp2,
-            authenticated,
-            user: "default".into(),
+            authenticated: user.nopass() && user.enabled(),
+            user,
+            acl_generation: 0,
             reply_mode: ReplyMode::On,
             close_after_reply: false,
             handle,
@@ -115,6 +130,19 @@ impl Client {
             log_as: None,
             exec_logged: None,
         }
+    }
+}
+
+impl Client {
+    /// The `acl_generation` of internal clients.
+    pub const INTERNAL: u64 = u64::MAX;
+
+    /// A client the server runs commands for itself (AOF replay, serving a blocked client
+    /// again): every command, key and channel is allowed, as for Redis's user-less clients.
+    pub fn internal(handle: Arc<ClientHandle>, acl: &Acl) -> Client {
+        let mut client = Client::new_unchecked(handle, acl.unrestricted());
+        client.acl_generation = Client::INTERNAL;
+        client
     }
 }
 
@@ -161,6 +189,9 @@ pub struct ClientHandle {
     soft_limit_since_ms: AtomicU64,
     /// Channel, pattern and shard channel subscription counts, for CLIENT LIST.
     pub subscriptions: [AtomicUsize; 3],
+    /// The name and serial of the ACL user, for CLIENT LIST, CLIENT KILL USER and ACL changes.
+    pub user_name: Mutex<Bytes>,
+    pub user_serial: AtomicU64,
 }
 
 impl ClientHandle {
@@ -194,13 +225,32 @@ impl ClientHandle {
             kill_notify: Notify::new(),
             soft_limit_since_ms: AtomicU64::new(0),
             subscriptions: Default::default(),
+            user_name: Mutex::new(Bytes::from_static(b"default")),
+            user_serial: AtomicU64::new(0),
         }
     }
 
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
-        let _ = self.push.send(Bytes::new());
+        self.wake();
         self.kill_notify.notify_one();
+    }
+
+    /// Makes the connection task look at its state (killed, ACL changes) without a message.
+    pub fn wake(&self) {
+        let _ = self.push.send(Bytes::new());
+    }
+
+    pub fn set_user(&self, user: &User) {
+        *self.user_name.lock().unwrap_or_else(|e| e.into_inner()) = user.name.clone();
+        self.user_serial.store(user.serial, Ordering::Relaxed);
+    }
+
+    pub fn user_name(&self) -> Bytes {
+        self.user_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -311,7 +361,7 @@ impl ClientHandle {
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 \
              qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r \
-             cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+             cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -330,6 +380,7 @@ impl ClientHandle {
             omem,
             qbuf + omem + 1024,
             commands.name_of(self.last_command.load(Ordering::Relaxed)),
+            String::from_utf8_lossy(&self.user_name()),
             self.resp.load(Ordering::Relaxed),
             text(&self.lib_name),
             text(&self.lib_ver),

@@ -1,5 +1,6 @@
 //! Oxidis: a Redis-compatible in-memory server.
 
+pub mod acl;
 pub mod alloc;
 pub mod blocking;
 pub mod client;

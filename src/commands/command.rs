@@ -96,33 +96,25 @@ fn getkeys_impl(ctx: &mut Ctx, args: &[Bytes], with_flags: bool) -> CmdResult {
     if !command.arity_ok(target.len()) {
         return Err("ERR Invalid number of arguments specified for command".into());
     }
-    let positions = command.key_positions(target);
-    if positions.is_empty() {
+    let keys = command.keys(target);
+    if keys.is_empty() {
         if command.has_flag("no_mandatory_keys") {
             ctx.reply.array(0);
             return Ok(());
         }
         return Err("ERR Invalid arguments specified for command".into());
     }
-    ctx.reply.array(positions.len());
-    for pos in positions {
+    ctx.reply.array(keys.len());
+    for (pos, spec) in keys {
         if with_flags {
             ctx.reply.array(2);
             ctx.reply.bulk(&target[pos]);
-            let spec = spec_for_position(command.spec.key_specs, target, pos);
-            write_key_flags(ctx.reply, spec.map_or(&[][..], |s| s.flags));
+            write_key_flags(ctx.reply, spec.flags);
         } else {
             ctx.reply.bulk(&target[pos]);
         }
     }
     Ok(())
-}
-
-/// The key spec that yields the key at `pos`.
-fn spec_for_position<'a>(specs: &'a [KeySpec], args: &[Bytes], pos: usize) -> Option<&'a KeySpec> {
-    specs
-        .iter()
-        .find(|spec| super::meta::key_positions(std::slice::from_ref(spec), args).contains(&pos))
 }
 
 pub fn getkeys(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {

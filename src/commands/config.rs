@@ -96,6 +96,12 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
             tracing::warn!("Can't turn the append only file on: {e}");
         }
     }
+    if changed.contains(&config::REQUIREPASS) {
+        let password = ctx.server.config.text(config::REQUIREPASS);
+        ctx.server
+            .acl
+            .set_default_password(password.as_bytes(), &ctx.server.commands);
+    }
     if changed.contains(&config::NOTIFY_KEYSPACE_EVENTS)
         || changed.contains(&config::CLIENT_OUTPUT_BUFFER_LIMIT)
     {
@@ -115,7 +121,14 @@ pub fn rewrite(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
         return Err("ERR The server is running without a config file".into());
     };
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let text = rewritten(&ctx.server.config, &old);
+    // Users are kept in the file unless an ACL file holds them (Redis's
+    // `rewriteConfigUserOption`).
+    let users = if ctx.server.config.text(config::ACLFILE).is_empty() {
+        ctx.server.acl.file_text(&ctx.server.commands)
+    } else {
+        String::new()
+    };
+    let text = rewritten(&ctx.server.config, &old, &users);
     let tmp = path.with_extension("tmp-rewrite");
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, &path))
@@ -126,11 +139,23 @@ pub fn rewrite(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 
 /// Redis's rewrite rules: a directive already in the file keeps its place with the current
 /// value; a changed setting missing from the file is appended; duplicates are dropped.
-fn rewritten(config: &Config, old: &str) -> String {
+/// `users` (`user ...` lines) replace the file's user lines.
+fn rewritten(config: &Config, old: &str, users: &str) -> String {
     let mut written = vec![false; SETTINGS.len()];
+    let mut users_written = false;
     let mut out = String::new();
     for line in old.lines() {
         let words = crate::protocol::split_args(line.trim().as_bytes()).unwrap_or_default();
+        if words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"user"))
+        {
+            if !users_written {
+                out.push_str(users);
+                users_written = true;
+            }
+            continue;
+        }
         let index = words
             .first()
             .and_then(|w| Config::lookup(&String::from_utf8_lossy(w)));
@@ -164,6 +189,9 @@ fn rewritten(config: &Config, old: &str) -> String {
             out.push_str(&directive(config, i));
             out.push('\n');
         }
+    }
+    if !users_written {
+        out.push_str(users);
     }
     out
 }

@@ -8,12 +8,9 @@ use bytes::Bytes;
 use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, SYNTAX, reply_help};
 use crate::blocking::Wake;
 use crate::client::{FLAG_NO_EVICT, FLAG_NO_TOUCH, ReplyMode};
-use crate::config;
 use crate::protocol::Protocol;
 use crate::server::REDIS_VERSION;
 use crate::util::{eq_ignore_case, now_ms, parse_i64};
-
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 pub fn ping(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() > 2 {
@@ -60,36 +57,6 @@ pub fn select(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Checks a password for `user`. Only the default user exists until ACLs do.
-fn check_password(ctx: &Ctx, user: &[u8], password: &[u8]) -> bool {
-    let required = ctx.server.config.text(config::REQUIREPASS);
-    user == b"default" && (required.is_empty() || constant_time_eq(required.as_bytes(), password))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub fn auth(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    if args.len() > 3 {
-        return Err(SYNTAX.into());
-    }
-    let (user, password) = match args {
-        [_, password] => (&b"default"[..], password),
-        [_, user, password] => (&user[..], password),
-        _ => unreachable!("arity is checked"),
-    };
-    if args.len() == 2 && ctx.server.config.text(config::REQUIREPASS).is_empty() {
-        return Err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into());
-    }
-    if !check_password(ctx, user, password) {
-        return Err(WRONGPASS.into());
-    }
-    ctx.client.authenticated = true;
-    ctx.reply.ok();
-    Ok(())
-}
-
 pub fn hello(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let mut protocol = None;
     let mut i = 1;
@@ -123,10 +90,7 @@ pub fn hello(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         }
     }
     if let Some((user, password)) = credentials {
-        if !check_password(ctx, user, password) {
-            return Err(WRONGPASS.into());
-        }
-        ctx.client.authenticated = true;
+        super::acl::authenticate(ctx, args, user, password)?;
     }
     if !ctx.client.authenticated {
         return Err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into());
@@ -173,7 +137,9 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     client.protocol = Protocol::Resp2;
     client.handle.resp.store(2, Ordering::Relaxed);
     client.reply_mode = ReplyMode::On;
-    client.authenticated = ctx.server.config.text(config::REQUIREPASS).is_empty();
+    let default = ctx.server.acl.default_user();
+    let open = default.nopass() && default.enabled();
+    super::acl::switch_user(ctx.server, client, default, open);
     client.handle.set_flag(FLAG_NO_EVICT | FLAG_NO_TOUCH, false);
     *client.handle.name.lock().unwrap_or_else(|e| e.into_inner()) = None;
     if client.handle.has_flag(crate::client::FLAG_MONITOR) {
@@ -370,7 +336,13 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         } else if eq_ignore_case(&args[i], "laddr") {
             laddr = Some(value.clone());
         } else if eq_ignore_case(&args[i], "user") {
-            user = Some(value.clone());
+            let found = ctx.server.acl.get(value).ok_or_else(|| {
+                Error::from(format!(
+                    "ERR No such user '{}'",
+                    String::from_utf8_lossy(value)
+                ))
+            })?;
+            user = Some(found.serial);
         } else if eq_ignore_case(&args[i], "skipme") {
             skip_me = match () {
                 _ if eq_ignore_case(value, "yes") => true,
@@ -394,7 +366,7 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             && laddr
                 .as_ref()
                 .is_none_or(|a| client.laddr.as_bytes() == &a[..])
-            && user.as_ref().is_none_or(|u| &u[..] == b"default")
+            && user.is_none_or(|serial| client.user_serial.load(Ordering::Relaxed) == serial)
             && kind.as_deref().is_none_or(|k| k == "normal")
             && !(skip_me && client.id == me);
         if matches {

@@ -250,11 +250,12 @@ pub fn legacy_range(specs: &[KeySpec]) -> ((i32, i32, i32), bool) {
     ((first, last, 1), movable)
 }
 
-/// Redis's `getKeysUsingKeySpecs`: the argument positions holding keys.
-pub fn key_positions(specs: &[KeySpec], args: &[bytes::Bytes]) -> Vec<usize> {
+/// Redis's `getKeysUsingKeySpecs`: the argument positions holding keys, each with the index
+/// of the key spec that found it.
+pub fn key_positions(specs: &[KeySpec], args: &[bytes::Bytes]) -> Vec<(usize, usize)> {
     let argc = args.len() as i32;
     let mut out = Vec::new();
-    for spec in specs {
+    for (spec_index, spec) in specs.iter().enumerate() {
         let first = match &spec.begin_search {
             BeginSearch::Index(pos) => *pos,
             BeginSearch::Keyword { keyword, startfrom } => {
@@ -317,7 +318,7 @@ pub fn key_positions(specs: &[KeySpec], args: &[bytes::Bytes]) -> Vec<usize> {
         };
         let mut i = start;
         while i <= last && i < argc && step > 0 {
-            out.push(i as usize);
+            out.push((i as usize, spec_index));
             i += step;
         }
     }

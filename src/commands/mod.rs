@@ -2,6 +2,7 @@
 //! needs (arity, flags, key positions, ACL categories, docs) comes from Redis's own command
 //! reference in `spec.rs`. Dispatch, arity errors, COMMAND and key extraction all read this.
 
+pub mod acl;
 mod command;
 mod config;
 mod connection;
@@ -125,7 +126,8 @@ pub enum TxRole {
     Exec,
 }
 
-type KeyFinder = fn(&[Bytes]) -> Vec<usize>;
+/// Key positions, each with the index of the key spec whose flags apply to it.
+type KeyFinder = fn(&[Bytes]) -> Vec<(usize, usize)>;
 
 /// Commands whose keys their key specs cannot locate ("unknown" begin_search): Redis finds
 /// them with a function of its own, and so do we.
@@ -184,12 +186,43 @@ impl Command {
         (arity > 0 && argc == arity as usize) || (arity < 0 && argc >= (-arity) as usize)
     }
 
-    /// Argument positions that hold keys in this call.
-    pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
-        match self.key_finder {
+    /// Argument positions that hold keys in this call, each with its key spec.
+    pub fn keys(&self, args: &[Bytes]) -> Vec<(usize, &'static meta::KeySpec)> {
+        let found = match self.key_finder {
             Some(find) => find(args),
             None => meta::key_positions(self.spec.key_specs, args),
-        }
+        };
+        found
+            .into_iter()
+            .map(|(position, spec)| (position, &self.spec.key_specs[spec]))
+            .collect()
+    }
+
+    /// Argument positions that hold keys in this call.
+    pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
+        self.keys(args)
+            .into_iter()
+            .map(|(position, _)| position)
+            .collect()
+    }
+
+    /// Keys with the access ACL key patterns grant (`%R~`, `%W~`): reading for ACCESS,
+    /// writing for INSERT, DELETE and UPDATE (Redis's `ACLSelectorCheckKey`).
+    pub fn keys_with_access(&self, args: &[Bytes]) -> Vec<(usize, u8)> {
+        self.keys(args)
+            .into_iter()
+            .map(|(position, spec)| {
+                let has = |flag: &str| spec.flags.contains(&flag);
+                let mut access = 0;
+                if has("ACCESS") {
+                    access |= crate::acl::selector::READ;
+                }
+                if has("INSERT") || has("DELETE") || has("UPDATE") {
+                    access |= crate::acl::selector::WRITE;
+                }
+                (position, access)
+            })
+            .collect()
     }
 
     /// Whether this call must run with the keyspace to itself.
@@ -359,6 +392,20 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("zscore", ByKeys, zsets::zscore),
         ("zunion", ByKeys, zsets::zunion),
         ("zunionstore", ByKeys, zsets::zunionstore),
+        // access control
+        ("acl|cat", ByKeys, acl::cat),
+        ("acl|deluser", Exclusive, acl::deluser),
+        ("acl|dryrun", ByKeys, acl::dryrun),
+        ("acl|genpass", ByKeys, acl::genpass),
+        ("acl|getuser", ByKeys, acl::getuser),
+        ("acl|help", ByKeys, acl::help),
+        ("acl|list", ByKeys, acl::list),
+        ("acl|load", Exclusive, acl::load),
+        ("acl|log", ByKeys, acl::log),
+        ("acl|save", ByKeys, acl::save),
+        ("acl|setuser", Exclusive, acl::setuser),
+        ("acl|users", ByKeys, acl::users),
+        ("acl|whoami", ByKeys, acl::whoami),
         // transactions
         ("discard", ByKeys, transactions::discard),
         ("exec", Exclusive, transactions::exec),
@@ -395,7 +442,7 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("type", ByKeys, keys::key_type),
         ("unlink", ByKeys, keys::del),
         // connection
-        ("auth", ByKeys, connection::auth),
+        ("auth", ByKeys, acl::auth),
         ("client|getname", ByKeys, connection::client_getname),
         ("client|help", ByKeys, connection::client_help),
         ("client|id", ByKeys, connection::client_id),
@@ -588,6 +635,15 @@ impl CommandTable {
         self.commands
             .iter()
             .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter()))
+    }
+
+    /// How many commands and subcommands there are: ids run from 0 to this.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
     }
 
     /// A command or `container|sub` by its full name.
@@ -797,6 +853,10 @@ pub fn printable(arg: &[u8], max: usize) -> String {
 /// authentication checks, MULTI queuing, the keyspace gate, blocking, and serving clients
 /// blocked on keys this command filled.
 pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
+    if !acl::follow_user_changes(server, client) {
+        client.close_after_reply = true;
+        return;
+    }
     let reply_start = reply.buf.len();
     let command = match check(server, client, args) {
         Ok(command) => command,
@@ -871,7 +931,7 @@ fn check<'s>(
         );
         return Err((Some(command), message));
     }
-    if !client.authenticated && command.flags & NO_AUTH == 0 {
+    if auth_required(server, client) && command.flags & NO_AUTH == 0 {
         return Err((Some(command), "NOAUTH Authentication required.".into()));
     }
     if client.protocol == crate::protocol::Protocol::Resp2
@@ -891,6 +951,7 @@ fn check<'s>(
             "ERR Command not allowed inside a transaction".into(),
         ));
     }
+    acl::check_permissions(server, client, command, args).map_err(|e| (Some(command), e))?;
     if out_of_memory(server) && needs_memory(server, client, command) {
         return Err((
             Some(command),
@@ -933,10 +994,20 @@ fn needs_memory(server: &Server, client: &Client, command: &Command) -> bool {
 
 /// Runs a command queued by MULTI, inside EXEC (which holds the gate).
 fn call_queued(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
-    match server.commands.resolve(args) {
+    let checked = server
+        .commands
+        .resolve(args)
+        .and_then(|command| acl::check_queued(server, client, command, args).map(|()| command));
+    match checked {
         Ok(command) => call(server, client, reply, command, args),
         Err(message) => reply.error(&message),
     }
+}
+
+/// Redis's `authRequired`: the client has not logged in, and the default user needs a
+/// password (or is off).
+pub fn auth_required(server: &Server, client: &Client) -> bool {
+    !client.authenticated && !server.acl.default_open()
 }
 
 /// Runs a checked command and does its bookkeeping: statistics, slow log, MONITOR feed.
@@ -1019,7 +1090,7 @@ fn serve_blocked(server: &Server) {
             let Ok(command) = server.commands.resolve(&waiter.args) else {
                 break;
             };
-            let mut proxy = Client::new(waiter.handle, true);
+            let mut proxy = Client::internal(waiter.handle, &server.acl);
             proxy.db = waiter.db;
             proxy.protocol = waiter.protocol;
             proxy.ready_key = Some(key.1.clone());

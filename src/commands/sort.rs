@@ -223,9 +223,10 @@ fn sort_items(db: &Db, items: &mut [Vec<u8>], o: &Options) -> Result<(), Error> 
     Ok(())
 }
 
-/// Redis's `sortGetKeys`: the sorted key, and the destination of the last STORE.
-pub fn key_positions(args: &[Bytes]) -> Vec<usize> {
-    let mut positions = vec![1];
+/// Redis's `sortGetKeys`: the sorted key (read by the first key spec), and the destination
+/// of the last STORE (written by the second).
+pub fn key_positions(args: &[Bytes]) -> Vec<(usize, usize)> {
+    let mut positions = vec![(1, 0)];
     let mut store = None;
     let mut i = 2;
     while i < args.len() {
@@ -234,7 +235,7 @@ pub fn key_positions(args: &[Bytes]) -> Vec<usize> {
         } else if eq_ignore_case(&args[i], "get") || eq_ignore_case(&args[i], "by") {
             i += 1;
         } else if eq_ignore_case(&args[i], "store") && i + 1 < args.len() {
-            store = Some(i + 1);
+            store = Some((i + 1, 1));
         }
         i += 1;
     }

@@ -4,8 +4,8 @@
 mod table;
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 pub use table::*;
 
@@ -56,6 +56,8 @@ pub struct Config {
     slots: Vec<Slot>,
     /// The config file given at start, for CONFIG REWRITE.
     pub file: Option<PathBuf>,
+    /// `user` lines of the configuration (name, then rules), loaded once the server exists.
+    pub users: Mutex<Vec<Vec<String>>>,
 }
 
 /// Where a directive came from, for Redis's fatal config error report.
@@ -75,6 +77,7 @@ impl Config {
                 })
                 .collect(),
             file: None,
+            users: Mutex::default(),
         };
         for (index, setting) in SETTINGS.iter().enumerate().filter(|(i, _)| *i != DIR) {
             let words: Vec<String> = if setting.multi_arg && !setting.default.is_empty() {
@@ -271,11 +274,31 @@ impl Config {
                 self.load(Some(Path::new(&args[0])), "")?;
                 continue;
             }
+            if name == "user" && !args.is_empty() {
+                self.add_user(args).map_err(fail)?;
+                continue;
+            }
             if Config::lookup(&name).is_none() {
                 return Err(fail("Bad directive or wrong number of arguments".into()));
             }
             self.set(&name, args).map_err(fail)?;
         }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Keeps a `user` line for later; a user may be defined only once.
+    fn add_user(&self, words: &[String]) -> Result<(), String> {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if users.iter().any(|u| u[0] == words[0]) {
+            return Err(format!(
+                "Error in user declaration '{}': Duplicate user found. A user can only be \
+                 defined once in config files",
+                words[0]
+            ));
+        }
+        users.push(words.to_vec());
         Ok(())
     }
 }

@@ -955,7 +955,7 @@ impl<'a> Replay<'a> {
     fn new(server: &'a Server) -> Replay<'a> {
         let (push, _) = tokio::sync::mpsc::unbounded_channel();
         let handle = crate::client::ClientHandle::new(0, String::new(), String::new(), -1, push);
-        let mut client = crate::client::Client::new(std::sync::Arc::new(handle), true);
+        let mut client = crate::client::Client::internal(std::sync::Arc::new(handle), &server.acl);
         client.deny_blocking = true;
         Replay {
             server,

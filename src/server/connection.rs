@@ -45,10 +45,7 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr)
         return;
     }
     server.clients.add(handle.clone());
-    let mut client = Client::new(
-        handle.clone(),
-        server.config.text(config::REQUIREPASS).is_empty(),
-    );
+    let mut client = Client::new(handle.clone(), &server.acl);
     if let Err(e) = client_loop(&server, &mut stream, &mut client, &mut push_rx).await {
         tracing::debug!("Client id={} closed: {e}", client.id);
     }
@@ -84,12 +81,14 @@ async fn client_loop(
                 handle.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
             }
         }
-        if handle.killed.load(Ordering::Relaxed) {
+        if handle.killed.load(Ordering::Relaxed)
+            || !commands::acl::follow_user_changes(server, client)
+        {
             return Ok(());
         }
         let limits = Limits {
             max_bulk_len: server.config.int(config::PROTO_MAX_BULK_LEN) as usize,
-            authenticated: client.authenticated,
+            authenticated: !commands::auth_required(server, client),
         };
         loop {
             match parser.parse(&mut buf, &mut args, limits) {
@@ -206,9 +205,10 @@ async fn wait_blocked(
 ) -> std::io::Result<()> {
     let blocking = &server.store.notifier.blocking;
     // Leaving the registry under the shared gate cannot overlap a serve (see crate::blocking).
+    let id = client.id;
     let cancel = |wake: Wake| {
         let _gate = server.store.enter(false);
-        blocking.finish(client.id, wake);
+        blocking.finish(id, wake);
     };
     let timeout = async {
         match blocked.deadline_ms {
@@ -244,7 +244,9 @@ async fn wait_blocked(
                 server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
             Some(message) = push_rx.recv() => {
-                if client.handle.killed.load(Ordering::Relaxed) {
+                if client.handle.killed.load(Ordering::Relaxed)
+                    || !commands::acl::follow_user_changes(server, client)
+                {
                     cancel(Wake::Timeout);
                     return Err(std::io::ErrorKind::ConnectionAborted.into());
                 }

@@ -15,6 +15,7 @@ use crate::config::{self, Config};
 /// Runs the server until it is told to stop. Returns an error if no address could be bound.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let server = Arc::new(Server::new(config));
+    server.load_users().map_err(std::io::Error::other)?;
     let port = server.config.int(config::PORT) as u16;
     let mut listeners = Vec::new();
     if port != 0 {

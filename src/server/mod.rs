@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::acl::Acl;
 use crate::client::{ClientHandle, ClientRegistry};
 use crate::commands::CommandTable;
 use crate::config::{self, Config};
@@ -29,6 +30,7 @@ pub struct Server {
     pub config: Config,
     pub store: Store,
     pub commands: CommandTable,
+    pub acl: Acl,
     pub clients: ClientRegistry,
     pub stats: Stats,
     pub slowlog: Mutex<SlowLog>,
@@ -251,10 +253,13 @@ impl Server {
         let run_id = (0..5)
             .map(|_| format!("{:08x}", rng.next_u64() as u32))
             .collect();
+        let commands = CommandTable::new();
+        let acl = Acl::new(&commands);
         let server = Server {
             config,
             store,
-            commands: CommandTable::new(),
+            commands,
+            acl,
             clients: ClientRegistry::default(),
             stats: Stats::default(),
             slowlog: Mutex::default(),
@@ -270,6 +275,26 @@ impl Server {
         };
         server.apply_cached_settings();
         server
+    }
+
+    /// The users at start: `requirepass`, then the `user` lines of the configuration, then
+    /// the ACL file (Redis's `ACLLoadUsersAtStartup`).
+    pub fn load_users(&self) -> Result<(), String> {
+        let password = self.config.text(config::REQUIREPASS);
+        self.acl
+            .set_default_password(password.as_bytes(), &self.commands);
+        let users = self
+            .config
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.acl.load_at_start(
+            &users,
+            &self.config.text(config::ACLFILE),
+            self.config.text(config::ACL_PUBSUB_DEFAULT) == "allchannels",
+            &self.commands,
+        )
     }
 
     /// Copies settings that hot paths read without parsing into where they are read.

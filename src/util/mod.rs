@@ -67,3 +67,25 @@ pub fn repr(s: &[u8]) -> String {
     out.push('"');
     out
 }
+
+/// An I/O error as C's `strerror` words it: Rust's text without the " (os error N)" suffix.
+pub fn strerror(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
+}
+
+/// Fills `buf` from the kernel's random source (ACL GENPASS), or the process generator if
+/// /dev/urandom cannot be read.
+pub fn random_bytes(buf: &mut [u8]) {
+    use std::io::Read;
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf));
+    if read.is_err() {
+        let mut rng = Rng::new();
+        for byte in buf.iter_mut() {
+            *byte = rng.next_u64() as u8;
+        }
+    }
+}
