@@ -419,9 +419,15 @@ impl ClientRegistry {
         self.len() == 0
     }
 
-    /// Every client, ordered by id as Redis lists them.
+    /// Every client, ordered by id as Redis lists them. Killed clients are gone already,
+    /// even if their connection has not closed yet.
     pub fn snapshot(&self) -> Vec<Arc<ClientHandle>> {
-        let mut all: Vec<_> = self.lock().values().cloned().collect();
+        let mut all: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|c| !c.killed.load(Ordering::Relaxed))
+            .cloned()
+            .collect();
         all.sort_by_key(|c| c.id);
         all
     }

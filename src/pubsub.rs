@@ -91,6 +91,15 @@ impl Hub {
         }
     }
 
+    /// What client `id` is subscribed to in `space`.
+    pub fn subscriptions_of(&self, space: Space, id: u64) -> Vec<Bytes> {
+        self.read(space)
+            .iter()
+            .filter(|(_, subscribers)| subscribers.iter().any(|c| c.id == id))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Sends `message` to the subscribers of `channel` and, unless sharded, of every matching
     /// pattern; returns how many deliveries were made, as PUBLISH replies.
     pub fn publish(&self, channel: &[u8], message: &[u8], sharded: bool) -> usize {

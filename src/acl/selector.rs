@@ -96,7 +96,7 @@ impl Selector {
     }
 
     fn change_category(&mut self, commands: &CommandTable, category: u32, allow: bool) {
-        for command in commands.all() {
+        for command in commands.every() {
             if command.acl & category != 0 {
                 self.change(command, allow);
             }
@@ -153,7 +153,7 @@ impl Selector {
             self.allow_command(&op[1..], commands)?;
         } else if op[0] == b'-' {
             let command = commands
-                .by_full_name(&op[1..])
+                .any_by_full_name(&op[1..])
                 .ok_or(RuleError::UnknownCommand)?;
             self.change(command, false);
         } else {
@@ -177,6 +177,8 @@ impl Selector {
                         offset += 1;
                         break;
                     }
+                    // `%RW` alone: Redis accepts it as an empty pattern.
+                    None => break,
                     _ => return Err(RuleError::Syntax),
                 }
                 offset += 1;
@@ -207,14 +209,14 @@ impl Selector {
     fn allow_command(&mut self, name: &[u8], commands: &CommandTable) -> Result<(), RuleError> {
         let Some(bar) = name.iter().rposition(|&b| b == b'|') else {
             let command = commands
-                .by_full_name(name)
+                .any_by_full_name(name)
                 .ok_or(RuleError::UnknownCommand)?;
             self.change(command, true);
             return Ok(());
         };
         let (parent, sub) = (&name[..bar], &name[bar + 1..]);
         let command = commands
-            .by_full_name(parent)
+            .any_by_full_name(parent)
             .ok_or(RuleError::UnknownCommand)?;
         if command.name.contains('|') {
             return Err(RuleError::FirstArgOfSubcommand);
@@ -234,8 +236,8 @@ impl Selector {
                 allowed.push(sub);
             }
         } else {
-            let sub = command
-                .find_subcommand(sub)
+            let sub = commands
+                .any_by_full_name(name)
                 .ok_or(RuleError::UnknownCommand)?;
             self.change(sub, true);
         }
@@ -272,6 +274,14 @@ impl Selector {
             }
         }
         Ok(())
+    }
+
+    pub fn may_read_every_key(&self) -> bool {
+        self.all_keys
+            || self
+                .keys
+                .iter()
+                .any(|p| p.access & READ != 0 && &p.pattern[..] == b"*")
     }
 
     fn may_touch_key(&self, key: &[u8], access: u8) -> bool {
@@ -314,7 +324,7 @@ impl Selector {
             rules.push(format!("{sign}@{}", CATEGORY_NAMES[best]));
             applied[best] = true;
         }
-        for command in commands.all() {
+        for command in commands.every() {
             for c in std::iter::once(command).chain(&command.subcommands) {
                 let bit = self.bit(c.id);
                 if bit != fake.bit(c.id) {
@@ -335,7 +345,7 @@ impl Selector {
 
     fn count_category(&self, commands: &CommandTable, category: u32) -> (usize, usize) {
         let mut on_off = (0, 0);
-        for c in commands.all_with_subcommands() {
+        for c in commands.every_with_subcommands() {
             if c.acl & category != 0 {
                 if self.bit(c.id) {
                     on_off.0 += 1;

@@ -188,6 +188,14 @@ impl User {
         Err(worst)
     }
 
+    /// Whether a selector that allows this command also lets the user read every key
+    /// (Redis's `ACLUserCheckCmdWithUnrestrictedKeyAccess`; SORT's BY and GET need it).
+    pub fn may_read_every_key(&self, command: &Command, args: &[Bytes]) -> bool {
+        self.selectors
+            .iter()
+            .any(|s| s.check(command, args).is_ok() && s.may_read_every_key())
+    }
+
     /// Whether some selector lets this user use `channel` (Redis's `ACLUserCheckChannelPerm`).
     pub fn may_use_channel(&self, channel: &[u8], is_pattern: bool) -> bool {
         self.selectors.iter().any(|s| {

@@ -6,10 +6,11 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::{CmdResult, Command, Ctx, Error, SYNTAX, reply_help};
+use super::{CmdResult, Command, Ctx, Error, SYNTAX, close_client, reply_help};
 use crate::acl::selector::{category_by_name, channel_allowed, has_spaces};
 use crate::acl::{Context, Denied, LogEntry, Reason, User};
 use crate::client::Client;
+use crate::pubsub::Space;
 use crate::config;
 use crate::server::Server;
 use crate::util::{eq_ignore_case, now_ms, parse_i64};
@@ -178,8 +179,7 @@ pub fn auth(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 /// Follows changes to the client's user since it last looked. False when the client must be
-/// closed: its user was deleted or replaced (ACL DELUSER, ACL LOAD), or a subscriber lost
-/// a channel it listens to (Redis's `ACLKillPubsubClientsIfNeeded`).
+/// closed: its user was deleted or replaced (ACL DELUSER, ACL LOAD).
 pub fn follow_user_changes(server: &Server, client: &mut Client) -> bool {
     let generation = server.acl.generation();
     if generation == client.acl_generation || client.acl_generation == Client::INTERNAL {
@@ -188,17 +188,17 @@ pub fn follow_user_changes(server: &Server, client: &mut Client) -> bool {
     client.acl_generation = generation;
     match server.acl.get(&client.user.name) {
         Some(user) if user.serial == client.user.serial => {
-            let keep = !lost_subscriptions(client, &user);
             client.user = user;
-            keep
+            true
         }
         _ => false,
     }
 }
 
-fn lost_subscriptions(client: &Client, new: &User) -> bool {
-    let subscriptions = &client.subscriptions;
-    if subscriptions.is_empty() || new.selectors.iter().any(|s| s.all_channels) {
+/// Redis's `ACLKillPubsubClientsIfNeeded`: whether client `id`, a subscriber logged in as
+/// `old`, listens to a channel or pattern that `new` no longer allows.
+fn loses_subscriptions(server: &Server, id: u64, old: &User, new: &User) -> bool {
+    if new.selectors.iter().any(|s| s.all_channels) {
         return false;
     }
     let upcoming: Vec<Bytes> = new
@@ -206,30 +206,36 @@ fn lost_subscriptions(client: &Client, new: &User) -> bool {
         .iter()
         .flat_map(|s| s.channels.iter().cloned())
         .collect();
-    let superset = client
-        .user
+    let superset = old
         .selectors
         .iter()
         .all(|s| !s.all_channels && s.channels.iter().all(|c| upcoming.contains(c)));
     if superset {
         return false;
     }
-    subscriptions
-        .patterns
+    let hub = &server.store.notifier.pubsub;
+    hub.subscriptions_of(Space::Pattern, id)
         .iter()
         .any(|p| !channel_allowed(&upcoming, p, true))
-        || subscriptions
-            .channels
-            .iter()
-            .chain(&subscriptions.shard_channels)
-            .any(|c| !channel_allowed(&upcoming, c, false))
+        || [Space::Channel, Space::Shard].into_iter().any(|space| {
+            hub.subscriptions_of(space, id)
+                .iter()
+                .any(|c| !channel_allowed(&upcoming, c, false))
+        })
 }
 
-/// Makes every other connection of the user with `serial` look at its user again.
-fn wake_clients_of(server: &Server, serial: u64) {
-    for handle in server.clients.snapshot() {
-        if handle.user_serial.load(Ordering::Relaxed) == serial {
-            handle.wake();
+/// Closes the subscribers of a changed user that lost a channel they listen to.
+fn close_lost_subscribers(ctx: &mut Ctx, old: &User, new: &User) {
+    for handle in ctx.server.clients.snapshot() {
+        let subscribed = handle
+            .subscriptions
+            .iter()
+            .any(|n| n.load(Ordering::Relaxed) > 0);
+        if handle.user_serial.load(Ordering::Relaxed) == old.serial
+            && subscribed
+            && loses_subscriptions(ctx.server, handle.id, old, new)
+        {
+            close_client(ctx, &handle);
         }
     }
 }
@@ -249,8 +255,8 @@ pub fn setuser(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             &ctx.server.commands,
         )
         .map_err(|e| Error::from(format!("ERR {e}")))?;
-    if let Some(old) = old {
-        wake_clients_of(ctx.server, old.serial);
+    if let (Some(old), Some(new)) = (old, ctx.server.acl.get(name)) {
+        close_lost_subscribers(ctx, &old, &new);
     }
     ctx.reply.ok();
     Ok(())
@@ -271,17 +277,11 @@ pub fn deluser(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Closes the connections logged in as a user that no longer exists; the caller's own after
-/// this reply.
+/// Closes the connections logged in as a user that no longer exists.
 fn close_clients_of(ctx: &mut Ctx, serial: u64) {
     for handle in ctx.server.clients.snapshot() {
-        if handle.user_serial.load(Ordering::Relaxed) != serial {
-            continue;
-        }
-        if handle.id == ctx.client.id {
-            ctx.client.close_after_reply = true;
-        } else {
-            handle.kill();
+        if handle.user_serial.load(Ordering::Relaxed) == serial {
+            close_client(ctx, &handle);
         }
     }
 }
@@ -350,7 +350,16 @@ pub fn whoami(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// ACL CAT, GENPASS and LOG take at most one argument.
+fn at_most_one_argument(args: &[Bytes]) -> CmdResult {
+    if args.len() > 3 {
+        return Err(super::subcommand_syntax_error(args));
+    }
+    Ok(())
+}
+
 pub fn cat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    at_most_one_argument(args)?;
     let Some(name) = args.get(2) else {
         let names = crate::commands::meta::CATEGORY_NAMES;
         ctx.reply.bulks(names.iter().map(|n| n.as_bytes()));
@@ -362,7 +371,7 @@ pub fn cat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let names: Vec<&str> = ctx
         .server
         .commands
-        .all_with_subcommands()
+        .every_with_subcommands()
         .filter(|c| c.acl & category != 0)
         .map(|c| c.name.as_str())
         .collect();
@@ -371,6 +380,7 @@ pub fn cat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 pub fn genpass(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    at_most_one_argument(args)?;
     let bits = match args.get(2) {
         Some(arg) => parse_i64(arg).ok_or(Error::from(super::NOT_INTEGER))?,
         None => 256,
@@ -391,6 +401,7 @@ pub fn genpass(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 pub fn log(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    at_most_one_argument(args)?;
     let mut count = 10;
     if let Some(arg) = args.get(2) {
         if eq_ignore_case(arg, "reset") {
@@ -436,12 +447,22 @@ pub fn dryrun(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err(format!("ERR User '{}' not found", String::from_utf8_lossy(&args[2])).into());
     };
     let target = &args[3..];
-    let command = ctx.server.commands.resolve(target).map_err(|_| {
-        Error::from(format!(
-            "ERR Command '{}' not found",
-            String::from_utf8_lossy(&target[0])
-        ))
-    })?;
+    // Any Redis command, implemented here or not: the question is about the rules.
+    let commands = &ctx.server.commands;
+    let command = commands
+        .any_by_full_name(&target[0])
+        .and_then(|c| match target.get(1) {
+            Some(sub) if !c.subcommands.is_empty() => {
+                commands.any_by_full_name(&[&target[0][..], b"|", sub].concat())
+            }
+            _ => Some(c),
+        })
+        .ok_or_else(|| {
+            Error::from(format!(
+                "ERR Command '{}' not found",
+                String::from_utf8_lossy(&target[0])
+            ))
+        })?;
     if !command.arity_ok(target.len()) {
         return Err(format!(
             "ERR wrong number of arguments for '{}' command",
@@ -488,11 +509,11 @@ pub fn load(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
         .map_err(|e| Error::from(format!("ERR {e}")))?;
     server.acl.replace_all(users);
     // Every user but the default one was replaced: their clients are closed.
+    let default_serial = server.acl.default_user().serial;
     for handle in server.clients.snapshot() {
-        handle.wake();
-    }
-    if !follow_user_changes(server, ctx.client) {
-        ctx.client.close_after_reply = true;
+        if handle.user_serial.load(Ordering::Relaxed) != default_serial {
+            close_client(ctx, &handle);
+        }
     }
     ctx.reply.ok();
     Ok(())

@@ -105,11 +105,11 @@ fn getkeys_impl(ctx: &mut Ctx, args: &[Bytes], with_flags: bool) -> CmdResult {
         return Err("ERR Invalid arguments specified for command".into());
     }
     ctx.reply.array(keys.len());
-    for (pos, spec) in keys {
+    for (pos, flags) in keys {
         if with_flags {
             ctx.reply.array(2);
             ctx.reply.bulk(&target[pos]);
-            write_key_flags(ctx.reply, spec.flags);
+            write_key_flags(ctx.reply, flags);
         } else {
             ctx.reply.bulk(&target[pos]);
         }

@@ -307,7 +307,7 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             .find(|c| c.addr.as_bytes() == &args[2][..]);
         return match target {
             Some(client) => {
-                kill(ctx, &client);
+                super::close_client(ctx, &client);
                 ctx.reply.ok();
                 Ok(())
             }
@@ -370,20 +370,12 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             && kind.as_deref().is_none_or(|k| k == "normal")
             && !(skip_me && client.id == me);
         if matches {
-            kill(ctx, &client);
+            super::close_client(ctx, &client);
             killed += 1;
         }
     }
     ctx.reply.int(killed);
     Ok(())
-}
-
-fn kill(ctx: &mut Ctx, client: &crate::client::ClientHandle) {
-    if client.id == ctx.client.id {
-        ctx.client.close_after_reply = true;
-    } else {
-        client.kill();
-    }
 }
 
 fn on_off(arg: &[u8]) -> Result<bool, Error> {

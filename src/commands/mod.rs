@@ -126,12 +126,17 @@ pub enum TxRole {
     Exec,
 }
 
-/// Key positions, each with the index of the key spec whose flags apply to it.
-type KeyFinder = fn(&[Bytes]) -> Vec<(usize, usize)>;
+/// A key spec's flags (`RW`, `ACCESS`, `UPDATE` ...).
+pub type KeyFlags = &'static [&'static str];
+
+/// Key positions, each with its flags.
+type KeyFinder = fn(&[Bytes]) -> Vec<(usize, KeyFlags)>;
 
 /// Commands whose keys their key specs cannot locate ("unknown" begin_search): Redis finds
 /// them with a function of its own, and so do we.
-const KEY_FINDERS: &[(&str, KeyFinder)] = &[("sort", sort::key_positions)];
+/// SET's too, whose key flags depend on its arguments ("VARIABLE_FLAGS").
+const KEY_FINDERS: &[(&str, KeyFinder)] =
+    &[("set", strings::set_keys), ("sort", sort::keys)];
 
 /// Commands that run at once inside MULTI, as Redis's `processCommand` lists them.
 const RUN_INSIDE_MULTI: &[&str] = &["discard", "multi", "watch", "quit", "reset"];
@@ -166,6 +171,8 @@ pub struct Command {
     /// Runs for a RESP2 client in subscribed mode.
     pub while_subscribed: bool,
     pub subcommands: Vec<Command>,
+    /// False for Redis commands Oxidis does not have: only ACL rules see them.
+    pub implemented: bool,
     pub calls: AtomicU64,
     pub usec: AtomicU64,
     pub rejected: AtomicU64,
@@ -186,16 +193,15 @@ impl Command {
         (arity > 0 && argc == arity as usize) || (arity < 0 && argc >= (-arity) as usize)
     }
 
-    /// Argument positions that hold keys in this call, each with its key spec.
-    pub fn keys(&self, args: &[Bytes]) -> Vec<(usize, &'static meta::KeySpec)> {
-        let found = match self.key_finder {
+    /// Argument positions that hold keys in this call, each with its flags.
+    pub fn keys(&self, args: &[Bytes]) -> Vec<(usize, KeyFlags)> {
+        match self.key_finder {
             Some(find) => find(args),
-            None => meta::key_positions(self.spec.key_specs, args),
-        };
-        found
-            .into_iter()
-            .map(|(position, spec)| (position, &self.spec.key_specs[spec]))
-            .collect()
+            None => meta::key_positions(self.spec.key_specs, args)
+                .into_iter()
+                .map(|(position, spec)| (position, self.spec.key_specs[spec].flags))
+                .collect(),
+        }
     }
 
     /// Argument positions that hold keys in this call.
@@ -207,20 +213,24 @@ impl Command {
     }
 
     /// Keys with the access ACL key patterns grant (`%R~`, `%W~`): reading for ACCESS,
-    /// writing for INSERT, DELETE and UPDATE (Redis's `ACLSelectorCheckKey`).
+    /// writing for INSERT, DELETE and UPDATE (Redis's `ACLSelectorCheckKey`). Shard channels
+    /// (NOT_KEY) are not keys.
     pub fn keys_with_access(&self, args: &[Bytes]) -> Vec<(usize, u8)> {
         self.keys(args)
             .into_iter()
-            .map(|(position, spec)| {
-                let has = |flag: &str| spec.flags.contains(&flag);
+            .filter_map(|(position, flags)| {
+                let has = |flag: &str| flags.contains(&flag);
                 let mut access = 0;
+                if has("NOT_KEY") {
+                    return None;
+                }
                 if has("ACCESS") {
                     access |= crate::acl::selector::READ;
                 }
                 if has("INSERT") || has("DELETE") || has("UPDATE") {
                     access |= crate::acl::selector::WRITE;
                 }
-                (position, access)
+                Some((position, access))
             })
             .collect()
     }
@@ -554,6 +564,7 @@ impl CommandTable {
                     .iter()
                     .find(|(n, _)| *n == name)
                     .map(|&(_, find)| find),
+                implemented: handler.is_some(),
                 subcommands: Vec::new(),
                 calls: AtomicU64::new(0),
                 usec: AtomicU64::new(0),
@@ -562,22 +573,52 @@ impl CommandTable {
             }
         };
         let mut commands: Vec<Command> = Vec::new();
+        let parent_of = |commands: &mut Vec<Command>, container: &str| match commands
+            .iter()
+            .position(|c| c.name == container)
+        {
+            Some(i) => i,
+            None => {
+                commands.push(build(container, Access::ByKeys, None));
+                commands.len() - 1
+            }
+        };
         for &(name, access, handler) in ROWS {
             match name.split_once('|') {
                 None => commands.push(build(name, access, Some(handler))),
                 Some((container, _)) => {
-                    let parent = match commands.iter().position(|c| c.name == container) {
-                        Some(i) => i,
-                        None => {
-                            commands.push(build(container, Access::ByKeys, None));
-                            commands.len() - 1
-                        }
-                    };
+                    let parent = parent_of(&mut commands, container);
                     commands[parent]
                         .subcommands
                         .push(build(name, access, Some(handler)));
                 }
             }
+        }
+        // Redis's other commands are in the table too, unimplemented: ACL rules name them
+        // (`+eval`, `-@hyperloglog`) and must mean what they mean in Redis.
+        for spec in spec::SPECS.iter().chain(spec_extra::EXTRA_SPECS) {
+            match spec.container {
+                None if !commands.iter().any(|c| c.name == spec.name) => {
+                    commands.push(build(spec.name, Access::ByKeys, None));
+                }
+                Some(container) => {
+                    let full = format!("{container}|{}", spec.name);
+                    let parent = parent_of(&mut commands, container);
+                    if !commands[parent].subcommands.iter().any(|c| c.name == full) {
+                        commands[parent]
+                            .subcommands
+                            .push(build(&full, Access::ByKeys, None));
+                    }
+                }
+                None => {}
+            }
+        }
+        for command in &mut commands {
+            command.implemented = if command.subcommands.is_empty() {
+                command.handler.is_some()
+            } else {
+                command.subcommands.iter().any(|s| s.implemented)
+            };
         }
         let mut names = Vec::new();
         for command in &mut commands {
@@ -591,6 +632,7 @@ impl CommandTable {
         let by_name = commands
             .iter()
             .enumerate()
+            .filter(|(_, c)| c.implemented)
             .map(|(i, c)| (c.name.as_bytes().to_vec(), i))
             .collect();
         CommandTable {
@@ -627,11 +669,20 @@ impl CommandTable {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Command> {
-        self.commands.iter()
+        self.commands.iter().filter(|c| c.implemented)
     }
 
     /// Every command and subcommand.
     pub fn all_with_subcommands(&self) -> impl Iterator<Item = &Command> {
+        self.every_with_subcommands().filter(|c| c.implemented)
+    }
+
+    /// Every command Redis has, with or without an implementation (what ACL rules see).
+    pub fn every(&self) -> impl Iterator<Item = &Command> {
+        self.commands.iter()
+    }
+
+    pub fn every_with_subcommands(&self) -> impl Iterator<Item = &Command> {
         self.commands
             .iter()
             .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter()))
@@ -648,10 +699,20 @@ impl CommandTable {
 
     /// A command or `container|sub` by its full name.
     pub fn by_full_name(&self, name: &[u8]) -> Option<&Command> {
+        self.any_by_full_name(name).filter(|c| c.implemented)
+    }
+
+    /// Like `by_full_name`, including the commands Oxidis does not have (for ACL rules).
+    pub fn any_by_full_name(&self, name: &[u8]) -> Option<&Command> {
         let text = String::from_utf8_lossy(name).to_ascii_lowercase();
-        match text.split_once('|') {
-            Some((parent, sub)) => self.get(parent.as_bytes())?.find_subcommand(sub.as_bytes()),
-            None => self.get(name),
+        let (parent, sub) = match text.split_once('|') {
+            Some((parent, sub)) => (parent, Some(sub)),
+            None => (text.as_str(), None),
+        };
+        let command = self.commands.iter().find(|c| c.name == parent)?;
+        match sub {
+            Some(sub) => command.subcommands.iter().find(|s| s.name[parent.len() + 1..] == *sub),
+            None => Some(command),
         }
     }
 
@@ -674,13 +735,22 @@ impl Command {
         let prefix = self.name.len() + 1;
         self.subcommands
             .iter()
-            .find(|s| s.name.as_bytes()[prefix..].eq_ignore_ascii_case(name))
+            .find(|s| s.implemented && s.name.as_bytes()[prefix..].eq_ignore_ascii_case(name))
     }
 }
 
 impl Default for CommandTable {
     fn default() -> Self {
         CommandTable::new()
+    }
+}
+
+/// Closes a client: another one at once, the caller after this reply.
+pub fn close_client(ctx: &mut Ctx, handle: &crate::client::ClientHandle) {
+    if handle.id == ctx.client.id {
+        ctx.client.close_after_reply = true;
+    } else {
+        handle.kill();
     }
 }
 
@@ -841,6 +911,16 @@ pub fn unknown_subcommand_error(args: &[Bytes]) -> String {
         printable(&args[1], 128),
         String::from_utf8_lossy(&args[0]).to_uppercase()
     )
+}
+
+/// Redis's `addReplySubcommandSyntaxError`: a subcommand with the wrong number of arguments.
+pub fn subcommand_syntax_error(args: &[Bytes]) -> Error {
+    format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        printable(&args[1], 128),
+        String::from_utf8_lossy(&args[0]).to_uppercase()
+    )
+    .into()
 }
 
 /// Client input quoted in an error: cut at `max` bytes, newlines blanked.

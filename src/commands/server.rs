@@ -473,11 +473,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             ],
         );
     } else {
-        return Err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
-            String::from_utf8_lossy(sub)
-        )
-        .into());
+        return Err(super::subcommand_syntax_error(args));
     }
     Ok(())
 }

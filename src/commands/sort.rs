@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::{CmdResult, Ctx, Error, SYNTAX, WRONGTYPE, int_arg};
+use super::{CmdResult, Ctx, Error, KeyFlags, SYNTAX, WRONGTYPE, int_arg};
 use crate::store::{Class, Db, End, Fill, List, Value};
 use crate::util::{eq_ignore_case, parse_f64};
 
@@ -20,7 +20,12 @@ struct Options<'a> {
     store: Option<&'a Bytes>,
 }
 
-fn parse(args: &[Bytes], allow_store: bool) -> Result<Options<'_>, Error> {
+/// `full_key_access`: the user may read every key, which BY and GET patterns need.
+fn parse(
+    args: &[Bytes],
+    allow_store: bool,
+    full_key_access: bool,
+) -> Result<Options<'_>, Error> {
     let mut o = Options {
         by: None,
         dont_sort: false,
@@ -49,8 +54,18 @@ fn parse(args: &[Bytes], allow_store: bool) -> Result<Options<'_>, Error> {
         } else if eq_ignore_case(arg, "by") && left >= 1 {
             o.by = Some(&args[i + 1]);
             o.dont_sort = !args[i + 1].contains(&b'*');
+            if !o.dont_sort && !full_key_access {
+                return Err(
+                    "ERR BY option of SORT denied due to insufficient ACL permissions.".into(),
+                );
+            }
             i += 1;
         } else if eq_ignore_case(arg, "get") && left >= 1 {
+            if !full_key_access {
+                return Err(
+                    "ERR GET option of SORT denied due to insufficient ACL permissions.".into(),
+                );
+            }
             o.gets.push(&args[i + 1]);
             i += 1;
         } else {
@@ -105,7 +120,8 @@ fn elements(db: &Db, key: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
 }
 
 fn sort_generic(ctx: &mut Ctx, args: &[Bytes], allow_store: bool) -> CmdResult {
-    let mut o = parse(args, allow_store)?;
+    let full_key_access = ctx.client.user.may_read_every_key(ctx.command, args);
+    let mut o = parse(args, allow_store, full_key_access)?;
     let db = ctx.db();
     let is_set = {
         let mut locked = db.lock(&args[1]);
@@ -223,10 +239,9 @@ fn sort_items(db: &Db, items: &mut [Vec<u8>], o: &Options) -> Result<(), Error> 
     Ok(())
 }
 
-/// Redis's `sortGetKeys`: the sorted key (read by the first key spec), and the destination
-/// of the last STORE (written by the second).
-pub fn key_positions(args: &[Bytes]) -> Vec<(usize, usize)> {
-    let mut positions = vec![(1, 0)];
+/// Redis's `sortGetKeys`: the sorted key, and the destination of the last STORE.
+pub fn keys(args: &[Bytes]) -> Vec<(usize, KeyFlags)> {
+    let mut positions = vec![(1, &["RO", "ACCESS"][..])];
     let mut store = None;
     let mut i = 2;
     while i < args.len() {
@@ -235,7 +250,7 @@ pub fn key_positions(args: &[Bytes]) -> Vec<(usize, usize)> {
         } else if eq_ignore_case(&args[i], "get") || eq_ignore_case(&args[i], "by") {
             i += 1;
         } else if eq_ignore_case(&args[i], "store") && i + 1 < args.len() {
-            store = Some((i + 1, 1));
+            store = Some((i + 1, &["OW", "UPDATE"][..]));
         }
         i += 1;
     }

@@ -156,6 +156,17 @@ fn expire_millis(
     Ok(value)
 }
 
+/// Redis's `setGetKeys`: SET only reads its key with GET.
+pub fn set_keys(args: &[Bytes]) -> Vec<(usize, super::KeyFlags)> {
+    let reads = args.iter().skip(3).any(|a| eq_ignore_case(a, "get"));
+    let flags: super::KeyFlags = if reads {
+        &["RW", "ACCESS", "UPDATE"]
+    } else {
+        &["OW", "UPDATE"]
+    };
+    vec![(1, flags)]
+}
+
 pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let options = parse_set_options(args, true)?;
     set_generic(ctx, &args[1], &args[2], &options, SetReply::Ok)
