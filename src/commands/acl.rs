@@ -10,8 +10,8 @@ use super::{CmdResult, Command, Ctx, Error, SYNTAX, close_client, reply_help};
 use crate::acl::selector::{category_by_name, channel_allowed, has_spaces};
 use crate::acl::{Context, Denied, LogEntry, Reason, User};
 use crate::client::Client;
-use crate::pubsub::Space;
 use crate::config;
+use crate::pubsub::Space;
 use crate::server::Server;
 use crate::util::{eq_ignore_case, now_ms, parse_i64};
 

@@ -135,8 +135,7 @@ type KeyFinder = fn(&[Bytes]) -> Vec<(usize, KeyFlags)>;
 /// Commands whose keys their key specs cannot locate ("unknown" begin_search): Redis finds
 /// them with a function of its own, and so do we.
 /// SET's too, whose key flags depend on its arguments ("VARIABLE_FLAGS").
-const KEY_FINDERS: &[(&str, KeyFinder)] =
-    &[("set", strings::set_keys), ("sort", sort::keys)];
+const KEY_FINDERS: &[(&str, KeyFinder)] = &[("set", strings::set_keys), ("sort", sort::keys)];
 
 /// Commands that run at once inside MULTI, as Redis's `processCommand` lists them.
 const RUN_INSIDE_MULTI: &[&str] = &["discard", "multi", "watch", "quit", "reset"];
@@ -711,7 +710,10 @@ impl CommandTable {
         };
         let command = self.commands.iter().find(|c| c.name == parent)?;
         match sub {
-            Some(sub) => command.subcommands.iter().find(|s| s.name[parent.len() + 1..] == *sub),
+            Some(sub) => command
+                .subcommands
+                .iter()
+                .find(|s| s.name[parent.len() + 1..] == *sub),
             None => Some(command),
         }
     }

@@ -21,11 +21,7 @@ struct Options<'a> {
 }
 
 /// `full_key_access`: the user may read every key, which BY and GET patterns need.
-fn parse(
-    args: &[Bytes],
-    allow_store: bool,
-    full_key_access: bool,
-) -> Result<Options<'_>, Error> {
+fn parse(args: &[Bytes], allow_store: bool, full_key_access: bool) -> Result<Options<'_>, Error> {
     let mut o = Options {
         by: None,
         dont_sort: false,

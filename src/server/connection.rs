@@ -21,6 +21,8 @@ use crate::protocol::{Limits, Reply, RequestParser};
 use crate::util::now_ms;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Output bytes a client that has not logged in may leave unread.
+const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 1024;
 
 pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr) {
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Bytes>();
@@ -137,11 +139,36 @@ async fn client_loop(
             .query_buffer_free
             .store(buf.capacity() - buf.len(), Ordering::Relaxed);
         reply.protocol = client.protocol;
+        if commands::auth_required(server, client) && !write_at_once(stream, &mut reply.buf)? {
+            tracing::warn!(
+                "Client id={} addr={} closed: output buffer over {UNAUTHENTICATED_OUTPUT_LIMIT} \
+                 bytes before authenticating",
+                client.id,
+                handle.addr
+            );
+            return Ok(());
+        }
         flush(server, stream, &handle, &mut reply).await?;
         if client.close_after_reply {
             return Ok(());
         }
     }
+}
+
+/// Writes what the socket takes now. False if more than UNAUTHENTICATED_OUTPUT_LIMIT bytes
+/// are left: a client that has not logged in may not make the server hold its replies
+/// (Redis's `checkClientOutputBufferLimits`).
+fn write_at_once(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut written = 0;
+    while written < buf.len() {
+        match stream.try_write(&buf[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    buf.drain(..written);
+    Ok(buf.len() <= UNAUTHENTICATED_OUTPUT_LIMIT)
 }
 
 /// Moves messages other clients pushed (pub/sub, MONITOR) into the output buffer.
