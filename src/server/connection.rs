@@ -46,6 +46,14 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr)
             .fetch_add(1, Ordering::Relaxed);
         return;
     }
+    if refused_by_protected_mode(&server, &peer) {
+        let _ = stream.write_all(PROTECTED_MODE_DENIED.as_bytes()).await;
+        server
+            .clients
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     server.clients.add(handle.clone());
     let mut client = Client::new(handle.clone(), &server.acl);
     if let Err(e) = client_loop(&server, &mut stream, &mut client, &mut push_rx).await {
@@ -54,6 +62,16 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr)
     crate::commands::forget_client(&server, &mut client);
     server.monitors.remove(client.id);
     server.clients.remove(client.id);
+}
+
+const PROTECTED_MODE_DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Redis's protected mode: with no password for the default user, only loopback clients
+/// are served.
+fn refused_by_protected_mode(server: &Server, peer: &SocketAddr) -> bool {
+    server.config.bool(config::PROTECTED_MODE)
+        && server.acl.default_user().nopass()
+        && !peer.ip().to_canonical().is_loopback()
 }
 
 async fn client_loop(

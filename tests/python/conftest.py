@@ -47,3 +47,31 @@ def port(tmp_path):
     yield port
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def start_oxidis(tmp_path):
+    """Starts oxidis with extra arguments (a password, an ACL file ...) in its own directory;
+    returns its port. Every server started is stopped after the test."""
+    started = []
+
+    def start(*args):
+        port = free_port()
+        proc = subprocess.Popen([BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--dir", str(tmp_path), *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        started.append(proc)
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return port
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"oxidis did not start: {proc.stderr.read().decode()}")
+                time.sleep(0.02)
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        proc.wait(timeout=10)
