@@ -234,6 +234,8 @@ pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     {
         return Err("ERR value is out of range".into());
     }
+    // An empty bulk string, the shortest reply a pick can have, is 6 bytes.
+    let cap = ctx.server.reply_items_cap(6);
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
     let hash = hash_mut(&mut locked, &args[1])?;
@@ -251,7 +253,7 @@ pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     // A negative count may repeat fields; a positive one returns distinct fields.
     let picks: Vec<(&[u8], &[u8])> = if count < 0 {
-        (0..count.unsigned_abs())
+        (0..count.unsigned_abs().min(cap))
             .filter_map(|_| hash.random(|| rng.next_u64()))
             .collect()
     } else {

@@ -113,6 +113,8 @@ pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 .into(),
         );
     }
+    // An empty bulk string, the shortest reply a pick can have, is 6 bytes.
+    let cap = ctx.server.reply_items_cap(6);
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
     let set = set_mut(&mut locked, &args[1])?;
@@ -130,7 +132,7 @@ pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     // A negative count may repeat members; a positive one returns distinct members.
     let picks: Vec<Vec<u8>> = if count < 0 {
-        (0..count.unsigned_abs())
+        (0..count.unsigned_abs().min(cap))
             .filter_map(|_| set.random(|| rng.next_u64()))
             .collect()
     } else {

@@ -750,6 +750,8 @@ pub fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     {
         return Err("ERR value is out of range".into());
     }
+    // An empty bulk string, the shortest reply a pick can have, is 6 bytes.
+    let cap = ctx.server.reply_items_cap(6);
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
     let zset = zset_mut(&mut locked, &args[1])?;
@@ -766,7 +768,7 @@ pub fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let picks: Entries = if count < 0 {
-        (0..count.unsigned_abs())
+        (0..count.unsigned_abs().min(cap))
             .filter_map(|_| zset.random(|| rng.next_u64()).map(|(m, s)| (m.to_vec(), s)))
             .collect()
     } else {

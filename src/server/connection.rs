@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::Server;
 use crate::blocking::Wake;
-use crate::client::{Blocked, Client, ClientHandle};
+use crate::client::{Blocked, Client, ClientHandle, OUTPUT_LIMIT_DISCONNECTIONS};
 use crate::commands;
 use crate::config;
 use crate::protocol::{Limits, Reply, RequestParser};
@@ -125,6 +125,15 @@ async fn client_loop(
                             server, stream, client, blocked, &mut buf, push_rx, &mut reply,
                         )
                         .await?;
+                    }
+                    if server.over_output_limit(reply.buf.len()) {
+                        OUTPUT_LIMIT_DISCONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "Client id={} addr={} closed for overcoming of output buffer limits.",
+                            client.id,
+                            handle.addr
+                        );
+                        return Ok(());
                     }
                     if client.close_after_reply {
                         break;

@@ -44,7 +44,12 @@ pub struct Server {
     pub lastsave: AtomicU64,
     pub snapshots: Snapshots,
     pub listen_port: AtomicU64,
+    /// `client-output-buffer-limit normal` hard bytes (0: none).
+    pub normal_output_limit: AtomicU64,
 }
+
+/// Redis's PROTO_REPLY_CHUNK_BYTES: output that never counts against a client's limit.
+const REPLY_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Default)]
 pub struct Stats {
@@ -272,6 +277,7 @@ impl Server {
             lastsave: AtomicU64::new(now_ms() / 1000),
             snapshots: Snapshots::default(),
             listen_port: AtomicU64::new(0),
+            normal_output_limit: AtomicU64::new(0),
         };
         server.apply_cached_settings();
         server
@@ -306,5 +312,24 @@ impl Server {
         let limits = self.config.text(config::CLIENT_OUTPUT_BUFFER_LIMIT);
         let [hard, soft, seconds] = config::output_buffer_limits(&limits, "pubsub");
         self.store.notifier.pubsub.set_limits(hard, soft, seconds);
+        let [hard, _, _] = config::output_buffer_limits(&limits, "normal");
+        self.normal_output_limit.store(hard, Ordering::Relaxed);
+    }
+
+    /// Whether `pending` bytes of replies break the normal clients' hard output buffer limit.
+    /// As in Redis, the first 16 KB (its static reply buffer) do not count.
+    pub fn over_output_limit(&self, pending: usize) -> bool {
+        let hard = self.normal_output_limit.load(Ordering::Relaxed) as usize;
+        hard > 0 && pending > hard + REPLY_BUFFER_BYTES
+    }
+
+    /// How many replies of at least `min_bytes` each fit under the normal clients' output
+    /// limit. Commands that repeat elements a client asked for (HRANDFIELD key -1000000000)
+    /// stop there: the client is closed for passing the limit anyway.
+    pub fn reply_items_cap(&self, min_bytes: usize) -> u64 {
+        match self.normal_output_limit.load(Ordering::Relaxed) as usize {
+            0 => u64::MAX,
+            hard => ((hard + REPLY_BUFFER_BYTES) / min_bytes + 1) as u64,
+        }
     }
 }
