@@ -262,9 +262,8 @@ impl ClientHandle {
     }
 
     /// Queues a message from another client, enforcing output buffer `limits` (hard bytes,
-    /// soft bytes, soft seconds; 0 disables each) as Redis's `checkClientOutputBufferLimits`:
-    /// a client over the hard limit, or over the soft one for longer than allowed, is closed.
-    pub fn deliver(&self, message: Bytes, [hard, soft, soft_seconds]: [u64; 3]) {
+    /// soft bytes, soft seconds; 0 disables each).
+    pub fn deliver(&self, message: Bytes, limits: [u64; 3]) {
         if self.killed.load(Ordering::Relaxed) {
             return;
         }
@@ -272,6 +271,28 @@ impl ClientHandle {
             .output_buffer
             .fetch_add(message.len(), Ordering::Relaxed)
             + message.len()) as u64;
+        if self.breaks_limits(pending, limits) {
+            self.close_for_limits();
+            return;
+        }
+        let _ = self.push.send(message);
+    }
+
+    /// For the server cron: a client that stays over its soft limit with no new traffic is
+    /// closed once its time is up.
+    pub fn check_output_limits(&self, limits: [u64; 3]) {
+        let pending = self.output_buffer.load(Ordering::Relaxed) as u64;
+        if pending > 0
+            && !self.killed.load(Ordering::Relaxed)
+            && self.breaks_limits(pending, limits)
+        {
+            self.close_for_limits();
+        }
+    }
+
+    /// Redis's `checkClientOutputBufferLimits`: over the hard limit, or over the soft one for
+    /// longer than allowed. Starts or clears the soft limit's timer.
+    fn breaks_limits(&self, pending: u64, [hard, soft, soft_seconds]: [u64; 3]) -> bool {
         let over_soft = soft > 0 && pending >= soft;
         let soft_expired = over_soft && {
             let now = now_ms();
@@ -286,18 +307,18 @@ impl ClientHandle {
         if !over_soft {
             self.soft_limit_since_ms.store(0, Ordering::Relaxed);
         }
-        if (hard > 0 && pending >= hard) || soft_expired {
-            OUTPUT_LIMIT_DISCONNECTIONS.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "Client id={} addr={} scheduled to be closed ASAP for overcoming of output buffer limits.",
-                self.id,
-                self.addr
-            );
-            self.set_flag(FLAG_CLOSE_ASAP, true);
-            self.kill();
-            return;
-        }
-        let _ = self.push.send(message);
+        (hard > 0 && pending >= hard) || soft_expired
+    }
+
+    fn close_for_limits(&self) {
+        OUTPUT_LIMIT_DISCONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            "Client id={} addr={} scheduled to be closed ASAP for overcoming of output buffer limits.",
+            self.id,
+            self.addr
+        );
+        self.set_flag(FLAG_CLOSE_ASAP, true);
+        self.kill();
     }
 
     /// The connection wrote `bytes` of pushed messages to the socket.

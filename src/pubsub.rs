@@ -73,6 +73,10 @@ impl Hub {
         }
     }
 
+    pub fn limits(&self) -> [u64; 3] {
+        [0, 1, 2].map(|i| self.limits[i].load(Ordering::Relaxed))
+    }
+
     /// Adds a subscriber; the caller has checked that it was not subscribed to `name` yet.
     pub fn subscribe(&self, space: Space, name: &Bytes, client: &Arc<ClientHandle>) {
         self.write(space)
@@ -103,7 +107,7 @@ impl Hub {
     /// Sends `message` to the subscribers of `channel` and, unless sharded, of every matching
     /// pattern; returns how many deliveries were made, as PUBLISH replies.
     pub fn publish(&self, channel: &[u8], message: &[u8], sharded: bool) -> usize {
-        let limits = [0, 1, 2].map(|i| self.limits[i].load(Ordering::Relaxed));
+        let limits = self.limits();
         let mut receivers = 0;
         let (space, kind): (Space, &[u8]) = if sharded {
             (Space::Shard, b"smessage")

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Server;
-use crate::client::FLAG_MONITOR;
+use crate::client::{FLAG_BLOCKED, FLAG_MONITOR};
 use crate::config;
 use crate::util::now_ms;
 
@@ -42,7 +42,7 @@ pub async fn run(server: Arc<Server>) {
             })
             .await;
         }
-        close_idle_clients(&server);
+        check_clients(&server);
     }
 }
 
@@ -62,15 +62,24 @@ fn active_expire(server: &Server, period: Duration) {
     }
 }
 
-fn close_idle_clients(server: &Server) {
+/// Redis's `clientsCronHandleTimeout` and the output buffer soft limit of subscribers that
+/// receive nothing new. Blocked clients and subscribers are never idle.
+fn check_clients(server: &Server) {
     let timeout = server.config.int(config::TIMEOUT) as u64;
-    if timeout == 0 {
-        return;
-    }
+    let limits = server.store.notifier.pubsub.limits();
     let now = now_ms();
     for client in server.clients.snapshot() {
+        client.check_output_limits(limits);
+        let subscribed = client
+            .subscriptions
+            .iter()
+            .any(|n| n.load(Ordering::Relaxed) > 0);
         let idle = now.saturating_sub(client.last_interaction_ms.load(Ordering::Relaxed));
-        if idle > timeout * 1000 && !client.has_flag(FLAG_MONITOR) {
+        if timeout > 0
+            && idle > timeout * 1000
+            && !subscribed
+            && !client.has_flag(FLAG_MONITOR | FLAG_BLOCKED)
+        {
             tracing::debug!("Closing idle client id={}", client.id);
             client.kill();
         }

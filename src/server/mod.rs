@@ -48,9 +48,6 @@ pub struct Server {
     pub normal_output_limit: AtomicU64,
 }
 
-/// Redis's PROTO_REPLY_CHUNK_BYTES: output that never counts against a client's limit.
-const REPLY_BUFFER_BYTES: usize = 16 * 1024;
-
 #[derive(Default)]
 pub struct Stats {
     pub commands_processed: AtomicU64,
@@ -317,10 +314,9 @@ impl Server {
     }
 
     /// Whether `pending` bytes of replies break the normal clients' hard output buffer limit.
-    /// As in Redis, the first 16 KB (its static reply buffer) do not count.
     pub fn over_output_limit(&self, pending: usize) -> bool {
         let hard = self.normal_output_limit.load(Ordering::Relaxed) as usize;
-        hard > 0 && pending > hard + REPLY_BUFFER_BYTES
+        hard > 0 && pending > hard
     }
 
     /// How many replies of at least `min_bytes` each fit under the normal clients' output
@@ -329,7 +325,7 @@ impl Server {
     pub fn reply_items_cap(&self, min_bytes: usize) -> u64 {
         match self.normal_output_limit.load(Ordering::Relaxed) as usize {
             0 => u64::MAX,
-            hard => ((hard + REPLY_BUFFER_BYTES) / min_bytes + 1) as u64,
+            hard => (hard / min_bytes + 1) as u64,
         }
     }
 }
