@@ -43,7 +43,10 @@ fn cli() -> Command {
         )
 }
 
-/// Splits redis-server style arguments into a config file and directive lines.
+/// Splits redis-server style arguments into a config file and directive lines, as Redis's
+/// `main` does: `--name` starts a directive, and the words after it are its arguments, even
+/// ones starting with `--` while the directive has none yet (`--port --bla` gives `port
+/// "--bla"`). A bare `--save` means `save ""`.
 fn directives(args: &[String]) -> (Option<PathBuf>, String) {
     let mut rest = args;
     let mut file = None;
@@ -54,15 +57,30 @@ fn directives(args: &[String]) -> (Option<PathBuf>, String) {
         rest = &args[1..];
     }
     let mut text = String::new();
-    for arg in rest {
-        if let Some(name) = arg.strip_prefix("--") {
-            if !text.is_empty() {
-                text.push('\n');
+    let mut has_argument = true;
+    for (j, arg) in rest.iter().enumerate() {
+        let next_is_name = rest.get(j + 1).is_some_and(|a| a.starts_with("--"));
+        match arg.strip_prefix("--") {
+            Some(name) if has_argument => {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(name);
+                text.push(' ');
+                let words = oxidis::protocol::split_args(arg.as_bytes()).map_or(0, |w| w.len());
+                has_argument = words != 1;
+                if words == 1 && arg.eq_ignore_ascii_case("--save") {
+                    if next_is_name || j + 1 == rest.len() {
+                        text.push_str("\"\"");
+                    }
+                    has_argument = next_is_name;
+                }
             }
-            text.push_str(name);
-        } else {
-            text.push(' ');
-            text.push_str(&oxidis::util::repr(arg.as_bytes()));
+            _ => {
+                text.push_str(&oxidis::util::repr(arg.as_bytes()));
+                text.push(' ');
+                has_argument = true;
+            }
         }
     }
     (file, text)

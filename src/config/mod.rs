@@ -58,6 +58,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// `user` lines of the configuration (name, then rules), loaded once the server exists.
     pub users: Mutex<Vec<Vec<String>>>,
+    /// A `save` line was read: later ones add save points instead of replacing them.
+    save_loaded: std::sync::atomic::AtomicBool,
 }
 
 /// Where a directive came from, for Redis's fatal config error report.
@@ -78,6 +80,7 @@ impl Config {
                 .collect(),
             file: None,
             users: Mutex::default(),
+            save_loaded: Default::default(),
         };
         for (index, setting) in SETTINGS.iter().enumerate().filter(|(i, _)| *i != DIR) {
             let words: Vec<String> = if setting.multi_arg && !setting.default.is_empty() {
@@ -219,16 +222,33 @@ impl Config {
     }
 
     /// `(name, value)` of every setting whose name or alias matches one of `patterns`.
+    /// CONFIG GET: a name without glob characters is looked up exactly (hidden settings
+    /// too); a pattern matches every setting that is not hidden.
     pub fn get_matching(&self, patterns: &[&[u8]]) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        for (index, setting) in SETTINGS.iter().enumerate() {
-            for name in std::iter::once(setting.name).chain(setting.alias) {
-                if patterns
-                    .iter()
-                    .any(|p| glob_match(p, name.as_bytes(), true))
-                    && !out.iter().any(|(n, _)| *n == name)
-                {
-                    out.push((name, self.render(index)));
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        let mut add = |name: &'static str, index: usize| {
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, self.render(index)));
+            }
+        };
+        for pattern in patterns {
+            if !pattern.iter().any(|b| b"[*?".contains(b)) {
+                let name = String::from_utf8_lossy(pattern).to_ascii_lowercase();
+                if let Some(index) = Config::lookup(&name) {
+                    let setting = &SETTINGS[index];
+                    let canonical = std::iter::once(setting.name)
+                        .chain(setting.alias)
+                        .find(|n| *n == name)
+                        .unwrap_or(setting.name);
+                    add(canonical, index);
+                }
+                continue;
+            }
+            for (index, setting) in SETTINGS.iter().enumerate().filter(|(_, s)| !s.hidden) {
+                for name in std::iter::once(setting.name).chain(setting.alias) {
+                    if glob_match(pattern, name.as_bytes(), true) {
+                        add(name, index);
+                    }
                 }
             }
         }
@@ -274,6 +294,10 @@ impl Config {
                 self.load(Some(Path::new(&args[0])), "")?;
                 continue;
             }
+            if name == "save" && !args.is_empty() {
+                self.load_save_line(args).map_err(fail)?;
+                continue;
+            }
             if name == "user" && !args.is_empty() {
                 self.add_user(args).map_err(fail)?;
                 continue;
@@ -288,6 +312,18 @@ impl Config {
 }
 
 impl Config {
+    /// In configuration files the first `save` line replaces the default save points and
+    /// the next ones add to them (Redis's `setConfigSaveOption`).
+    fn load_save_line(&self, args: &[String]) -> Result<(), String> {
+        let first = !self.save_loaded.swap(true, Ordering::Relaxed);
+        let current = self.text(SAVE);
+        let empty = args.len() == 1 && args[0].is_empty();
+        if first || empty || current.is_empty() {
+            return self.set("save", args);
+        }
+        self.set("save", &[format!("{current} {}", args.join(" "))])
+    }
+
     /// Keeps a `user` line for later; a user may be defined only once.
     fn add_user(&self, words: &[String]) -> Result<(), String> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());

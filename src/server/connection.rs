@@ -110,6 +110,8 @@ async fn client_loop(
             max_bulk_len: server.config.int(config::PROTO_MAX_BULK_LEN) as usize,
             authenticated: !commands::auth_required(server, client),
         };
+        // While the batch runs, CLIENT LIST shows it whole as the query buffer, as Redis does.
+        handle.query_buffer.store(buf.len(), Ordering::Relaxed);
         loop {
             match parser.parse(&mut buf, &mut args, limits) {
                 Ok(false) => break,
