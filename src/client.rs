@@ -253,6 +253,13 @@ impl ClientHandle {
             .clone()
     }
 
+    /// Connected over the loopback interface.
+    pub fn is_local(&self) -> bool {
+        self.addr
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().to_canonical().is_loopback())
+    }
+
     pub fn protocol(&self) -> Protocol {
         if self.resp.load(Ordering::Relaxed) == 3 {
             Protocol::Resp3

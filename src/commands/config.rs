@@ -41,7 +41,9 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if !setting.modifiable {
             return Err(fail("can't set immutable config"));
         }
-        if setting.protected && ctx.server.config.text(config::ENABLE_PROTECTED_CONFIGS) == "no" {
+        if setting.protected
+            && !super::protected_action_allowed(ctx, config::ENABLE_PROTECTED_CONFIGS)
+        {
             return Err(fail("can't set protected config"));
         }
         if chosen.contains(&index) {

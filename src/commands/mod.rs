@@ -747,6 +747,16 @@ impl Default for CommandTable {
     }
 }
 
+/// Redis's `allowProtectedAction`: `enable-debug-command` and `enable-protected-configs` are
+/// `yes`, `no`, or `local` (loopback clients only).
+pub fn protected_action_allowed(ctx: &Ctx, setting: usize) -> bool {
+    match ctx.server.config.text(setting).as_str() {
+        "yes" => true,
+        "local" => ctx.client.handle.is_local(),
+        _ => false,
+    }
+}
+
 /// Closes a client: another one at once, the caller after this reply.
 pub fn close_client(ctx: &mut Ctx, handle: &crate::client::ClientHandle) {
     if handle.id == ctx.client.id {

@@ -376,17 +376,7 @@ fn debug_reload(ctx: &mut Ctx, options: &[Bytes]) -> CmdResult {
 }
 
 pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let allowed = match ctx
-        .server
-        .config
-        .text(config::ENABLE_DEBUG_COMMAND)
-        .as_str()
-    {
-        "yes" => true,
-        "local" => is_local(&ctx.client.handle.addr),
-        _ => false,
-    };
-    if !allowed {
+    if !super::protected_action_allowed(ctx, config::ENABLE_DEBUG_COMMAND) {
         return Err("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.".into());
     }
     let sub = &args[1];
@@ -476,10 +466,6 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err(super::subcommand_syntax_error(args));
     }
     Ok(())
-}
-
-fn is_local(addr: &str) -> bool {
-    addr.starts_with("127.") || addr.starts_with("[::1]")
 }
 
 fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {

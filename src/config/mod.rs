@@ -206,6 +206,10 @@ impl Config {
                         }
                     }
                 }
+                // Several flags (shutdown-on-sigint nosave force now) read back in the
+                // order Redis defines them.
+                chosen.sort_by_key(|c| values.iter().position(|v| v == c));
+                chosen.dedup();
                 if chosen.is_empty() {
                     return Err(format!(
                         "argument(s) must be one of the following: {}",
@@ -463,7 +467,7 @@ fn special_value(index: usize, args: &[String]) -> Result<String, String> {
                 .join(" "))
         }
         DIR => {
-            std::env::set_current_dir(&args[0]).map_err(|e| e.to_string())?;
+            std::env::set_current_dir(&args[0]).map_err(|e| crate::util::strerror(&e))?;
             Ok(std::env::current_dir()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| args[0].clone()))
@@ -491,6 +495,10 @@ fn special_value(index: usize, args: &[String]) -> Result<String, String> {
         REPLICAOF => {
             if args.len() != 2 {
                 return Err("wrong number of arguments".into());
+            }
+            let no_one = args[0].eq_ignore_ascii_case("no") && args[1].eq_ignore_ascii_case("one");
+            if !no_one && args[1].parse::<u16>().is_err() {
+                return Err("Invalid master port".into());
             }
             Ok(args.join(" "))
         }
