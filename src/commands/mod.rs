@@ -176,6 +176,8 @@ pub struct Command {
     pub usec: AtomicU64,
     pub rejected: AtomicU64,
     pub failed: AtomicU64,
+    /// Call durations for INFO latencystats, made on the first call.
+    pub latency: std::sync::OnceLock<crate::util::histogram::Histogram>,
 }
 
 impl Command {
@@ -569,6 +571,7 @@ impl CommandTable {
                 usec: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
+                latency: std::sync::OnceLock::new(),
             }
         };
         let mut commands: Vec<Command> = Vec::new();
@@ -718,6 +721,10 @@ impl CommandTable {
         }
     }
 
+    pub fn by_id(&self, id: usize) -> Option<&Command> {
+        self.every_with_subcommands().find(|c| c.id == id)
+    }
+
     /// The full name of the command with this `id`; `NULL` for none, as CLIENT LIST shows.
     pub fn name_of(&self, id: usize) -> &str {
         self.names.get(id).map(String::as_str).unwrap_or("NULL")
@@ -727,6 +734,9 @@ impl CommandTable {
         for c in self.all_with_subcommands() {
             for counter in [&c.calls, &c.usec, &c.rejected, &c.failed] {
                 counter.store(0, Ordering::Relaxed);
+            }
+            if let Some(latency) = c.latency.get() {
+                latency.reset();
             }
         }
     }
@@ -1132,7 +1142,11 @@ fn call(
         };
         command.run(&mut ctx, args)
     };
-    let micros = started.elapsed_us();
+    let nanos = started.elapsed_ns();
+    let micros = nanos / 1000;
+    if server.config.bool(crate::config::LATENCY_TRACKING) {
+        command.latency.get_or_init(Default::default).record(nanos);
+    }
     if let Some(before) = dirty_before {
         if command.tx == TxRole::Exec {
             propagate::exec_finished(server, client, client.db);

@@ -867,7 +867,33 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 let _ = write!(w, "errorstat_{code}:count={count}\r\n");
             }
         }
-        "latencystats" => w.push_str("# Latencystats\r\n"),
+        "latencystats" => {
+            w.push_str("# Latencystats\r\n");
+            if server.config.bool(config::LATENCY_TRACKING) {
+                let text = server
+                    .config
+                    .text(config::LATENCY_TRACKING_INFO_PERCENTILES);
+                let percentiles: Vec<&str> = text.split(' ').filter(|p| !p.is_empty()).collect();
+                for c in server.commands.all_with_subcommands() {
+                    let Some(latency) = c.latency.get().filter(|l| l.total() > 0) else {
+                        continue;
+                    };
+                    let values: Vec<String> = percentiles
+                        .iter()
+                        .map(|p| {
+                            let value = latency.value_at(p.parse().unwrap_or(0.0));
+                            format!("p{p}={:.3}", value as f64 / 1000.0)
+                        })
+                        .collect();
+                    let _ = write!(
+                        w,
+                        "latency_percentiles_usec_{}:{}\r\n",
+                        c.name,
+                        values.join(",")
+                    );
+                }
+            }
+        }
         "cluster" => w.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
         "keyspace" => {
             w.push_str("# Keyspace\r\n");

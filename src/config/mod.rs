@@ -416,7 +416,23 @@ fn parse_number(s: &str, min: i64, max: i64, unit: Unit) -> Result<i64, String> 
 fn special_value(index: usize, args: &[String]) -> Result<String, String> {
     let empty = args.len() == 1 && args[0].is_empty();
     match index {
-        SAVE | REPLICAOF if empty => Ok(String::new()),
+        SAVE | REPLICAOF | LATENCY_TRACKING_INFO_PERCENTILES if empty => Ok(String::new()),
+        LATENCY_TRACKING_INFO_PERCENTILES => {
+            let mut values = Vec::new();
+            for arg in args {
+                let value = crate::util::parse_f64(arg.as_bytes())
+                    .ok_or("Invalid latency-tracking-info-percentiles parameters")?;
+                if !(0.0..=100.0).contains(&value) {
+                    return Err(
+                        "latency-tracking-info-percentiles parameters should sit between \
+                         [0.0,100.0]"
+                            .into(),
+                    );
+                }
+                values.push(value.to_string());
+            }
+            Ok(values.join(" "))
+        }
         SAVE => {
             if !args.len().is_multiple_of(2)
                 || args

@@ -283,7 +283,15 @@ async fn wait_blocked(
                 match wake {
                     Ok(Wake::Reply(bytes)) => reply.buf.extend_from_slice(&bytes),
                     Ok(Wake::Timeout) | Err(_) => reply.null_array(),
-                    Ok(Wake::Error) => reply.error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+                    Ok(Wake::Error) => {
+                        let error = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+                        reply.error(error);
+                        server.stats.count_error(error);
+                        let id = client.handle.last_command.load(Ordering::Relaxed);
+                        if let Some(command) = server.commands.by_id(id) {
+                            command.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
                 return Ok(());
             }

@@ -92,7 +92,11 @@ impl Ticks {
     }
 
     pub fn elapsed_us(self) -> u64 {
-        (read_ticks().saturating_sub(self.0) as f64 / ticks_per_us()) as u64
+        self.elapsed_ns() / 1000
+    }
+
+    pub fn elapsed_ns(self) -> u64 {
+        (read_ticks().saturating_sub(self.0) as f64 * 1000.0 / ticks_per_us()) as u64
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod clock;
 mod glob;
+pub mod histogram;
 mod number;
 
 pub use clock::{now_ms, now_us};
