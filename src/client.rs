@@ -192,6 +192,8 @@ pub struct ClientHandle {
     /// The name and serial of the ACL user, for CLIENT LIST, CLIENT KILL USER and ACL changes.
     pub user_name: Mutex<Bytes>,
     pub user_serial: AtomicU64,
+    /// Set by the cron for an idle client: free the query buffer if it is empty.
+    pub shrink_query_buffer: AtomicBool,
 }
 
 impl ClientHandle {
@@ -227,6 +229,7 @@ impl ClientHandle {
             subscriptions: Default::default(),
             user_name: Mutex::new(Bytes::from_static(b"default")),
             user_serial: AtomicU64::new(0),
+            shrink_query_buffer: AtomicBool::new(false),
         }
     }
 

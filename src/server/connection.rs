@@ -21,6 +21,8 @@ use crate::protocol::{Limits, Reply, RequestParser};
 use crate::util::now_ms;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// An empty query buffer larger than this is freed rather than kept for the next request.
+const LARGE_QUERY_BUFFER: usize = 4 * READ_CHUNK;
 /// Output bytes a client that has not logged in may leave unread.
 const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 1024;
 
@@ -81,25 +83,39 @@ async fn client_loop(
     push_rx: &mut mpsc::UnboundedReceiver<Bytes>,
 ) -> std::io::Result<()> {
     let handle = client.handle.clone();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
     let mut parser = RequestParser::default();
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
     let mut reply = Reply::new(client.protocol);
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
+        // The buffer is only (re)filled once there is input: an idle client may have given
+        // its buffer back (see below).
         tokio::select! {
             biased;
             Some(message) = push_rx.recv() => take_pushed(&handle, message, push_rx, &mut reply),
-            read = stream.read_buf(&mut buf) => {
-                let n = read?;
-                if n == 0 {
-                    return Ok(());
+            ready = stream.readable() => {
+                ready?;
+                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                    buf.reserve(READ_CHUNK);
                 }
-                server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                handle.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
+                match stream.try_read_buf(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => {
+                        server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        handle.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
             }
+        }
+        // The cron asks clients idle for a while to free their empty query buffer, as
+        // Redis's `clientsCronResizeQueryBuffer` does: a thousand idle connections then
+        // hold no buffers.
+        if handle.shrink_query_buffer.swap(false, Ordering::Relaxed) && buf.is_empty() {
+            buf = BytesMut::new();
+            handle.query_buffer_free.store(0, Ordering::Relaxed);
+            continue;
         }
         if handle.killed.load(Ordering::Relaxed)
             || !commands::acl::follow_user_changes(server, client)
@@ -162,6 +178,15 @@ async fn client_loop(
                 handle.addr
             );
             return Ok(());
+        }
+        if buf.is_empty() {
+            // A buffer a big request grew is given back at once; a normal one is rewound to
+            // its start (no allocation) for the next read.
+            if buf.capacity() > LARGE_QUERY_BUFFER {
+                buf = BytesMut::new();
+            } else {
+                buf.reserve(READ_CHUNK);
+            }
         }
         handle.query_buffer.store(buf.len(), Ordering::Relaxed);
         handle

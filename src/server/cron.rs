@@ -62,6 +62,9 @@ fn active_expire(server: &Server, period: Duration) {
     }
 }
 
+/// How long a client must be idle before its query buffer is freed (Redis: 2 s).
+const QUERY_BUFFER_IDLE_MS: u64 = 2000;
+
 /// Redis's `clientsCronHandleTimeout` and the output buffer soft limit of subscribers that
 /// receive nothing new. Blocked clients and subscribers are never idle.
 fn check_clients(server: &Server) {
@@ -75,6 +78,10 @@ fn check_clients(server: &Server) {
             .iter()
             .any(|n| n.load(Ordering::Relaxed) > 0);
         let idle = now.saturating_sub(client.last_interaction_ms.load(Ordering::Relaxed));
+        if idle > QUERY_BUFFER_IDLE_MS && client.query_buffer_free.load(Ordering::Relaxed) > 0 {
+            client.shrink_query_buffer.store(true, Ordering::Relaxed);
+            client.wake();
+        }
         if timeout > 0
             && idle > timeout * 1000
             && !subscribed
