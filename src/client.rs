@@ -194,6 +194,8 @@ pub struct ClientHandle {
     pub user_serial: AtomicU64,
     /// Set by the cron for an idle client: free the query buffer if it is empty.
     pub shrink_query_buffer: AtomicBool,
+    /// Connected over the loopback interface or a Unix socket.
+    pub local: AtomicBool,
 }
 
 impl ClientHandle {
@@ -230,6 +232,7 @@ impl ClientHandle {
             user_name: Mutex::new(Bytes::from_static(b"default")),
             user_serial: AtomicU64::new(0),
             shrink_query_buffer: AtomicBool::new(false),
+            local: AtomicBool::new(false),
         }
     }
 
@@ -256,11 +259,9 @@ impl ClientHandle {
             .clone()
     }
 
-    /// Connected over the loopback interface.
+    /// Connected over the loopback interface or a Unix socket.
     pub fn is_local(&self) -> bool {
-        self.addr
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|a| a.ip().to_canonical().is_loopback())
+        self.local.load(Ordering::Relaxed)
     }
 
     pub fn protocol(&self) -> Protocol {

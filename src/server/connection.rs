@@ -1,18 +1,16 @@
 //! One task per client: read into a buffer, parse every complete request, execute each, append
 //! the replies to one output buffer, and write it once per batch, so pipelines cost one write.
 
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::Server;
+use super::stream::{ClientStream, Peer};
 use crate::blocking::Wake;
 use crate::client::{Blocked, Client, ClientHandle, OUTPUT_LIMIT_DISCONNECTIONS};
 use crate::commands;
@@ -26,18 +24,17 @@ const LARGE_QUERY_BUFFER: usize = 4 * READ_CHUNK;
 /// Output bytes a client that has not logged in may leave unread.
 const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 1024;
 
-pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr) {
+pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Peer) {
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Bytes>();
+    let local = peer.local;
     let handle = Arc::new(ClientHandle::new(
         server.clients.next_id(),
-        peer.to_string(),
-        stream
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
+        peer.addr,
+        peer.local_addr,
         stream.as_raw_fd(),
         push_tx,
     ));
+    handle.local.store(local, Ordering::Relaxed);
     if server.clients.len() >= server.config.int(config::MAXCLIENTS) as usize {
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
@@ -48,7 +45,7 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, peer: SocketAddr)
             .fetch_add(1, Ordering::Relaxed);
         return;
     }
-    if refused_by_protected_mode(&server, &peer) {
+    if refused_by_protected_mode(&server, local) {
         let _ = stream.write_all(PROTECTED_MODE_DENIED.as_bytes()).await;
         server
             .clients
@@ -70,15 +67,13 @@ const PROTECTED_MODE_DENIED: &str = "-DENIED Redis is running in protected mode 
 
 /// Redis's protected mode: with no password for the default user, only loopback clients
 /// are served.
-fn refused_by_protected_mode(server: &Server, peer: &SocketAddr) -> bool {
-    server.config.bool(config::PROTECTED_MODE)
-        && server.acl.default_user().nopass()
-        && !peer.ip().to_canonical().is_loopback()
+fn refused_by_protected_mode(server: &Server, local: bool) -> bool {
+    server.config.bool(config::PROTECTED_MODE) && server.acl.default_user().nopass() && !local
 }
 
 async fn client_loop(
     server: &Server,
-    stream: &mut TcpStream,
+    stream: &mut impl ClientStream,
     client: &mut Client,
     push_rx: &mut mpsc::UnboundedReceiver<Bytes>,
 ) -> std::io::Result<()> {
@@ -212,7 +207,7 @@ async fn client_loop(
 /// Writes what the socket takes now. False if more than UNAUTHENTICATED_OUTPUT_LIMIT bytes
 /// are left: a client that has not logged in may not make the server hold its replies
 /// (Redis's `checkClientOutputBufferLimits`).
-fn write_at_once(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+fn write_at_once(stream: &impl ClientStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
     let mut written = 0;
     while written < buf.len() {
         match stream.try_write(&buf[written..]) {
@@ -245,7 +240,7 @@ fn take_pushed(
 /// (CLIENT KILL, output buffer limit) ends the wait.
 async fn flush(
     server: &Server,
-    stream: &mut TcpStream,
+    stream: &mut impl ClientStream,
     handle: &ClientHandle,
     reply: &mut Reply,
 ) -> std::io::Result<()> {
@@ -277,7 +272,7 @@ async fn flush(
 /// the wait; pushed messages (MONITOR) are still delivered.
 async fn wait_blocked(
     server: &Server,
-    stream: &mut TcpStream,
+    stream: &mut impl ClientStream,
     client: &mut Client,
     mut blocked: Blocked,
     buf: &mut BytesMut,
@@ -351,7 +346,7 @@ async fn wait_blocked(
 async fn wait_if_paused(
     server: &Server,
     args: &[Bytes],
-    stream: &mut TcpStream,
+    stream: &mut impl ClientStream,
     handle: &ClientHandle,
     reply: &mut Reply,
 ) -> std::io::Result<()> {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::stream::Peer;
 use super::{Server, connection, cron};
 use crate::config::{self, Config};
 
@@ -17,6 +18,90 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let server = Arc::new(Server::new(config));
     server.load_users().map_err(std::io::Error::other)?;
     let port = server.config.int(config::PORT) as u16;
+    let listeners = bind_all(&server, port, "tcp")?;
+    let tls_port = server.config.int(config::TLS_PORT) as u16;
+    let tls = if tls_port != 0 {
+        let acceptor = super::tls::acceptor(&server.config).map_err(std::io::Error::other)?;
+        Some((bind_all(&server, tls_port, "tls")?, acceptor))
+    } else {
+        None
+    };
+    let unix = bind_unix(&server.config)?;
+    let bound_port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
+    server
+        .listen_port
+        .store(bound_port as u64, Ordering::Relaxed);
+    if server.config.bool(config::ALWAYS_SHOW_LOGO) {
+        // Redis's logo carries these fields; tools (Redis's own test suite) look for them.
+        tracing::info!(
+            "Oxidis {} (Redis {} compatible), 64 bit, standalone mode\n    Port: {}\n     PID: {}",
+            super::OXIDIS_VERSION,
+            super::REDIS_VERSION,
+            bound_port,
+            std::process::id()
+        );
+    } else {
+        tracing::info!(
+            "Oxidis {} (Redis {} compatible) started, pid {}, port {}",
+            super::OXIDIS_VERSION,
+            super::REDIS_VERSION,
+            std::process::id(),
+            bound_port
+        );
+    }
+    load_data(&server).map_err(std::io::Error::other)?;
+    tracing::info!("Ready to accept connections tcp");
+    for listener in listeners {
+        tokio::spawn(accept_loop(server.clone(), listener));
+    }
+    if let Some((listeners, acceptor)) = tls {
+        tracing::info!("Ready to accept connections tls");
+        for listener in listeners {
+            tokio::spawn(super::tls::accept_loop(
+                server.clone(),
+                listener,
+                acceptor.clone(),
+            ));
+        }
+    }
+    if let Some((listener, path)) = unix {
+        tracing::info!("Ready to accept connections unix");
+        tokio::spawn(unix_accept_loop(server.clone(), listener, path));
+    }
+    tokio::spawn(cron::run(server.clone()));
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
+            _ = sigint.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
+            // SHUTDOWN has done its saving already.
+            _ = server.shutdown.notified() => break,
+        }
+        tracing::warn!("User requested shutdown...");
+        let saving = server.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let _gate = saving.store.enter(true);
+            saving.snapshots.on_shutdown(&saving, None)
+        })
+        .await;
+        if matches!(saved, Ok(Ok(()))) {
+            break;
+        }
+        // As Redis: a signal does not take down a server that could not save its data.
+        tracing::warn!("Error trying to save the DB, can't exit.");
+    }
+    tracing::warn!("Oxidis is now ready to exit, bye bye...");
+    Ok(())
+}
+
+/// Listens on `port` at every `bind` address (none when the port is 0). An address marked
+/// optional (`-::1`) may fail; any other failure stops the server with Redis's words.
+fn bind_all(server: &Server, port: u16, kind: &str) -> std::io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
     if port != 0 {
         for spec in server
@@ -50,7 +135,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
                         "Warning: Could not create server TCP listening socket {addr}:{port}: {e}"
                     );
                     // Redis's words; tools that start servers on guessed ports look for them.
-                    tracing::warn!("Failed listening on port {port} (tcp), aborting.");
+                    tracing::warn!("Failed listening on port {port} ({kind}), aborting.");
                     return Err(e);
                 }
             }
@@ -62,62 +147,40 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             ));
         }
     }
-    let bound_port = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .map_or(0, |a| a.port());
-    server
-        .listen_port
-        .store(bound_port as u64, Ordering::Relaxed);
-    if server.config.bool(config::ALWAYS_SHOW_LOGO) {
-        // Redis's logo carries these fields; tools (Redis's own test suite) look for them.
-        tracing::info!(
-            "Oxidis {} (Redis {} compatible), 64 bit, standalone mode\n    Port: {}\n     PID: {}",
-            super::OXIDIS_VERSION,
-            super::REDIS_VERSION,
-            bound_port,
-            std::process::id()
-        );
-    } else {
-        tracing::info!(
-            "Oxidis {} (Redis {} compatible) started, pid {}, port {}",
-            super::OXIDIS_VERSION,
-            super::REDIS_VERSION,
-            std::process::id(),
-            bound_port
-        );
-    }
-    load_data(&server).map_err(std::io::Error::other)?;
-    tracing::info!("Ready to accept connections tcp");
-    for listener in listeners {
-        tokio::spawn(accept_loop(server.clone(), listener));
-    }
-    tokio::spawn(cron::run(server.clone()));
+    Ok(listeners)
+}
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = sigterm.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
-            _ = sigint.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
-            // SHUTDOWN has done its saving already.
-            _ = server.shutdown.notified() => break,
-        }
-        tracing::warn!("User requested shutdown...");
-        let saving = server.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            let _gate = saving.store.enter(true);
-            saving.snapshots.on_shutdown(&saving, None)
-        })
-        .await;
-        if matches!(saved, Ok(Ok(()))) {
-            break;
-        }
-        // As Redis: a signal does not take down a server that could not save its data.
-        tracing::warn!("Error trying to save the DB, can't exit.");
+/// `unixsocket`: listens on a Unix socket too, with `unixsocketperm` as its mode (Redis
+/// removes a stale socket file first).
+fn bind_unix(config: &Config) -> std::io::Result<Option<(UnixListener, String)>> {
+    let path = config.text(config::UNIXSOCKET);
+    if path.is_empty() {
+        return Ok(None);
     }
-    tracing::warn!("Oxidis is now ready to exit, bye bye...");
-    Ok(())
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).inspect_err(|e| {
+        tracing::warn!("Failed opening Unix socket: {e}");
+    })?;
+    let mode = config.int(config::UNIXSOCKETPERM) as u32;
+    if mode != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(Some((listener, path)))
+}
+
+async fn unix_accept_loop(server: Arc<Server>, listener: UnixListener, path: String) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection::serve(server.clone(), stream, Peer::unix(&path)));
+            }
+            Err(e) => {
+                tracing::warn!("Accepting client connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 /// Loads the append-only file when `appendonly` is on (creating it if there is none), else
@@ -167,5 +230,6 @@ fn accept(server: &Arc<Server>, stream: TcpStream, peer: SocketAddr) {
             .with_time(std::time::Duration::from_secs(keepalive as u64));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&params);
     }
+    let peer = Peer::tcp(&stream, peer);
     tokio::spawn(connection::serve(server.clone(), stream, peer));
 }

@@ -3,6 +3,8 @@
 mod connection;
 mod cron;
 mod listener;
+mod stream;
+mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -83,3 +83,18 @@ def test_redis_cli(port):
     assert hello[4:] == ["mode standalone", "role master", "modules "]
     assert cli(port, "--no-raw", "get", "nothing", resp3=True) == "(nil)\n"
     assert cli(port, "--no-raw", "set", "x", "1", resp3=True) == "OK\n"
+
+
+def test_unix_socket(start_oxidis, tmp_path):
+    import os
+    import stat
+    path = tmp_path / "oxidis.sock"
+    port = start_oxidis("--unixsocket", str(path), "--unixsocketperm", "700")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+    r = redis.Redis(unix_socket_path=str(path))
+    assert r.set("k", "via unix") is True
+    assert redis.Redis(port=port).get("k") == b"via unix"
+    cli = subprocess.run(["redis-cli", "-s", str(path), "GET", "k"], capture_output=True, text=True,
+                         check=True)
+    assert cli.stdout == "via unix\n"
+    assert r.client_info()["addr"] == f"{path}:0"

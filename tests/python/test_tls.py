@@ -1,0 +1,80 @@
+"""TLS on tls-port with redis-py (ssl=True) and redis-cli --tls, using certificates made here
+with openssl: a CA, a server certificate for 127.0.0.1 and a client certificate."""
+import socket
+import ssl
+import subprocess
+
+import pytest
+import redis
+
+from conftest import free_port
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    openssl("req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-sha256", "-days", "2",
+            "-subj", "/O=Oxidis Test/CN=CA", "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        openssl("req", "-new", "-nodes", "-newkey", "rsa:2048", "-sha256",
+                "-subj", f"/O=Oxidis Test/CN={name}", "-keyout", f"{name}.key",
+                "-out", f"{name}.csr", cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-sha256", "-extfile", f"{name}.ext",
+                "-out", f"{name}.crt", cwd=d)
+    return d
+
+
+def start_tls(start_oxidis, certs, *extra):
+    tls_port = free_port()
+    port = start_oxidis("--tls-port", str(tls_port), "--tls-cert-file", str(certs / "server.crt"),
+                        "--tls-key-file", str(certs / "server.key"),
+                        "--tls-ca-cert-file", str(certs / "ca.crt"), *extra)
+    return port, tls_port
+
+
+def test_redis_py_and_redis_cli_over_tls(start_oxidis, certs):
+    port, tls_port = start_tls(start_oxidis, certs)
+    r = redis.Redis(host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs / "ca.crt"),
+                    ssl_certfile=str(certs / "client.crt"), ssl_keyfile=str(certs / "client.key"))
+    assert r.set("robot:1", '{"x": 1}') is True
+    assert r.get("robot:1") == b'{"x": 1}'
+    assert r.rpush("jobs", *range(1000)) == 1000
+    assert len(r.lrange("jobs", 0, -1)) == 1000
+    # The same data is on the plain port.
+    assert redis.Redis(host="127.0.0.1", port=port).get("robot:1") == b'{"x": 1}'
+    cli = subprocess.run(["redis-cli", "--tls", "--cacert", str(certs / "ca.crt"),
+                          "--cert", str(certs / "client.crt"), "--key", str(certs / "client.key"),
+                          "-p", str(tls_port), "GET", "robot:1"],
+                         capture_output=True, text=True, check=True)
+    assert cli.stdout == '{"x": 1}\n'
+
+
+def test_client_without_certificate_is_refused(start_oxidis, certs):
+    port, tls_port = start_tls(start_oxidis, certs)
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"PING\r\n")
+                tls.recv(100)
+    # Plain text on the TLS port is not a handshake either: a TLS alert record, then close.
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
+        raw.sendall(b"PING\r\n")
+        alert = raw.recv(100)
+        assert alert[:3] == b"\x15\x03\x03"
+        assert raw.recv(100) == b""
+    assert redis.Redis(host="127.0.0.1", port=port).ping() is True
+
+
+def test_tls_auth_clients_no(start_oxidis, certs):
+    _, tls_port = start_tls(start_oxidis, certs, "--tls-auth-clients", "no")
+    r = redis.Redis(host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs / "ca.crt"))
+    assert r.ping() is True
+    assert r.client_info()["addr"].startswith("127.0.0.1:")
