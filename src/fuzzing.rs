@@ -1,0 +1,212 @@
+//! Fuzz targets, shared by `cargo fuzz` (the `fuzz/` crate) and the bounded runs in
+//! `tests/fuzz.rs`: the request parser fed arbitrary bytes in arbitrary pieces, and
+//! arbitrary command sequences run through the command table against a keyspace.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::client::{Client, ClientHandle};
+use crate::config::Config;
+use crate::protocol::{Limits, Protocol, Reply, RequestParser};
+use crate::server::Server;
+
+/// Feeds `data` to the parser in pieces whose sizes the data itself chooses, as a socket
+/// may deliver it. Every request parsed must have arguments; a protocol error ends the
+/// connection, as the server does.
+pub fn parse_requests(data: &[u8]) {
+    let Some((&split, data)) = data.split_first() else {
+        return;
+    };
+    let piece = usize::from(split % 64) + 1;
+    let limits = Limits {
+        max_bulk_len: 512 * 1024 * 1024,
+        authenticated: split & 0x80 == 0,
+    };
+    let mut parser = RequestParser::default();
+    let mut buf = BytesMut::new();
+    let mut args = Vec::new();
+    for chunk in data.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match parser.parse(&mut buf, &mut args, limits) {
+                Ok(false) => break,
+                Ok(true) => args.clear(),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Commands the command fuzzer leaves out: they stop or fork the process, sleep, write
+/// files, or change the process's settings (working directory, logging).
+const LEFT_OUT: &[&str] = &[
+    "shutdown",
+    "debug",
+    "save",
+    "bgsave",
+    "bgrewriteaof",
+    "config|set",
+    "config|rewrite",
+    "acl|save",
+    "acl|load",
+    "monitor",
+    "client|pause",
+    "failover",
+    "replicaof",
+    "slaveof",
+    "sync",
+    "psync",
+];
+
+/// Words command arguments are drawn from: key names that collide, numbers and their edge
+/// cases, option keywords, and a few awkward strings.
+const WORDS: &[&[u8]] = &[
+    b"k",
+    b"k2",
+    b"{k}1",
+    b"0",
+    b"1",
+    b"-1",
+    b"2",
+    b"10",
+    b"-100",
+    b"3.5",
+    b"inf",
+    b"-inf",
+    b"nan",
+    b"9223372036854775807",
+    b"-9223372036854775808",
+    b"18446744073709551616",
+    b"",
+    b"*",
+    b"[a-",
+    b"\\",
+    b"+inf",
+    b"(1",
+    b"[a",
+    b"-",
+    b"+",
+    b"NX",
+    b"XX",
+    b"GT",
+    b"LT",
+    b"CH",
+    b"INCR",
+    b"EX",
+    b"PX",
+    b"EXAT",
+    b"KEEPTTL",
+    b"GET",
+    b"LIMIT",
+    b"WITHSCORES",
+    b"REV",
+    b"BYSCORE",
+    b"BYLEX",
+    b"COUNT",
+    b"MATCH",
+    b"TYPE",
+    b"LEFT",
+    b"RIGHT",
+    b"BEFORE",
+    b"AFTER",
+    b"STORE",
+    b"BY",
+    b"ALPHA",
+    b"DESC",
+    b"WEIGHTS",
+    b"AGGREGATE",
+    b"MIN",
+    b"MAX",
+    b"SUM",
+    b"WITHVALUES",
+    b"REPLACE",
+    b"ABSTTL",
+    b"IDLETIME",
+    b"FREQ",
+    b"RANK",
+    b"MAXLEN",
+    b"LEN",
+    b"IDX",
+    b"MINMATCHLEN",
+    b"WITHMATCHLEN",
+    b"LASTSAVE",
+    b"\x00\xff",
+    b"a\r\nb",
+];
+
+/// Runs command sequences against one server and client, as one connection would.
+pub struct CommandFuzzer {
+    server: Server,
+    client: Client,
+    reply: Reply,
+    names: Vec<String>,
+}
+
+impl Default for CommandFuzzer {
+    fn default() -> Self {
+        let server = Server::new(Config::new());
+        let (push, _) = tokio::sync::mpsc::unbounded_channel();
+        let handle = Arc::new(ClientHandle::new(
+            1,
+            "127.0.0.1:1".into(),
+            "127.0.0.1:6379".into(),
+            -1,
+            push,
+        ));
+        let client = Client::new(handle, &server.acl);
+        let names = server
+            .commands
+            .all_with_subcommands()
+            .filter(|c| c.subcommands.is_empty() && !LEFT_OUT.contains(&c.name.as_str()))
+            .map(|c| c.name.clone())
+            .collect();
+        CommandFuzzer {
+            server,
+            client,
+            reply: Reply::new(Protocol::Resp2),
+            names,
+        }
+    }
+}
+
+impl CommandFuzzer {
+    /// Decodes `data` into commands (a command byte, an argument count, then each argument
+    /// as a word or raw bytes) and runs them. Blocked commands are not waited for.
+    pub fn run(&mut self, data: &[u8]) {
+        // Each input starts from a fresh connection state (no MULTI, no subscriptions).
+        self.execute(&[Bytes::from_static(b"RESET")]);
+        let mut bytes = data.iter().copied();
+        while let Some(pick) = bytes.next() {
+            let name = &self.names[usize::from(pick) * self.names.len() / 256];
+            let mut args: Vec<Bytes> = name
+                .split('|')
+                .map(|p| Bytes::from(p.to_string()))
+                .collect();
+            let count = bytes.next().unwrap_or(0) % 8;
+            for _ in 0..count {
+                // Mostly words; now and then raw bytes of a length the input picks.
+                let word = usize::from(bytes.next().unwrap_or(0));
+                let arg = if word < 7 * 32 {
+                    Bytes::from_static(WORDS[word % WORDS.len()])
+                } else {
+                    Bytes::from(bytes.by_ref().take(word % 16).collect::<Vec<u8>>())
+                };
+                args.push(arg);
+            }
+            self.execute(&args);
+        }
+    }
+
+    fn execute(&mut self, args: &[Bytes]) {
+        crate::commands::execute(&self.server, &mut self.client, &mut self.reply, args);
+        // A command that would block (BLPOP with nothing to pop) is given up at once.
+        if self.client.blocked.take().is_some() {
+            let _gate = self.server.store.enter(false);
+            let blocking = &self.server.store.notifier.blocking;
+            blocking.finish(self.client.id, crate::blocking::Wake::Timeout);
+        }
+        self.client.close_after_reply = false;
+        self.reply.clear();
+    }
+}
