@@ -25,6 +25,15 @@ fn malformed_requests_get_redis_errors_and_others_are_served() {
             b"*3000000000\r\n",
             "-ERR Protocol error: invalid multibulk length\r\n",
         ),
+        // A 4 GB bulk and a 2^31 multibulk count.
+        (
+            b"*1\r\n$4294967296\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*2147483648\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
         (
             b"*1\r\nfoo\r\n",
             "-ERR Protocol error: expected '$', got 'f'\r\n",
@@ -127,4 +136,110 @@ fn unauthenticated_clients_may_not_send_big_requests() {
         send_raw(&mut raw, b"*20\r\n"),
         "-ERR Protocol error: unauthenticated multibulk length\r\n"
     );
+}
+
+/// The server's resident memory, from /proc.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn unauthenticated_megabyte_is_refused_and_closed() {
+    let server = TestServer::start_with(&["--requirepass", "secret"]);
+    let mut bystander = redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", server.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut raw = server.raw();
+    let mut request = b"*1\r\n$1048576\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'x', 1 << 20));
+    use std::io::Write;
+    let _ = raw.write_all(&request);
+    assert_eq!(
+        read_some(&mut raw),
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    bystander_still_served(&mut bystander, 1);
+}
+
+#[test]
+fn million_pipelined_commands_without_reading_keep_memory_bounded() {
+    let server = TestServer::start();
+    let mut bystander = server.client();
+    // A million 1 KB replies (1 GB) cannot all sit in the kernel's socket buffers.
+    let _: () = bystander.set("flood", "x".repeat(1000)).unwrap();
+    let before = rss_kb(server.pid());
+    let mut flood = server.raw();
+    flood
+        .set_write_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let batch = b"GET flood\r\n".repeat(10_000);
+        let mut sent = 0;
+        for _ in 0..100 {
+            if flood.write_all(&batch).is_err() {
+                break;
+            }
+            sent += 10_000;
+        }
+        (flood, sent)
+    });
+    for round in 0..20 {
+        bystander_still_served(&mut bystander, round);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (flood, sent) = writer.join().unwrap();
+    // The server stops reading a client that does not read its replies: the kernel buffers
+    // fill and the writer is held back, instead of the server queueing a million replies.
+    assert!(
+        sent < 1_000_000,
+        "all {sent} commands were taken without replies read"
+    );
+    let grown = rss_kb(server.pid()).saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} kB");
+    drop(flood);
+    bystander_still_served(&mut bystander, 100);
+}
+
+#[test]
+fn silent_client_is_closed_by_timeout_and_others_are_served() {
+    let server = TestServer::start_with(&["--timeout", "1"]);
+    let mut bystander = server.client();
+    let mut silent = server.raw();
+    let started = std::time::Instant::now();
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    use std::io::Read;
+    // While it waits, the bystander keeps the server busy and keeps being answered.
+    let watcher = std::thread::spawn(move || silent.read(&mut buf).map(|n| (n, started.elapsed())));
+    for round in 0..10 {
+        bystander_still_served(&mut bystander, round);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (n, after) = watcher.join().unwrap().expect("closed, not timed out");
+    assert_eq!(n, 0);
+    assert!(
+        after >= std::time::Duration::from_secs(1),
+        "closed after {after:?}"
+    );
+}
+
+#[test]
+fn slowloris_request_completes_while_others_are_served() {
+    let server = TestServer::start();
+    let mut bystander = server.client();
+    let mut slow = server.raw();
+    use std::io::Write;
+    let request = b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n";
+    for (round, byte) in request.iter().enumerate() {
+        slow.write_all(&[*byte]).unwrap();
+        bystander_still_served(&mut bystander, round as i64);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    assert_eq!(read_some(&mut slow), "$2\r\nhi\r\n");
 }

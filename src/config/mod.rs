@@ -330,6 +330,20 @@ impl Config {
 
     /// Keeps a `user` line for later; a user may be defined only once.
     fn add_user(&self, words: &[String]) -> Result<(), String> {
+        // `--user "alice on >pw ~*"`: one argument holding the whole line, as multi-argument
+        // settings accept.
+        let split;
+        let words = match words {
+            [line] if line.contains(' ') => {
+                split = split_args(line.as_bytes())
+                    .ok_or("Unbalanced quotes in configuration line")?
+                    .into_iter()
+                    .map(|w| String::from_utf8_lossy(&w).into_owned())
+                    .collect::<Vec<_>>();
+                &split[..]
+            }
+            _ => words,
+        };
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if users.iter().any(|u| u[0] == words[0]) {
             return Err(format!(
