@@ -2,7 +2,8 @@
 # What authentication costs: SET and GET on oxidis with no password, with `requirepass`, as an
 # ACL user with every right, and as an ACL user limited to `~key:* +@read +@write`, in one run.
 # Each server is pinned to CPU 0 and redis-benchmark to CPU 1. Rounds alternate between the
-# servers and the median of each figure is kept; ratios are against the open server.
+# servers (each round starting with another) and the median of each figure is kept; ratios
+# are against the open server.
 # Prints requests/s and the server's CPU time per request (from /proc/PID/stat).
 # Usage: benches/auth.sh [rounds] [requests]
 set -euo pipefail
@@ -44,7 +45,7 @@ measure() {
     local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
     before=$(cpu_ticks "${pid[$mode]}")
     rps=$(taskset -c 1 redis-benchmark -p "${port[$mode]}" ${auth[$mode]} -n "$n" -c 50 -P "$p" \
-        -q --csv -t "$t" | awk -F, 'NR>1 {gsub(/"/,""); print $2; exit}')
+        -q --csv -t "$t" 2>/dev/null | awk -F, 'NR>1 {gsub(/"/,""); print $2; exit}')
     after=$(cpu_ticks "${pid[$mode]}")
     python3 -c "print($rps, ($after-$before)*1e6/$hz/$n)"
 }
@@ -53,8 +54,10 @@ printf '%-6s %3s %-12s %12s %8s %10s %8s\n' test P mode rps ratio cpu_us ratio
 for t in SET GET; do
     for p in 1 16; do
         declare -A results=()
-        for _ in $(seq "$rounds"); do
-            for mode in "${modes[@]}"; do
+        for round in $(seq "$rounds"); do
+            # Each round starts with a different server, so no mode always runs first.
+            for i in "${!modes[@]}"; do
+                mode=${modes[$(((i + round) % ${#modes[@]}))]}
                 results[$mode]+="$(measure "$mode" "$t" "$p");"
             done
         done

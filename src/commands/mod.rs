@@ -129,6 +129,20 @@ pub enum TxRole {
 /// A key spec's flags (`RW`, `ACCESS`, `UPDATE` ...).
 pub type KeyFlags = &'static [&'static str];
 
+/// The ACL access a key with these flags needs, or None for a shard channel (NOT_KEY).
+fn acl_access(flags: KeyFlags) -> Option<u8> {
+    let mut access = 0;
+    for flag in flags {
+        match *flag {
+            "NOT_KEY" => return None,
+            "ACCESS" => access |= crate::acl::selector::READ,
+            "INSERT" | "DELETE" | "UPDATE" => access |= crate::acl::selector::WRITE,
+            _ => {}
+        }
+    }
+    Some(access)
+}
+
 /// Key positions, each with its flags.
 type KeyFinder = fn(&[Bytes]) -> Vec<(usize, KeyFlags)>;
 
@@ -219,20 +233,7 @@ impl Command {
     pub fn keys_with_access(&self, args: &[Bytes]) -> Vec<(usize, u8)> {
         self.keys(args)
             .into_iter()
-            .filter_map(|(position, flags)| {
-                let has = |flag: &str| flags.contains(&flag);
-                let mut access = 0;
-                if has("NOT_KEY") {
-                    return None;
-                }
-                if has("ACCESS") {
-                    access |= crate::acl::selector::READ;
-                }
-                if has("INSERT") || has("DELETE") || has("UPDATE") {
-                    access |= crate::acl::selector::WRITE;
-                }
-                Some((position, access))
-            })
+            .filter_map(|(position, flags)| acl_access(flags).map(|access| (position, access)))
             .collect()
     }
 
