@@ -50,8 +50,18 @@ fn same_digest(a: &str, b: &str) -> bool {
             == 0
 }
 
-fn valid_digest(hash: &[u8]) -> bool {
-    hash.len() == 64 && hash.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+/// The digest a password rule names: `>pass` and `<pass` hash a clear text, `#hash` and
+/// `!hash` give the digest itself, which must be 64 lowercase hex digits.
+fn password_digest(op: &[u8]) -> Result<String, RuleError> {
+    let text = &op[1..];
+    if op[0] == b'>' || op[0] == b'<' {
+        return Ok(hash_password(text));
+    }
+    if text.len() == 64 && text.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(String::from_utf8_lossy(text).into_owned())
+    } else {
+        Err(RuleError::BadHash)
+    }
 }
 
 impl User {
@@ -115,25 +125,13 @@ impl User {
             self.set_flag(0, NOPASS);
             self.passwords.clear();
         } else if op[0] == b'>' || op[0] == b'#' {
-            let hash = if op[0] == b'>' {
-                hash_password(&op[1..])
-            } else if valid_digest(&op[1..]) {
-                String::from_utf8_lossy(&op[1..]).into_owned()
-            } else {
-                return Err(RuleError::BadHash);
-            };
+            let hash = password_digest(op)?;
             if !self.passwords.contains(&hash) {
                 self.passwords.push(hash);
             }
             self.set_flag(0, NOPASS);
         } else if op[0] == b'<' || op[0] == b'!' {
-            let hash = if op[0] == b'<' {
-                hash_password(&op[1..])
-            } else if valid_digest(&op[1..]) {
-                String::from_utf8_lossy(&op[1..]).into_owned()
-            } else {
-                return Err(RuleError::BadHash);
-            };
+            let hash = password_digest(op)?;
             let position = self.passwords.iter().position(|p| *p == hash);
             self.passwords
                 .remove(position.ok_or(RuleError::NoSuchPassword)?);

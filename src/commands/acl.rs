@@ -31,15 +31,9 @@ pub fn check_permissions(
     command: &Command,
     args: &[Bytes],
 ) -> Result<(), String> {
-    let Err(denied) = client.user.check(command, args) else {
+    let Err(denied) = checked(server, client, command, args, context_of(client)) else {
         return Ok(());
     };
-    let context = if client.multi.is_some() {
-        Context::Multi
-    } else {
-        Context::Toplevel
-    };
-    log_refusal(server, client, command, args, denied, context);
     Err(match denied {
         Denied::Command => format!(
             "NOPERM this user has no permissions to run the '{}' command",
@@ -62,10 +56,9 @@ pub fn check_queued(
     command: &Command,
     args: &[Bytes],
 ) -> Result<(), String> {
-    let Err(denied) = client.user.check(command, args) else {
+    let Err(denied) = checked(server, client, command, args, Context::Multi) else {
         return Ok(());
     };
-    log_refusal(server, client, command, args, denied, Context::Multi);
     let reason = match denied {
         Denied::Command => "no permission to execute the command or subcommand",
         Denied::Key(_) => "no permission to touch the specified keys",
@@ -77,27 +70,34 @@ pub fn check_queued(
     ))
 }
 
-fn log_refusal(
+/// Where a refusal happened, for ACL LOG.
+fn context_of(client: &Client) -> Context {
+    if client.multi.is_some() {
+        Context::Multi
+    } else {
+        Context::Toplevel
+    }
+}
+
+/// The client's user's verdict on a command; a refusal goes to ACL LOG.
+fn checked(
     server: &Server,
     client: &Client,
     command: &Command,
     args: &[Bytes],
-    denied: Denied,
     context: Context,
-) {
+) -> Result<(), Denied> {
+    let Err(denied) = client.user.check(command, args) else {
+        return Ok(());
+    };
     let (reason, object) = match denied {
         Denied::Command => (Reason::Command, Bytes::from(command.name.clone())),
         Denied::Key(i) => (Reason::Key, args[i].clone()),
         Denied::Channel(i) => (Reason::Channel, args[i].clone()),
     };
-    add_log_entry(
-        server,
-        client,
-        reason,
-        context,
-        object,
-        client.user.name.clone(),
-    );
+    let username = client.user.name.clone();
+    add_log_entry(server, client, reason, context, object, username);
+    Err(denied)
 }
 
 fn add_log_entry(
@@ -142,12 +142,8 @@ pub fn authenticate(ctx: &mut Ctx, args: &[Bytes], user: &[u8], password: &[u8])
             Ok(())
         }
         None => {
-            let context = if ctx.client.multi.is_some() {
-                Context::Multi
-            } else {
-                Context::Toplevel
-            };
             let username = Bytes::copy_from_slice(user);
+            let context = context_of(ctx.client);
             add_log_entry(
                 ctx.server,
                 ctx.client,
