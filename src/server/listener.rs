@@ -17,6 +17,7 @@ use crate::config::{self, Config};
 pub async fn run(config: Config) -> std::io::Result<()> {
     let server = Arc::new(Server::new(config));
     server.load_users().map_err(std::io::Error::other)?;
+    super::fd_limit::adjust(&server.config).map_err(std::io::Error::other)?;
     let port = server.config.int(config::PORT) as u16;
     let listeners = bind_all(&server, port, "tcp")?;
     let tls_port = server.config.int(config::TLS_PORT) as u16;

@@ -2,6 +2,7 @@
 
 mod connection;
 mod cron;
+mod fd_limit;
 mod listener;
 mod stream;
 mod tls;

@@ -98,3 +98,32 @@ def test_unix_socket(start_oxidis, tmp_path):
                          check=True)
     assert cli.stdout == "via unix\n"
     assert r.client_info()["addr"] == f"{path}:0"
+
+
+def test_maxclients_follows_the_open_files_limit(tmp_path):
+    """As Redis: with `ulimit -n 512` and the default maxclients 10000, maxclients drops to
+    512 - 32 reserved descriptors."""
+    import resource
+    import socket
+    import time
+    from conftest import BINARY, free_port
+    port = free_port()
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+
+    proc = subprocess.Popen([BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--dir", str(tmp_path)], preexec_fn=low_limit,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert redis.Redis(port=port).config_get("maxclients") == {"maxclients": "480"}
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert "maxclients has been reduced to 480 to compensate for low ulimit" in out
