@@ -260,10 +260,16 @@ impl Selector {
             }
         }
         if !self.all_keys && !command.spec.key_specs.is_empty() {
-            for (position, access) in command.keys_with_access(args) {
-                if !self.may_touch_key(&args[position], access) {
-                    return Err(Denied::Key(position));
+            let mut refused = None;
+            command.visit_keys_with_access(args, |position, access| {
+                let allowed = self.may_touch_key(&args[position], access);
+                if !allowed {
+                    refused = Some(position);
                 }
+                allowed
+            });
+            if let Some(position) = refused {
+                return Err(Denied::Key(position));
             }
         }
         if !self.all_channels {

@@ -253,8 +253,22 @@ pub fn legacy_range(specs: &[KeySpec]) -> ((i32, i32, i32), bool) {
 /// Redis's `getKeysUsingKeySpecs`: the argument positions holding keys, each with the index
 /// of the key spec that found it.
 pub fn key_positions(specs: &[KeySpec], args: &[bytes::Bytes]) -> Vec<(usize, usize)> {
-    let argc = args.len() as i32;
     let mut out = Vec::new();
+    visit_keys(specs, args, |position, spec| {
+        out.push((position, spec));
+        true
+    });
+    out
+}
+
+/// Calls `visit` with each key position and its key spec's index, without collecting them,
+/// until it returns false.
+pub fn visit_keys(
+    specs: &[KeySpec],
+    args: &[bytes::Bytes],
+    mut visit: impl FnMut(usize, usize) -> bool,
+) {
+    let argc = args.len() as i32;
     for (spec_index, spec) in specs.iter().enumerate() {
         let first = match &spec.begin_search {
             BeginSearch::Index(pos) => *pos,
@@ -318,9 +332,10 @@ pub fn key_positions(specs: &[KeySpec], args: &[bytes::Bytes]) -> Vec<(usize, us
         };
         let mut i = start;
         while i <= last && i < argc && step > 0 {
-            out.push((i as usize, spec_index));
+            if !visit(i as usize, spec_index) {
+                return;
+            }
             i += step;
         }
     }
-    out
 }

@@ -227,14 +227,27 @@ impl Command {
             .collect()
     }
 
-    /// Keys with the access ACL key patterns grant (`%R~`, `%W~`): reading for ACCESS,
-    /// writing for INSERT, DELETE and UPDATE (Redis's `ACLSelectorCheckKey`). Shard channels
-    /// (NOT_KEY) are not keys.
-    pub fn keys_with_access(&self, args: &[Bytes]) -> Vec<(usize, u8)> {
-        self.keys(args)
-            .into_iter()
-            .filter_map(|(position, flags)| acl_access(flags).map(|access| (position, access)))
-            .collect()
+    /// Calls `visit` with each key and the access ACL key patterns must grant it (`%R~`,
+    /// `%W~`) until it returns false: reading for ACCESS, writing for INSERT, DELETE and
+    /// UPDATE (Redis's `ACLSelectorCheckKey`). Shard channels (NOT_KEY) are not keys. Runs
+    /// for every command of a user with key patterns, so it collects nothing.
+    pub fn visit_keys_with_access(&self, args: &[Bytes], mut visit: impl FnMut(usize, u8) -> bool) {
+        let mut visit_flags = |position: usize, flags: KeyFlags| match acl_access(flags) {
+            Some(access) => visit(position, access),
+            None => true,
+        };
+        match self.key_finder {
+            Some(find) => {
+                for (position, flags) in find(args) {
+                    if !visit_flags(position, flags) {
+                        return;
+                    }
+                }
+            }
+            None => meta::visit_keys(self.spec.key_specs, args, |position, spec| {
+                visit_flags(position, self.spec.key_specs[spec].flags)
+            }),
+        }
     }
 
     /// Whether this call must run with the keyspace to itself.
