@@ -56,24 +56,42 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         .iter()
         .map(|&i| ctx.server.config.render(i))
         .collect();
+    let restore = |count: usize| {
+        for (m, value) in previous.iter().enumerate().take(count) {
+            let _ = ctx
+                .server
+                .config
+                .set(SETTINGS[chosen[m]].name, std::slice::from_ref(value));
+        }
+    };
     for (n, pair) in pairs.chunks(2).enumerate() {
         if let Err(why) = ctx
             .server
             .config
             .set(SETTINGS[chosen[n]].name, &[text(&pair[1])])
         {
-            for (m, value) in previous.iter().enumerate().take(n) {
-                let _ = ctx
-                    .server
-                    .config
-                    .set(SETTINGS[chosen[m]].name, std::slice::from_ref(value));
-            }
+            restore(n);
             return Err(format!(
                 "ERR CONFIG SET failed (possibly related to argument '{}') - {why}",
                 text(&pair[0])
             )
             .into());
         }
+    }
+    // New certificates or TLS rules take effect for the next connections, or not at all.
+    if let Some(n) = chosen
+        .iter()
+        .position(|&i| SETTINGS[i].name.starts_with("tls-"))
+        && let Err(why) = ctx.server.reload_tls()
+    {
+        tracing::warn!("Failed applying new configuration. {why}");
+        restore(chosen.len());
+        return Err(format!(
+            "ERR CONFIG SET failed (possibly related to argument '{}') - Unable to update TLS \
+             configuration. Check server logs.",
+            text(&pairs[2 * n])
+        )
+        .into());
     }
     apply_side_effects(ctx, &chosen);
     ctx.reply.ok();

@@ -21,12 +21,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let port = server.config.int(config::PORT) as u16;
     let listeners = bind_all(&server, port, "tcp")?;
     let tls_port = server.config.int(config::TLS_PORT) as u16;
-    let tls = if tls_port != 0 {
-        let acceptor = super::tls::acceptor(&server.config).map_err(std::io::Error::other)?;
-        Some((bind_all(&server, tls_port, "tls")?, acceptor))
-    } else {
-        None
-    };
+    server.reload_tls().map_err(std::io::Error::other)?;
+    let tls_listeners = bind_all(&server, tls_port, "tls")?;
     let unix = bind_unix(&server.config)?;
     let bound_port = listeners
         .first()
@@ -58,15 +54,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     for listener in listeners {
         tokio::spawn(accept_loop(server.clone(), listener));
     }
-    if let Some((listeners, acceptor)) = tls {
+    if !tls_listeners.is_empty() {
         tracing::info!("Ready to accept connections tls");
-        for listener in listeners {
-            tokio::spawn(super::tls::accept_loop(
-                server.clone(),
-                listener,
-                acceptor.clone(),
-            ));
-        }
+    }
+    for listener in tls_listeners {
+        tokio::spawn(super::tls::accept_loop(server.clone(), listener));
     }
     if let Some((listener, path)) = unix {
         tracing::info!("Ready to accept connections unix");

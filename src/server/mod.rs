@@ -49,6 +49,9 @@ pub struct Server {
     pub listen_port: AtomicU64,
     /// `client-output-buffer-limit normal` hard bytes (0: none).
     pub normal_output_limit: AtomicU64,
+    /// The TLS settings in force, when `tls-port` is set; CONFIG SET of a `tls-*` setting
+    /// replaces them for the next connections.
+    pub tls: std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>,
 }
 
 #[derive(Default)]
@@ -278,6 +281,7 @@ impl Server {
             snapshots: Snapshots::default(),
             listen_port: AtomicU64::new(0),
             normal_output_limit: AtomicU64::new(0),
+            tls: Default::default(),
         };
         server.apply_cached_settings();
         server
@@ -301,6 +305,17 @@ impl Server {
             self.config.text(config::ACL_PUBSUB_DEFAULT) == "allchannels",
             &self.commands,
         )
+    }
+
+    /// Builds the TLS settings again from the configuration (at start, and after CONFIG SET
+    /// of a `tls-*` setting). Nothing changes when TLS is off or the settings are wrong.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        if self.config.int(config::TLS_PORT) == 0 {
+            return Ok(());
+        }
+        let acceptor = tls::acceptor(&self.config)?;
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(acceptor);
+        Ok(())
     }
 
     /// Copies settings that hot paths read without parsing into where they are read.

@@ -95,13 +95,17 @@ fn protocol_versions(
         .collect()
 }
 
-pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, acceptor: TlsAcceptor) {
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((tcp, addr)) => {
                 let _ = tcp.set_nodelay(true);
                 let peer = Peer::tcp(&tcp, addr);
-                let (server, acceptor) = (server.clone(), acceptor.clone());
+                let current = server.tls.read().unwrap_or_else(|e| e.into_inner()).clone();
+                let Some(acceptor) = current else {
+                    continue;
+                };
+                let server = server.clone();
                 tokio::spawn(async move {
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
                     let mut tls = match handshake.await {

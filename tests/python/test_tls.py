@@ -6,6 +6,8 @@ import subprocess
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from conftest import free_port
 
@@ -78,3 +80,21 @@ def test_tls_auth_clients_no(start_oxidis, certs):
     r = redis.Redis(host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs / "ca.crt"))
     assert r.ping() is True
     assert r.client_info()["addr"].startswith("127.0.0.1:")
+
+
+def test_config_set_changes_tls_for_new_connections(start_oxidis, certs):
+    port, tls_port = start_tls(start_oxidis, certs)
+    admin = redis.Redis(host="127.0.0.1", port=port)
+    without_cert = dict(host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs / "ca.crt"),
+                        retry=Retry(NoBackoff(), 0))
+    with pytest.raises(redis.exceptions.ConnectionError):
+        redis.Redis(**without_cert).ping()
+    assert admin.config_set("tls-auth-clients", "no") is True
+    assert redis.Redis(**without_cert).ping() is True
+    # A certificate that cannot be loaded is refused, and the settings stay as they were.
+    with pytest.raises(redis.ResponseError) as error:
+        admin.config_set("tls-cert-file", str(certs / "missing.crt"))
+    assert str(error.value) == ("CONFIG SET failed (possibly related to argument 'tls-cert-file') "
+                                "- Unable to update TLS configuration. Check server logs.")
+    assert admin.config_get("tls-cert-file") == {"tls-cert-file": str(certs / "server.crt")}
+    assert redis.Redis(**without_cert).ping() is True
