@@ -35,18 +35,8 @@ pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Pe
         push_tx,
     ));
     handle.local.store(local, Ordering::Relaxed);
-    if server.clients.len() >= server.config.int(config::MAXCLIENTS) as usize {
-        let _ = stream
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await;
-        server
-            .clients
-            .rejected_connections
-            .fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    if refused_by_protected_mode(&server, local) {
-        let _ = stream.write_all(PROTECTED_MODE_DENIED.as_bytes()).await;
+    if let Some(refusal) = refusal(&server, local) {
+        let _ = stream.write_all(refusal.as_bytes()).await;
         server
             .clients
             .rejected_connections
@@ -65,10 +55,15 @@ pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Pe
 
 const PROTECTED_MODE_DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
-/// Redis's protected mode: with no password for the default user, only loopback clients
-/// are served.
-fn refused_by_protected_mode(server: &Server, local: bool) -> bool {
-    server.config.bool(config::PROTECTED_MODE) && server.acl.default_user().nopass() && !local
+/// Why a new connection is turned away, if it is: `maxclients` is reached, or protected
+/// mode (no password for the default user) serves only loopback and Unix-socket clients.
+fn refusal(server: &Server, local: bool) -> Option<&'static str> {
+    if server.clients.len() >= server.config.int(config::MAXCLIENTS) as usize {
+        return Some("-ERR max number of clients reached\r\n");
+    }
+    let protected =
+        server.config.bool(config::PROTECTED_MODE) && server.acl.default_user().nopass();
+    (protected && !local).then_some(PROTECTED_MODE_DENIED)
 }
 
 async fn client_loop(
