@@ -277,6 +277,7 @@ fn keys_expire_rename_scan() {
             .unwrap(),
         1
     );
+    assert_eq!(cmd("EXISTS").arg("copy").query::<i64>(&mut con).unwrap(), 0);
     assert_eq!(
         cmd("SELECT").arg(1).query::<String>(&mut con).unwrap(),
         "OK"

@@ -7,6 +7,7 @@ pub mod keyspace;
 pub mod list;
 pub mod notify;
 pub mod packed;
+mod score_tree;
 pub mod set;
 pub mod value;
 pub mod watch;

@@ -1,7 +1,6 @@
-//! The sorted set: a member -> score table beside an order-statistic tree of (score, member),
-//! so insert, delete, rank, and range by score, lex or rank are all O(log n), as Redis's
-//! skiplist gives. The tree is a treap kept in an arena (`Vec` of nodes linked by index):
-//! each node carries its subtree size, which makes rank and select walks down one path.
+//! The sorted set: a member -> score table beside an order-statistic B+tree of (score,
+//! member) (`score_tree`), so insert, delete, rank, and range by score, lex or rank are all
+//! O(log n), as Redis's skiplist gives.
 //!
 //! OBJECT ENCODING reports `listpack` while the set is within `zset-max-listpack-entries` and
 //! `zset-max-listpack-value`, `skiplist` once it outgrew them (sticky, as Redis converts once);
@@ -10,18 +9,7 @@
 use std::cmp::Ordering;
 
 use super::dict::Dict;
-
-const NIL: u32 = u32::MAX;
-
-#[derive(Clone)]
-struct Node {
-    score: f64,
-    member: Box<[u8]>,
-    priority: u32,
-    size: u32,
-    left: u32,
-    right: u32,
-}
+use super::score_tree::ScoreTree;
 
 /// `zset-max-listpack-entries` and `zset-max-listpack-value`.
 #[derive(Clone, Copy)]
@@ -39,26 +27,11 @@ impl ZsetLimits {
     }
 }
 
+#[derive(Default)]
 pub struct Zset {
     scores: Dict<f64>,
-    nodes: Vec<Node>,
-    free: Vec<u32>,
-    root: u32,
-    seed: u32,
+    order: ScoreTree,
     big: bool,
-}
-
-impl Default for Zset {
-    fn default() -> Zset {
-        Zset {
-            scores: Dict::default(),
-            nodes: Vec::new(),
-            free: Vec::new(),
-            root: NIL,
-            seed: 0x9e37_79b9,
-            big: false,
-        }
-    }
 }
 
 impl Clone for Zset {
@@ -69,10 +42,7 @@ impl Clone for Zset {
         }
         Zset {
             scores,
-            nodes: self.nodes.clone(),
-            free: self.free.clone(),
-            root: self.root,
-            seed: self.seed,
+            order: self.order.clone(),
             big: self.big,
         }
     }
@@ -88,7 +58,7 @@ fn cmp_entry(score: f64, member: &[u8], other_score: f64, other_member: &[u8]) -
 
 impl Zset {
     pub fn len(&self) -> usize {
-        self.scores.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -103,126 +73,22 @@ impl Zset {
         self.scores.get(member).copied()
     }
 
-    fn size(&self, node: u32) -> u32 {
-        if node == NIL {
-            0
-        } else {
-            self.nodes[node as usize].size
-        }
-    }
-
-    fn update(&mut self, node: u32) {
-        let (l, r) = {
-            let n = &self.nodes[node as usize];
-            (n.left, n.right)
-        };
-        self.nodes[node as usize].size = 1 + self.size(l) + self.size(r);
-    }
-
-    /// Splits `node` into (entries for which `goes_left` holds, the rest); `goes_left` must
-    /// hold for a prefix of the order.
-    fn split(&mut self, node: u32, goes_left: &impl Fn(&Node) -> bool) -> (u32, u32) {
-        if node == NIL {
-            return (NIL, NIL);
-        }
-        if goes_left(&self.nodes[node as usize]) {
-            let right = self.nodes[node as usize].right;
-            let (a, b) = self.split(right, goes_left);
-            self.nodes[node as usize].right = a;
-            self.update(node);
-            (node, b)
-        } else {
-            let left = self.nodes[node as usize].left;
-            let (a, b) = self.split(left, goes_left);
-            self.nodes[node as usize].left = b;
-            self.update(node);
-            (a, node)
-        }
-    }
-
-    fn merge(&mut self, a: u32, b: u32) -> u32 {
-        if a == NIL {
-            return b;
-        }
-        if b == NIL {
-            return a;
-        }
-        if self.nodes[a as usize].priority > self.nodes[b as usize].priority {
-            let right = self.nodes[a as usize].right;
-            let merged = self.merge(right, b);
-            self.nodes[a as usize].right = merged;
-            self.update(a);
-            a
-        } else {
-            let left = self.nodes[b as usize].left;
-            let merged = self.merge(a, left);
-            self.nodes[b as usize].left = merged;
-            self.update(b);
-            b
-        }
-    }
-
-    fn next_priority(&mut self) -> u32 {
-        // xorshift32: priorities only need to look random to keep the tree balanced.
-        let mut x = self.seed;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.seed = x;
-        x
-    }
-
-    fn tree_insert(&mut self, score: f64, member: &[u8]) {
-        let node = Node {
-            score,
-            member: member.into(),
-            priority: self.next_priority(),
-            size: 1,
-            left: NIL,
-            right: NIL,
-        };
-        let index = match self.free.pop() {
-            Some(index) => {
-                self.nodes[index as usize] = node;
-                index
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        let (l, r) = self.split(self.root, &|n: &Node| {
-            cmp_entry(n.score, &n.member, score, member) == Ordering::Less
-        });
-        let left = self.merge(l, index);
-        self.root = self.merge(left, r);
-    }
-
-    fn tree_remove(&mut self, score: f64, member: &[u8]) {
-        let (l, rest) = self.split(self.root, &|n: &Node| {
-            cmp_entry(n.score, &n.member, score, member) == Ordering::Less
-        });
-        let (found, r) = self.split(rest, &|n: &Node| {
-            cmp_entry(n.score, &n.member, score, member) != Ordering::Greater
-        });
-        if found != NIL {
-            self.nodes[found as usize].member = Box::default();
-            self.free.push(found);
-        }
-        self.root = self.merge(l, r);
-    }
-
     /// Sets `member`'s score; returns the old score if it was present.
     pub fn insert(&mut self, member: &[u8], score: f64, limits: ZsetLimits) -> Option<f64> {
-        let old = self.score(member);
+        let old = match self.scores.get_mut(member) {
+            Some(slot) => Some(std::mem::replace(slot, score)),
+            None => {
+                self.scores.insert_new(member, score);
+                None
+            }
+        };
         if old == Some(score) {
             return old;
         }
         if let Some(old) = old {
-            self.tree_remove(old, member);
+            self.order.remove(old, member);
         }
-        self.scores.insert(member, score);
-        self.tree_insert(score, member);
+        self.order.insert(score, member);
         if self.len() > limits.entries || member.len() > limits.value {
             self.big = true;
         }
@@ -231,23 +97,13 @@ impl Zset {
 
     pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
         let score = self.scores.remove(member)?;
-        self.tree_remove(score, member);
+        self.order.remove(score, member);
         Some(score)
     }
 
     /// How many entries sort before the first one for which `at_or_after` holds.
     pub fn count_before(&self, at_or_after: impl Fn(f64, &[u8]) -> bool) -> usize {
-        let (mut node, mut count) = (self.root, 0);
-        while node != NIL {
-            let n = &self.nodes[node as usize];
-            if at_or_after(n.score, &n.member) {
-                node = n.left;
-            } else {
-                count += self.size(n.left) as usize + 1;
-                node = n.right;
-            }
-        }
-        count
+        self.order.count_before(at_or_after)
     }
 
     /// 0-based rank of `member` in ascending order.
@@ -257,26 +113,13 @@ impl Zset {
     }
 
     /// The entry at 0-based ascending `rank`.
-    pub fn at(&self, mut rank: usize) -> Option<(&[u8], f64)> {
-        let mut node = self.root;
-        while node != NIL {
-            let n = &self.nodes[node as usize];
-            let left = self.size(n.left) as usize;
-            match rank.cmp(&left) {
-                Ordering::Less => node = n.left,
-                Ordering::Equal => return Some((&n.member, n.score)),
-                Ordering::Greater => {
-                    rank -= left + 1;
-                    node = n.right;
-                }
-            }
-        }
-        None
+    pub fn at(&self, rank: usize) -> Option<(&[u8], f64)> {
+        self.order.at(rank)
     }
 
     /// Entries with ranks in `start..end`, ascending, or descending when `rev`.
     pub fn range(&self, start: usize, end: usize, rev: bool) -> Vec<(Vec<u8>, f64)> {
-        let mut out = Vec::with_capacity(end.saturating_sub(start));
+        let mut out = Vec::with_capacity(end.min(self.len()).saturating_sub(start));
         self.visit_range(start, end, rev, |member, score| {
             out.push((member.to_vec(), score))
         });
@@ -292,75 +135,20 @@ impl Zset {
         rev: bool,
         mut visit: impl FnMut(&[u8], f64),
     ) {
-        self.walk(self.root, 0, start, end.min(self.len()), rev, &mut visit);
-    }
-
-    /// In-order walk (reversed when `rev`) of the ranks in `start..end`; `offset` is the rank
-    /// of the leftmost entry under `node`.
-    fn walk(
-        &self,
-        node: u32,
-        offset: usize,
-        start: usize,
-        end: usize,
-        rev: bool,
-        visit: &mut impl FnMut(&[u8], f64),
-    ) {
-        if node == NIL || offset >= end || offset + self.size(node) as usize <= start {
-            return;
-        }
-        let n = &self.nodes[node as usize];
-        let rank = offset + self.size(n.left) as usize;
-        let (first, second, first_offset, second_offset) = if rev {
-            (n.right, n.left, rank + 1, offset)
-        } else {
-            (n.left, n.right, offset, rank + 1)
-        };
-        self.walk(first, first_offset, start, end, rev, visit);
-        if (start..end).contains(&rank) {
-            visit(&n.member, n.score);
-        }
-        self.walk(second, second_offset, start, end, rev, visit);
+        self.order.visit_range(start, end, rev, &mut visit);
     }
 
     /// Removes and returns the `count` lowest entries (ascending), or the highest (descending)
     /// when `highest`.
     pub fn pop(&mut self, count: usize, highest: bool) -> Vec<(Vec<u8>, f64)> {
         let mut popped = Vec::with_capacity(count.min(self.len()));
-        while popped.len() < count
-            && let Some(entry) = self.pop_end(highest)
-        {
-            self.scores.remove(&entry.0);
-            popped.push(entry);
+        while popped.len() < count && !self.is_empty() {
+            let rank = if highest { self.len() - 1 } else { 0 };
+            let (member, score) = self.order.remove_at(rank).expect("rank in range");
+            self.scores.remove(&member);
+            popped.push((member.into_vec(), score));
         }
         popped
-    }
-
-    /// Unlinks the lowest (or highest) node: it has no child on that side, so its parent
-    /// adopts its other child; sizes shrink along the path. O(depth), no rebalancing needed.
-    fn pop_end(&mut self, highest: bool) -> Option<(Vec<u8>, f64)> {
-        if self.root == NIL {
-            return None;
-        }
-        let side = |n: &Node| if highest { n.right } else { n.left };
-        let (mut parent, mut node) = (NIL, self.root);
-        while side(&self.nodes[node as usize]) != NIL {
-            self.nodes[node as usize].size -= 1;
-            parent = node;
-            node = side(&self.nodes[node as usize]);
-        }
-        let n = &mut self.nodes[node as usize];
-        let other = if highest { n.left } else { n.right };
-        let entry = (std::mem::take(&mut n.member).into_vec(), n.score);
-        if parent == NIL {
-            self.root = other;
-        } else if highest {
-            self.nodes[parent as usize].right = other;
-        } else {
-            self.nodes[parent as usize].left = other;
-        }
-        self.free.push(node);
-        Some(entry)
     }
 
     /// Members and scores in ascending order.
@@ -384,11 +172,12 @@ impl Zset {
     }
 
     pub fn allocated(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
+        // The member table holds a node of about 40 bytes plus the member per entry.
+        self.order.allocated()
             + self
-                .nodes
+                .scores
                 .iter()
-                .map(|n| 2 * n.member.len() + 40)
+                .map(|(member, _)| member.len() + 40)
                 .sum::<usize>()
     }
 }

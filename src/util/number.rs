@@ -80,6 +80,10 @@ pub fn format_double(value: f64) -> String {
         };
     }
     const PRECISION: i32 = 17;
+    // %.17g prints an integral value below 10^17 as that integer; scores usually are one.
+    if value.fract() == 0.0 && value.abs() < 1e17 {
+        return itoa::Buffer::new().format(value as i64).to_owned();
+    }
     let sci = format!("{:.*e}", (PRECISION - 1) as usize, value);
     let (mantissa, exponent) = sci.split_once('e').expect("exponent form");
     let exponent: i32 = exponent.parse().expect("exponent digits");
