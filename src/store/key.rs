@@ -7,6 +7,7 @@ use std::ops::Deref;
 
 const INLINE: usize = 22;
 
+#[derive(Clone)]
 pub enum Key {
     Inline { len: u8, bytes: [u8; INLINE] },
     Heap(Box<[u8]>),
@@ -23,6 +24,16 @@ impl From<&[u8]> for Key {
             }
         } else {
             Key::Heap(value.into())
+        }
+    }
+}
+
+impl Key {
+    /// Bytes held outside the key itself.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Key::Inline { .. } => 0,
+            Key::Heap(bytes) => bytes.len(),
         }
     }
 }

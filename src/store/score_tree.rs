@@ -12,6 +12,8 @@
 
 use std::cmp::Ordering;
 
+use super::key::Key;
+
 /// Entries per leaf and children per branch at most; a node below a quarter of it takes
 /// entries from a sibling or merges with it.
 const CAPACITY: usize = 64;
@@ -20,7 +22,8 @@ const MINIMUM: usize = CAPACITY / 4;
 #[derive(Clone)]
 struct Entry {
     score: f64,
-    member: Box<[u8]>,
+    /// Members up to 22 bytes sit inside the entry: no allocation, no pointer to follow.
+    member: Key,
 }
 
 impl Entry {
@@ -99,7 +102,7 @@ impl ScoreTree {
     }
 
     /// Removes and returns the entry at 0-based ascending `rank`.
-    pub fn remove_at(&mut self, rank: usize) -> Option<(Box<[u8]>, f64)> {
+    pub fn remove_at(&mut self, rank: usize) -> Option<(Key, f64)> {
         if rank >= self.len {
             return None;
         }
@@ -316,7 +319,7 @@ impl Node {
         const ENTRY: usize = std::mem::size_of::<Entry>();
         match self {
             Node::Leaf(entries) => {
-                entries.capacity() * ENTRY + entries.iter().map(|e| e.member.len()).sum::<usize>()
+                entries.capacity() * ENTRY + entries.iter().map(|e| e.member.heap_bytes()).sum::<usize>()
             }
             Node::Branch(branch) => {
                 std::mem::size_of::<Branch>()
@@ -516,7 +519,7 @@ mod tests {
             } else if !model.is_empty() {
                 let rank = (rand() as usize) % model.len();
                 let (member, score) = tree.remove_at(rank).expect("rank in range");
-                assert_eq!((score, member.into_vec()), model.remove(rank));
+                assert_eq!((score, member.to_vec()), model.remove(rank));
             }
             if round.is_multiple_of(997) {
                 check(&tree, &model);
@@ -536,7 +539,7 @@ mod tests {
         let expected: Vec<_> = model[10..20].iter().rev().cloned().collect();
         assert_eq!(descending, expected);
         while let Some((member, score)) = tree.remove_at(0) {
-            assert_eq!((score, member.into_vec()), model.remove(0));
+            assert_eq!((score, member.to_vec()), model.remove(0));
             if model.len().is_multiple_of(997) {
                 check(&tree, &model);
             }

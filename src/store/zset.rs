@@ -146,7 +146,7 @@ impl Zset {
             let rank = if highest { self.len() - 1 } else { 0 };
             let (member, score) = self.order.remove_at(rank).expect("rank in range");
             self.scores.remove(&member);
-            popped.push((member.into_vec(), score));
+            popped.push((member.to_vec(), score));
         }
         popped
     }
