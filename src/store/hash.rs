@@ -4,7 +4,7 @@
 //! never converts back.
 
 use super::dict::Dict;
-use super::packed::Packed;
+use super::packed::{self, Packed};
 
 /// `hash-max-listpack-entries` and `hash-max-listpack-value`.
 #[derive(Clone, Copy)]
@@ -22,15 +22,17 @@ impl HashLimits {
     }
 }
 
+/// The packed form is a bare exact-size buffer, and the table sits behind one pointer, so a
+/// hash fits in a key's entry without a box of its own: one allocation per small hash.
 pub enum Hash {
-    Pack(Packed),
+    Pack(Box<[u8]>),
     Table(Box<Dict<Box<[u8]>>>),
 }
 
 impl Clone for Hash {
     fn clone(&self) -> Hash {
         match self {
-            Hash::Pack(packed) => Hash::Pack(packed.clone()),
+            Hash::Pack(bytes) => Hash::Pack(bytes.clone()),
             Hash::Table(table) => {
                 let mut copy = Box::<Dict<_>>::default();
                 for (field, value) in table.iter() {
@@ -44,14 +46,14 @@ impl Clone for Hash {
 
 impl Default for Hash {
     fn default() -> Hash {
-        Hash::Pack(Packed::default())
+        Hash::Pack(Box::default())
     }
 }
 
 impl Hash {
     pub fn len(&self) -> usize {
         match self {
-            Hash::Pack(packed) => packed.count as usize / 2,
+            Hash::Pack(bytes) => packed::iter_bytes(bytes).count() / 2,
             Hash::Table(table) => table.len(),
         }
     }
@@ -70,8 +72,8 @@ impl Hash {
     /// Field, value pairs in storage order.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
         match self {
-            Hash::Pack(packed) => {
-                let mut entries = packed.iter();
+            Hash::Pack(bytes) => {
+                let mut entries = packed::iter_bytes(bytes);
                 Box::new(std::iter::from_fn(move || {
                     Some((entries.next()?, entries.next()?))
                 }))
@@ -105,43 +107,37 @@ impl Hash {
             self.convert_to_table();
         }
         match self {
-            Hash::Pack(packed) => {
-                let existing = pair_index(packed, field);
-                match existing {
-                    Some(index) => {
-                        *packed = rebuilt(
-                            packed,
-                            |i, entry| {
-                                if i == index * 2 + 1 { value } else { entry }
-                            },
-                        );
-                        false
-                    }
-                    None => {
-                        packed.push_back(field);
-                        packed.push_back(value);
-                        if packed.count as usize / 2 > limits.entries {
-                            self.convert_to_table();
-                        }
-                        true
-                    }
+            Hash::Pack(bytes) => match pair_index(bytes, field) {
+                Some(index) => {
+                    *bytes = rebuilt(
+                        bytes,
+                        |i, entry| {
+                            if i == index * 2 + 1 { value } else { entry }
+                        },
+                    );
+                    false
                 }
-            }
+                None => {
+                    packed::append(bytes, &[field, value]);
+                    if self.len() > limits.entries {
+                        self.convert_to_table();
+                    }
+                    true
+                }
+            },
             Hash::Table(table) => table.insert(field, value.into()).is_none(),
         }
     }
 
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
-            Hash::Pack(packed) => match pair_index(packed, field) {
+            Hash::Pack(bytes) => match pair_index(bytes, field) {
                 Some(index) => {
-                    let mut kept = Packed::default();
-                    for (i, entry) in packed.iter().enumerate() {
-                        if i / 2 != index {
-                            kept.push_back(entry);
-                        }
-                    }
-                    *packed = kept;
+                    let kept = packed::iter_bytes(bytes)
+                        .enumerate()
+                        .filter(|(i, _)| i / 2 != index)
+                        .map(|(_, entry)| entry);
+                    *bytes = Packed::of(kept).into_bytes();
                     true
                 }
                 None => false,
@@ -179,7 +175,7 @@ impl Hash {
 
     pub fn allocated(&self) -> usize {
         match self {
-            Hash::Pack(packed) => packed.data.capacity(),
+            Hash::Pack(bytes) => bytes.len(),
             Hash::Table(table) => table
                 .iter()
                 .map(|(f, v)| f.len() + v.len() + 48)
@@ -189,13 +185,20 @@ impl Hash {
 }
 
 /// The pair index of `field` in a packed hash.
-fn pair_index(packed: &Packed, field: &[u8]) -> Option<usize> {
-    packed.iter().step_by(2).position(|f| f == field)
+fn pair_index(bytes: &[u8], field: &[u8]) -> Option<usize> {
+    packed::iter_bytes(bytes)
+        .step_by(2)
+        .position(|f| f == field)
 }
 
 /// A copy of `packed` with each entry passed through `map` (entry index, entry).
-fn rebuilt<'a>(packed: &'a Packed, map: impl Fn(usize, &'a [u8]) -> &'a [u8]) -> Packed {
-    Packed::of(packed.iter().enumerate().map(|(i, e)| map(i, e)))
+fn rebuilt<'a>(bytes: &'a [u8], map: impl Fn(usize, &'a [u8]) -> &'a [u8]) -> Box<[u8]> {
+    Packed::of(
+        packed::iter_bytes(bytes)
+            .enumerate()
+            .map(|(i, e)| map(i, e)),
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]

@@ -127,12 +127,31 @@ impl Packed {
     }
 
     pub fn iter(&self) -> PackedIter<'_> {
-        PackedIter {
-            data: &self.data,
-            front: 0,
-            back: self.data.len(),
-        }
+        iter_bytes(&self.data)
     }
+
+    /// The entries as an exact-size buffer without the count, as small hashes keep them.
+    pub fn into_bytes(self) -> Box<[u8]> {
+        self.data.into_boxed_slice()
+    }
+}
+
+/// The entries of a bare packed buffer.
+pub fn iter_bytes(data: &[u8]) -> PackedIter<'_> {
+    PackedIter {
+        data,
+        front: 0,
+        back: data.len(),
+    }
+}
+
+/// Appends `values` to a bare packed buffer.
+pub fn append(bytes: &mut Box<[u8]>, values: &[&[u8]]) {
+    let mut data = std::mem::take(bytes).into_vec();
+    for value in values {
+        write_entry(&mut data, value);
+    }
+    *bytes = data.into_boxed_slice();
 }
 
 pub struct PackedIter<'a> {

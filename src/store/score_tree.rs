@@ -319,7 +319,8 @@ impl Node {
         const ENTRY: usize = std::mem::size_of::<Entry>();
         match self {
             Node::Leaf(entries) => {
-                entries.capacity() * ENTRY + entries.iter().map(|e| e.member.heap_bytes()).sum::<usize>()
+                entries.capacity() * ENTRY
+                    + entries.iter().map(|e| e.member.heap_bytes()).sum::<usize>()
             }
             Node::Branch(branch) => {
                 std::mem::size_of::<Branch>()

@@ -13,7 +13,7 @@ const EMBSTR_MAX: usize = 44;
 pub enum Value {
     Str(Str),
     List(Box<List>),
-    Hash(Box<Hash>),
+    Hash(Hash),
     Set(Box<Set>),
     Zset(Box<Zset>),
 }
@@ -188,5 +188,13 @@ impl Str {
             Str::Emb(b) => parse_i64(b),
             Str::Raw(v) => parse_i64(v),
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Every key's entry holds a Value; a small hash must fit in it without a box of its own.
+    #[test]
+    fn value_fits_in_three_words() {
+        assert_eq!(size_of::<super::Value>(), 24);
     }
 }
