@@ -2,14 +2,10 @@
 //! `tests/fuzz.rs`: the request parser fed arbitrary bytes in arbitrary pieces, and
 //! arbitrary command sequences run through the command table against a keyspace.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 
-use crate::client::{Client, ClientHandle};
-use crate::config::Config;
-use crate::protocol::{Limits, Protocol, Reply, RequestParser};
-use crate::server::Server;
+use crate::embedded::Session;
+use crate::protocol::{Limits, RequestParser};
 
 /// Feeds `data` to the parser in pieces whose sizes the data itself chooses, as a socket
 /// may deliver it. Every request parsed must have arguments; a protocol error ends the
@@ -137,36 +133,21 @@ const WORDS: &[&[u8]] = &[
 
 /// Runs command sequences against one server and client, as one connection would.
 pub struct CommandFuzzer {
-    server: Server,
-    client: Client,
-    reply: Reply,
+    session: Session,
     names: Vec<String>,
 }
 
 impl Default for CommandFuzzer {
     fn default() -> Self {
-        let server = Server::new(Config::new());
-        let (push, _) = tokio::sync::mpsc::unbounded_channel();
-        let handle = Arc::new(ClientHandle::new(
-            1,
-            "127.0.0.1:1".into(),
-            "127.0.0.1:6379".into(),
-            -1,
-            push,
-        ));
-        let client = Client::new(handle, &server.acl);
-        let names = server
+        let session = Session::default();
+        let names = session
+            .server
             .commands
             .all_with_subcommands()
             .filter(|c| c.subcommands.is_empty() && !LEFT_OUT.contains(&c.name.as_str()))
             .map(|c| c.name.clone())
             .collect();
-        CommandFuzzer {
-            server,
-            client,
-            reply: Reply::new(Protocol::Resp2),
-            names,
-        }
+        CommandFuzzer { session, names }
     }
 }
 
@@ -199,14 +180,6 @@ impl CommandFuzzer {
     }
 
     fn execute(&mut self, args: &[Bytes]) {
-        crate::commands::execute(&self.server, &mut self.client, &mut self.reply, args);
-        // A command that would block (BLPOP with nothing to pop) is given up at once.
-        if self.client.blocked.take().is_some() {
-            let _gate = self.server.store.enter(false);
-            let blocking = &self.server.store.notifier.blocking;
-            blocking.finish(self.client.id, crate::blocking::Wake::Timeout);
-        }
-        self.client.close_after_reply = false;
-        self.reply.clear();
+        self.session.execute(args);
     }
 }

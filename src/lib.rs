@@ -6,6 +6,7 @@ pub mod blocking;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod embedded;
 pub mod fuzzing;
 pub mod persist;
 pub mod protocol;

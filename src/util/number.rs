@@ -84,17 +84,42 @@ pub fn format_double(value: f64) -> String {
     if value.fract() == 0.0 && value.abs() < 1e17 {
         return itoa::Buffer::new().format(value as i64).to_owned();
     }
-    let sci = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    // %.17g takes the 17 significant digits and the exponent of %.16e, then writes them in
+    // fixed or exponent form; the digits are produced once.
+    let sci = format!("{:.*e}", (PRECISION - 1) as usize, value.abs());
     let (mantissa, exponent) = sci.split_once('e').expect("exponent form");
     let exponent: i32 = exponent.parse().expect("exponent digits");
-    if !(-4..PRECISION).contains(&exponent) {
-        let mantissa = trim_fraction(mantissa);
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    } else {
-        let decimals = (PRECISION - 1 - exponent).max(0) as usize;
-        trim_fraction(&format!("{value:.decimals$}")).to_owned()
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let digits = digits.trim_end_matches('0');
+    let mut out = String::with_capacity(32);
+    if value < 0.0 {
+        out.push('-');
     }
+    if !(-4..PRECISION).contains(&exponent) {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push_str(if exponent < 0 { "e-" } else { "e+" });
+        if exponent.abs() < 10 {
+            out.push('0');
+        }
+        out.push_str(itoa::Buffer::new().format(exponent.abs()));
+    } else if exponent < 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-exponent - 1) as usize));
+        out.push_str(digits);
+    } else {
+        let whole = exponent as usize + 1;
+        out.push_str(&digits[..whole.min(digits.len())]);
+        out.extend(std::iter::repeat_n('0', whole.saturating_sub(digits.len())));
+        if digits.len() > whole {
+            out.push('.');
+            out.push_str(&digits[whole..]);
+        }
+    }
+    out
 }
 
 fn trim_fraction(s: &str) -> &str {
@@ -163,6 +188,27 @@ mod tests {
         assert_eq!(format_double(1e17), "1e+17");
         assert_eq!(format_double(12345678901234567.0), "12345678901234568");
         assert_eq!(format_double(f64::INFINITY), "inf");
+        // Expected texts from C's printf("%.17g") (through Python's % operator).
+        for (value, printf) in [
+            (0.1, "0.10000000000000001"),
+            (-0.1, "-0.10000000000000001"),
+            (123.456, "123.456"),
+            (0.00015, "0.00014999999999999999"),
+            (-2.5e-300, "-2.5e-300"),
+            (1e300, "1.0000000000000001e+300"),
+            (std::f64::consts::PI, "3.1415926535897931"),
+            (1.0000000000000002e16, "10000000000000002"),
+            (9.999999999999998e16, "99999999999999984"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "4.9406564584124654e-324"),
+            (-1234567.125, "-1234567.125"),
+            (0.0001, "0.0001"),
+            (123456789.98765431, "123456789.98765431"),
+            (1e22, "1e+22"),
+            (6.02214076e23, "6.0221407599999999e+23"),
+        ] {
+            assert_eq!(format_double(value), printf, "{value:e}");
+        }
     }
 
     #[test]
