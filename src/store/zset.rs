@@ -76,15 +76,14 @@ impl Zset {
     /// Sets `member`'s score; returns the old score if it was present.
     pub fn insert(&mut self, member: &[u8], score: f64, limits: ZsetLimits) -> Option<f64> {
         let old = match self.scores.get_mut(member) {
+            // Equal scores (0 and -0 too, as Redis compares them) leave the entry untouched.
+            Some(slot) if *slot == score => return Some(*slot),
             Some(slot) => Some(std::mem::replace(slot, score)),
             None => {
                 self.scores.insert_new(member, score);
                 None
             }
         };
-        if old == Some(score) {
-            return old;
-        }
         if let Some(old) = old {
             self.order.remove(old, member);
         }
@@ -219,5 +218,14 @@ mod tests {
         for (rank, (member, _)) in z.all().iter().enumerate() {
             assert_eq!(z.rank(member), Some(rank));
         }
+    }
+
+    #[test]
+    fn an_equal_score_leaves_the_entry_as_it_was() {
+        let mut z = Zset::default();
+        z.insert(b"a", 0.0, LIMITS);
+        assert_eq!(z.insert(b"a", -0.0, LIMITS), Some(0.0));
+        assert!(z.score(b"a").unwrap().is_sign_positive());
+        assert!(z.at(0).unwrap().1.is_sign_positive());
     }
 }
