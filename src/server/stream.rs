@@ -6,9 +6,8 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 
-use bytes::{BufMut, BytesMut};
-use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 pub trait ClientStream: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static {
@@ -25,11 +24,7 @@ macro_rules! client_stream {
             }
 
             fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-                let mut read = None;
-                let result = self.try_io(Interest::READABLE, || {
-                    read_once(SockRef::from(self), buf, &mut read)
-                });
-                read.map_or(result, Ok)
+                <$stream>::try_read_buf(self, buf)
             }
 
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -37,29 +32,6 @@ macro_rules! client_stream {
             }
         }
     };
-}
-
-/// One non-blocking read into `buf`'s spare room, run inside `try_io`; the count goes to
-/// `read`. A read that leaves room unfilled drained the socket, so it answers WouldBlock to
-/// make tokio clear the readiness, as a second read failing with EAGAIN would (tokio keeps the
-/// readiness if data arrived since). Redis likewise reads once per readable event; at one
-/// request per round trip the extra read was a third of all reads.
-fn read_once(
-    socket: SockRef<'_>,
-    buf: &mut BytesMut,
-    read: &mut Option<usize>,
-) -> io::Result<usize> {
-    let room = buf.spare_capacity_mut();
-    let room_len = room.len();
-    let n = socket.recv(room)?;
-    // SAFETY: recv initialised the first n bytes of the spare room.
-    unsafe { buf.advance_mut(n) };
-    *read = Some(n);
-    if n > 0 && n < room_len {
-        Err(io::ErrorKind::WouldBlock.into())
-    } else {
-        Ok(n)
-    }
 }
 
 client_stream!(TcpStream);
