@@ -26,13 +26,17 @@ struct Entry {
     member: Key,
 }
 
+/// Redis's order of sorted-set entries: by score, then by member bytes.
+pub fn cmp_entry(score: f64, member: &[u8], other_score: f64, other_member: &[u8]) -> Ordering {
+    score
+        .partial_cmp(&other_score)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| member.cmp(other_member))
+}
+
 impl Entry {
-    /// Redis's order: by score, then by member bytes.
     fn cmp_to(&self, score: f64, member: &[u8]) -> Ordering {
-        self.score
-            .partial_cmp(&score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| (*self.member).cmp(member))
+        cmp_entry(self.score, &self.member, score, member)
     }
 }
 

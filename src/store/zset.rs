@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 
 use super::dict::Dict;
-use super::score_tree::ScoreTree;
+use super::score_tree::{ScoreTree, cmp_entry};
 
 /// `zset-max-listpack-entries` and `zset-max-listpack-value`.
 #[derive(Clone, Copy)]
@@ -46,14 +46,6 @@ impl Clone for Zset {
             big: self.big,
         }
     }
-}
-
-/// Redis's order: by score, then by member bytes.
-fn cmp_entry(score: f64, member: &[u8], other_score: f64, other_member: &[u8]) -> Ordering {
-    score
-        .partial_cmp(&other_score)
-        .unwrap_or(Ordering::Equal)
-        .then_with(|| member.cmp(other_member))
 }
 
 impl Zset {
