@@ -59,7 +59,10 @@ impl Hash {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Hash::Pack(bytes) => bytes.is_empty(),
+            Hash::Table(table) => table.is_empty(),
+        }
     }
 
     pub fn encoding(&self) -> &'static str {
@@ -108,7 +111,7 @@ impl Hash {
         }
         match self {
             Hash::Pack(bytes) => match pair_index(bytes, field) {
-                Some(index) => {
+                Ok(index) => {
                     *bytes = rebuilt(
                         bytes,
                         |i, entry| {
@@ -117,9 +120,9 @@ impl Hash {
                     );
                     false
                 }
-                None => {
+                Err(pairs) => {
                     packed::append(bytes, &[field, value]);
-                    if self.len() > limits.entries {
+                    if pairs + 1 > limits.entries {
                         self.convert_to_table();
                     }
                     true
@@ -132,7 +135,7 @@ impl Hash {
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
             Hash::Pack(bytes) => match pair_index(bytes, field) {
-                Some(index) => {
+                Ok(index) => {
                     let kept = packed::iter_bytes(bytes)
                         .enumerate()
                         .filter(|(i, _)| i / 2 != index)
@@ -140,7 +143,7 @@ impl Hash {
                     *bytes = Packed::of(kept).into_bytes();
                     true
                 }
-                None => false,
+                Err(_) => false,
             },
             Hash::Table(table) => table.remove(field).is_some(),
         }
@@ -184,11 +187,17 @@ impl Hash {
     }
 }
 
-/// The pair index of `field` in a packed hash.
-fn pair_index(bytes: &[u8], field: &[u8]) -> Option<usize> {
-    packed::iter_bytes(bytes)
-        .step_by(2)
-        .position(|f| f == field)
+/// The pair index of `field` in a packed hash, or the number of pairs when it is absent, so
+/// that an insert needs no second walk to count them.
+fn pair_index(bytes: &[u8], field: &[u8]) -> Result<usize, usize> {
+    let mut pairs = 0;
+    for f in packed::iter_bytes(bytes).step_by(2) {
+        if f == field {
+            return Ok(pairs);
+        }
+        pairs += 1;
+    }
+    Err(pairs)
 }
 
 /// A copy of `packed` with each entry passed through `map` (entry index, entry).
