@@ -243,3 +243,43 @@ fn slowloris_request_completes_while_others_are_served() {
     }
     assert_eq!(read_some(&mut slow), "$2\r\nhi\r\n");
 }
+
+#[test]
+fn unauthenticated_client_that_does_not_read_is_closed() {
+    // A Unix socket: its buffers are small and fixed, so they fill after a few hundred
+    // replies (TCP's grow to tens of megabytes).
+    let socket = std::env::temp_dir().join(format!("oxidis-unread-{}.sock", std::process::id()));
+    let server = TestServer::start_with(&[
+        "--requirepass",
+        "secret",
+        "--unixsocket",
+        socket.to_str().unwrap(),
+    ]);
+    let mut bystander = redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", server.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut raw = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    raw.set_write_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // One small request at a time: the server answers each alone, so when its socket fills
+    // only a few bytes of the last reply are left over, under the 1 KB limit. The server must
+    // keep reading (and so see the next replies push it over), not wait to write them.
+    use std::io::Write;
+    let refused = (0..100_000).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_micros(20));
+        raw.write_all(b"SET x 5\r\n").err()
+    });
+    let kind = refused
+        .expect("the server never closed the connection")
+        .kind();
+    assert!(
+        matches!(
+            kind,
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "{kind:?}"
+    );
+    bystander_still_served(&mut bystander, 1);
+    let _ = std::fs::remove_file(&socket);
+}

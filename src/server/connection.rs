@@ -83,6 +83,12 @@ async fn client_loop(
         tokio::select! {
             biased;
             Some(message) = push_rx.recv() => take_pushed(&handle, message, push_rx, &mut reply),
+            // Only a client that has not logged in keeps unwritten output between batches.
+            ready = stream.writable(), if !reply.buf.is_empty() => {
+                ready?;
+                write_at_once(server, stream, &mut reply.buf)?;
+                continue;
+            }
             ready = stream.readable() => {
                 ready?;
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -183,7 +189,9 @@ async fn client_loop(
             .query_buffer_free
             .store(buf.capacity() - buf.len(), Ordering::Relaxed);
         reply.protocol = client.protocol;
-        if commands::auth_required(server, client) && !write_at_once(stream, &mut reply.buf)? {
+        if !commands::auth_required(server, client) {
+            flush(server, stream, &handle, &mut reply).await?;
+        } else if !write_at_once(server, stream, &mut reply.buf)? {
             tracing::warn!(
                 "Client id={} addr={} closed: output buffer over {UNAUTHENTICATED_OUTPUT_LIMIT} \
                  bytes before authenticating",
@@ -192,7 +200,6 @@ async fn client_loop(
             );
             return Ok(());
         }
-        flush(server, stream, &handle, &mut reply).await?;
         if client.close_after_reply {
             return Ok(());
         }
@@ -201,8 +208,13 @@ async fn client_loop(
 
 /// Writes what the socket takes now. False if more than UNAUTHENTICATED_OUTPUT_LIMIT bytes
 /// are left: a client that has not logged in may not make the server hold its replies
-/// (Redis's `checkClientOutputBufferLimits`).
-fn write_at_once(stream: &impl ClientStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+/// (Redis's `checkClientOutputBufferLimits`). The rest waits for the socket while the client
+/// is still read, so one that never reads soon passes the limit instead of stalling the task.
+fn write_at_once(
+    server: &Server,
+    stream: &impl ClientStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<bool> {
     let mut written = 0;
     while written < buf.len() {
         match stream.try_write(&buf[written..]) {
@@ -212,6 +224,10 @@ fn write_at_once(stream: &impl ClientStream, buf: &mut Vec<u8>) -> std::io::Resu
         }
     }
     buf.drain(..written);
+    server
+        .stats
+        .net_output_bytes
+        .fetch_add(written as u64, Ordering::Relaxed);
     Ok(buf.len() <= UNAUTHENTICATED_OUTPUT_LIMIT)
 }
 

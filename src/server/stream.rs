@@ -12,6 +12,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 pub trait ClientStream: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
 }
@@ -21,6 +22,10 @@ macro_rules! client_stream {
         impl ClientStream for $stream {
             fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
                 <$stream>::readable(self)
+            }
+
+            fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$stream>::writable(self)
             }
 
             fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
