@@ -54,6 +54,9 @@ pub struct Client {
     pub log_as: Option<Vec<Bytes>>,
     /// Inside EXEC: whether MULTI was logged yet (see `commands::propagate`).
     pub exec_logged: Option<bool>,
+    /// The command table's index of this client's last top-level command (see
+    /// `CommandTable::resolve_recent`).
+    pub recent_command: usize,
 }
 
 /// What this client is subscribed to, mirrored in the pub/sub hub.
@@ -129,6 +132,7 @@ impl Client {
             subscriptions: Subscriptions::default(),
             log_as: None,
             exec_logged: None,
+            recent_command: usize::MAX,
         }
     }
 }

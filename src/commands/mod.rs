@@ -33,6 +33,7 @@ use crate::client::{Blocked, Client};
 use crate::protocol::Reply;
 use crate::server::Server;
 use crate::store::{Class, Db, Locked, Value};
+use crate::util::clock::Ticks;
 use meta::{CommandSpec, flag_bit};
 
 const WRITE: u32 = flag_bit("write");
@@ -660,6 +661,10 @@ impl CommandTable {
 
     /// Finds a top-level command by name, ignoring case.
     pub fn get(&self, name: &[u8]) -> Option<&Command> {
+        self.index_of(name).map(|i| &self.commands[i])
+    }
+
+    fn index_of(&self, name: &[u8]) -> Option<usize> {
         let mut lower = [0u8; 32];
         if name.len() > lower.len() {
             return None;
@@ -667,15 +672,29 @@ impl CommandTable {
         let lower = &mut lower[..name.len()];
         lower.copy_from_slice(name);
         lower.make_ascii_lowercase();
-        self.by_name.get(&lower[..]).map(|&i| &self.commands[i])
+        self.by_name.get(&lower[..]).copied()
     }
 
     /// Finds the command or subcommand a request names (`CLIENT KILL` -> `client|kill`), or
     /// the error Redis gives for an unknown one.
     pub fn resolve(&self, args: &[Bytes]) -> Result<&Command, String> {
-        let command = self
-            .get(&args[0])
-            .ok_or_else(|| unknown_command_error(args))?;
+        let mut no_recent = usize::MAX;
+        self.resolve_recent(args, &mut no_recent)
+    }
+
+    /// `resolve`, first comparing the name with the top-level command at `recent`, which it
+    /// then sets to the one named: a client mostly sends one command over and over, and a
+    /// comparison is cheaper than the table lookup.
+    pub fn resolve_recent(&self, args: &[Bytes], recent: &mut usize) -> Result<&Command, String> {
+        let command = match self.commands.get(*recent) {
+            Some(command) if command.name.as_bytes().eq_ignore_ascii_case(&args[0]) => command,
+            _ => {
+                *recent = self
+                    .index_of(&args[0])
+                    .ok_or_else(|| unknown_command_error(args))?;
+                &self.commands[*recent]
+            }
+        };
         if command.subcommands.is_empty() || args.len() < 2 {
             return Ok(command);
         }
@@ -1003,14 +1022,14 @@ pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
         return finish_reply(client, reply, reply_start);
     }
     {
-        let _time = crate::util::clock::freeze();
         let _gate = (!command.spec.key_specs.is_empty() || command.access == Access::Exclusive)
             .then(|| {
                 server
                     .store
                     .enter_for(command.exclusive(args), command.flags & WRITE != 0)
             });
-        call(server, client, reply, command, args);
+        let time = crate::util::clock::freeze();
+        call(server, client, reply, command, args, time.at());
         if let Some(request) = client.wants_block.take() {
             let wake = server.store.notifier.blocking.block(
                 client.id,
@@ -1036,10 +1055,13 @@ pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
 /// known) and the error.
 fn check<'s>(
     server: &'s Server,
-    client: &Client,
+    client: &mut Client,
     args: &[Bytes],
 ) -> Result<&'s Command, (Option<&'s Command>, String)> {
-    let command = server.commands.resolve(args).map_err(|m| (None, m))?;
+    let command = server
+        .commands
+        .resolve_recent(args, &mut client.recent_command)
+        .map_err(|m| (None, m))?;
     if !command.arity_ok(args.len()) {
         let message = format!(
             "ERR wrong number of arguments for '{}' command",
@@ -1115,7 +1137,7 @@ fn call_queued(server: &Server, client: &mut Client, reply: &mut Reply, args: &[
         .resolve(args)
         .and_then(|command| acl::check_queued(server, client, command, args).map(|()| command));
     match checked {
-        Ok(command) => call(server, client, reply, command, args),
+        Ok(command) => call(server, client, reply, command, args, Ticks::now()),
         Err(message) => reply.error(&message),
     }
 }
@@ -1126,13 +1148,15 @@ pub fn auth_required(server: &Server, client: &Client) -> bool {
     !client.authenticated && !server.acl.default_open()
 }
 
-/// Runs a checked command and does its bookkeeping: statistics, slow log, MONITOR feed.
+/// Runs a checked command that started at `started` and does its bookkeeping: statistics,
+/// slow log, MONITOR feed.
 fn call(
     server: &Server,
     client: &mut Client,
     reply: &mut Reply,
     command: &Command,
     args: &[Bytes],
+    started: Ticks,
 ) {
     client
         .handle
@@ -1146,7 +1170,6 @@ fn call(
     if dirty_before.is_some() && command.tx == TxRole::Exec {
         propagate::exec_started(client);
     }
-    let started = crate::util::clock::Ticks::now();
     let result = {
         let mut ctx = Ctx {
             server,

@@ -112,12 +112,21 @@ impl Hash {
         match self {
             Hash::Pack(bytes) => match pair_index(bytes, field) {
                 Ok(index) => {
-                    *bytes = rebuilt(
-                        bytes,
-                        |i, entry| {
-                            if i == index * 2 + 1 { value } else { entry }
-                        },
-                    );
+                    let old = packed::iter_bytes(bytes)
+                        .nth(index * 2 + 1)
+                        .expect("every field has a value");
+                    if old.len() == value.len() {
+                        // Same length, same length prefixes: overwritten where it is.
+                        let start = old.as_ptr() as usize - bytes.as_ptr() as usize;
+                        bytes[start..start + value.len()].copy_from_slice(value);
+                    } else {
+                        *bytes = rebuilt(
+                            bytes,
+                            |i, entry| {
+                                if i == index * 2 + 1 { value } else { entry }
+                            },
+                        );
+                    }
                     false
                 }
                 Err(pairs) => {
@@ -238,5 +247,20 @@ mod tests {
         let mut long = Hash::default();
         long.set(b"f", b"a value longer than eight", LIMITS);
         assert_eq!(long.encoding(), "hashtable");
+    }
+
+    #[test]
+    fn updates_keep_the_other_pairs() {
+        let mut hash = Hash::default();
+        hash.set(b"a", b"one", LIMITS);
+        hash.set(b"b", b"two", LIMITS);
+        // Same length (written in place), then longer and shorter (rebuilt).
+        for value in [&b"TWO"[..], b"2", b"two-two", b"tw"] {
+            assert!(!hash.set(b"b", value, LIMITS));
+            assert_eq!(hash.get(b"b"), Some(value));
+            assert_eq!(hash.get(b"a"), Some(&b"one"[..]));
+            assert_eq!(hash.len(), 2);
+            assert_eq!(hash.encoding(), "listpack");
+        }
     }
 }

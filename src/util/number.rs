@@ -38,24 +38,32 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 /// Redis's `string2d`/`strtod` acceptance: the whole string must be a number, no surrounding
 /// spaces, and NaN is rejected. `inf`, `-inf` and exponents are accepted.
 pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    // Scores and increments are mostly small integers: exact as doubles, no text parse.
+    if s.len() <= 15
+        && let Some(value) = parse_i64(s)
+    {
+        return Some(value as f64);
+    }
     if s.is_empty() || s[0].is_ascii_whitespace() || s[s.len() - 1].is_ascii_whitespace() {
         return None;
     }
     let text = std::str::from_utf8(s).ok()?;
-    let lower = text.to_ascii_lowercase();
-    let body = lower.trim_start_matches(['+', '-']);
-    if body.starts_with("nan") || body.starts_with("0x") || lower.starts_with("+-") {
+    let starts_with = |s: &str, prefix: &str| {
+        s.len() >= prefix.len()
+            && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    let body = text.trim_start_matches(['+', '-']);
+    if starts_with(body, "nan") || starts_with(body, "0x") || text.starts_with("+-") {
         return None;
     }
-    let value: f64 = match body {
-        "inf" | "infinity" => {
-            if lower.starts_with('-') {
-                f64::NEG_INFINITY
-            } else {
-                f64::INFINITY
-            }
+    let value: f64 = if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
+        if text.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
         }
-        _ => text.parse().ok()?,
+    } else {
+        text.parse().ok()?
     };
     (!value.is_nan()).then_some(value)
 }
@@ -173,7 +181,23 @@ mod tests {
         assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
         assert_eq!(parse_f64(b"+inf"), Some(f64::INFINITY));
         assert_eq!(parse_f64(b"1e3"), Some(1000.0));
-        for bad in [&b" 1"[..], b"1 ", b"nan", b"abc", b"", b"1\x002"] {
+        assert_eq!(parse_f64(b"-INFinity"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"42"), Some(42.0));
+        assert_eq!(parse_f64(b"007"), Some(7.0));
+        assert_eq!(parse_f64(b"-9007199254740993"), Some(-9007199254740992.0));
+        let negative_zero = parse_f64(b"-0").unwrap();
+        assert!(negative_zero == 0.0 && negative_zero.is_sign_negative());
+        for bad in [
+            &b" 1"[..],
+            b"1 ",
+            b"nan",
+            b"-NaN",
+            b"0x10",
+            b"+-1",
+            b"abc",
+            b"",
+            b"1\x002",
+        ] {
             assert_eq!(parse_f64(bad), None);
         }
     }
