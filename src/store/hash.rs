@@ -3,6 +3,8 @@
 //! `hash-max-listpack-entries` or `hash-max-listpack-value` (`hashtable`). Like Redis, a hash
 //! never converts back.
 
+use std::ops::Range;
+
 use super::dict::Dict;
 use super::packed::{self, Packed};
 
@@ -87,7 +89,7 @@ impl Hash {
 
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         match self {
-            Hash::Pack(_) => self.iter().find(|(f, _)| *f == field).map(|(_, v)| v),
+            Hash::Pack(bytes) => find_pair(bytes, field).ok().map(|(_, value)| &bytes[value]),
             Hash::Table(table) => table.get(field).map(|v| &v[..]),
         }
     }
@@ -110,15 +112,11 @@ impl Hash {
             self.convert_to_table();
         }
         match self {
-            Hash::Pack(bytes) => match pair_index(bytes, field) {
-                Ok(index) => {
-                    let old = packed::iter_bytes(bytes)
-                        .nth(index * 2 + 1)
-                        .expect("every field has a value");
+            Hash::Pack(bytes) => match find_pair(bytes, field) {
+                Ok((index, old)) => {
                     if old.len() == value.len() {
                         // Same length, same length prefixes: overwritten where it is.
-                        let start = old.as_ptr() as usize - bytes.as_ptr() as usize;
-                        bytes[start..start + value.len()].copy_from_slice(value);
+                        bytes[old].copy_from_slice(value);
                     } else {
                         *bytes = rebuilt(
                             bytes,
@@ -143,8 +141,8 @@ impl Hash {
 
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
-            Hash::Pack(bytes) => match pair_index(bytes, field) {
-                Ok(index) => {
+            Hash::Pack(bytes) => match find_pair(bytes, field) {
+                Ok((index, _)) => {
                     let kept = packed::iter_bytes(bytes)
                         .enumerate()
                         .filter(|(i, _)| i / 2 != index)
@@ -196,13 +194,15 @@ impl Hash {
     }
 }
 
-/// The pair index of `field` in a packed hash, or the number of pairs when it is absent, so
-/// that an insert needs no second walk to count them.
-fn pair_index(bytes: &[u8], field: &[u8]) -> Result<usize, usize> {
+/// The pair index of `field` in a packed hash and where its value lies in `bytes`, or the
+/// number of pairs when it is absent, so that an insert needs no second walk to count them.
+fn find_pair(bytes: &[u8], field: &[u8]) -> Result<(usize, Range<usize>), usize> {
+    let mut entries = packed::iter_bytes(bytes);
     let mut pairs = 0;
-    for f in packed::iter_bytes(bytes).step_by(2) {
+    while let (Some(f), Some(value)) = (entries.next(), entries.next()) {
         if f == field {
-            return Ok(pairs);
+            let start = value.as_ptr() as usize - bytes.as_ptr() as usize;
+            return Ok((pairs, start..start + value.len()));
         }
         pairs += 1;
     }
