@@ -240,10 +240,14 @@ impl ClientHandle {
         }
     }
 
-    pub fn kill(&self) {
-        self.killed.store(true, Ordering::Relaxed);
+    /// Returns false when the client was already killed.
+    pub fn kill(&self) -> bool {
+        if self.killed.swap(true, Ordering::Relaxed) {
+            return false;
+        }
         self.wake();
         self.kill_notify.notify_one();
+        true
     }
 
     /// Makes the connection task look at its state (killed, ACL changes) without a message.
@@ -294,15 +298,13 @@ impl ClientHandle {
     }
 
     /// For the server cron: a client that stays over its soft limit with no new traffic is
-    /// closed once its time is up.
-    pub fn check_output_limits(&self, limits: [u64; 3]) {
+    /// closed once its time is up. Returns whether this call closed it.
+    pub fn check_output_limits(&self, limits: [u64; 3]) -> bool {
         let pending = self.output_buffer.load(Ordering::Relaxed) as u64;
-        if pending > 0
+        pending > 0
             && !self.killed.load(Ordering::Relaxed)
             && self.breaks_limits(pending, limits)
-        {
-            self.close_for_limits();
-        }
+            && self.close_for_limits()
     }
 
     /// Redis's `checkClientOutputBufferLimits`: over the hard limit, or over the soft one for
@@ -325,15 +327,20 @@ impl ClientHandle {
         (hard > 0 && pending >= hard) || soft_expired
     }
 
-    fn close_for_limits(&self) {
+    /// A publisher's thread and the cron can find the client over its limit at the same time:
+    /// only the one that kills it counts and logs the close.
+    fn close_for_limits(&self) -> bool {
+        self.set_flag(FLAG_CLOSE_ASAP, true);
+        if !self.kill() {
+            return false;
+        }
         OUTPUT_LIMIT_DISCONNECTIONS.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             "Client id={} addr={} scheduled to be closed ASAP for overcoming of output buffer limits.",
             self.id,
             self.addr
         );
-        self.set_flag(FLAG_CLOSE_ASAP, true);
-        self.kill();
+        true
     }
 
     /// The connection wrote `bytes` of pushed messages to the socket.
@@ -474,5 +481,37 @@ impl ClientRegistry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ClientHandle>>> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn a_client_over_its_limit_is_closed_once_when_threads_race() {
+        const THREADS: usize = 4;
+        for _ in 0..200 {
+            let (push, _messages) = mpsc::unbounded_channel();
+            let handle = Arc::new(ClientHandle::new(1, "a".into(), "b".into(), -1, push));
+            handle.output_buffer.store(2048, Ordering::Relaxed);
+            let barrier = Arc::new(Barrier::new(THREADS));
+            let closers: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let (handle, barrier) = (handle.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        handle.check_output_limits([1024, 0, 0])
+                    })
+                })
+                .collect();
+            let closed = closers
+                .into_iter()
+                .filter_map(|t| t.join().unwrap().then_some(()))
+                .count();
+            assert_eq!(closed, 1);
+            assert!(handle.has_flag(FLAG_CLOSE_ASAP));
+        }
     }
 }
