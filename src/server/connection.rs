@@ -176,10 +176,13 @@ async fn client_loop(
             return Ok(());
         }
         if buf.is_empty() {
-            // A buffer a big request grew is given back at once; a normal one is rewound to
-            // its start (no allocation) for the next read.
+            // A normal buffer is rewound to its start (no allocation) for the next read. After
+            // a big argument, rewinding allocates the buffer's original size again (the argument
+            // still holds the old one), ready for another big one as Redis keeps it. A batch
+            // that leaves that big buffer empty trims it to normal size, as Redis's
+            // `clientsCronResizeQueryBuffer` trims to the recent peak.
             if buf.capacity() > LARGE_QUERY_BUFFER {
-                buf = BytesMut::new();
+                buf = BytesMut::with_capacity(READ_CHUNK);
             } else {
                 buf.reserve(READ_CHUNK);
             }

@@ -4,7 +4,8 @@
 # Usage: tests/redis-suite/run.sh [unit ...]   (default: the units listed in units.txt)
 # A unit runs against one oxidis started here (external mode), or, when units.txt marks it
 # "spawn" (units Redis tags external:skip), the suite starts oxidis itself as src/redis-server
-# for each of its server blocks.
+# for each of its server blocks. Tests tagged "slow" are left out, except in units marked
+# "slow" (unit/querybuf is tagged slow as a whole; its two tests take three seconds).
 # Prints one line per unit and a final "N passed, N failed"; exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,11 +50,13 @@ total_pending=0
 logdir="$root/target/redis-suite/logs"
 mkdir -p "$logdir"
 for entry in "${units[@]}"; do
-    read -r unit mode <<<"$entry"
+    read -r unit modes <<<"$entry"
+    tags=(--tags -slow)
+    [[ " $modes " == *" slow "* ]] && tags=()
     log="$logdir/$(echo "$unit" | tr / _).log"
     target=()
     pid=
-    if [ "$mode" != spawn ]; then
+    if [[ " $modes " != *" spawn "* ]]; then
         port=$(free_port)
         # A fresh directory per unit: tests that SAVE or DEBUG RELOAD write their dump there.
         workdir=$(mktemp -d)
@@ -64,7 +67,7 @@ for entry in "${units[@]}"; do
         target=(--host 127.0.0.1 --port "$port")
     fi
     (cd "$suite/.." && timeout 900 ./runtest "${target[@]}" --single "$unit" \
-        --durable --tags -slow --tags -needs:repl --timeout 120 --clients 1 \
+        --durable "${tags[@]}" --tags -needs:repl --timeout 120 --clients 1 \
         --skipfile "$skipfile") 2>&1 \
         | sed 's/\x1b\[[0-9;]*m//g' >"$log" || true
     if [ -n "$pid" ]; then
