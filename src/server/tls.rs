@@ -11,6 +11,7 @@ use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use tokio::net::{TcpListener, UnixStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -20,6 +21,8 @@ use crate::config::{self, Config};
 
 /// A client that does not finish its handshake in this time is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The content type of the record a TLS client's first message comes in.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// The TLS settings as a rustls acceptor, or Redis-like words for what is wrong.
 pub fn acceptor(config: &Config) -> Result<TlsAcceptor, String> {
@@ -31,7 +34,7 @@ pub fn acceptor(config: &Config) -> Result<TlsAcceptor, String> {
     let certs = CertificateDer::pem_file_iter(&cert_file)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("Failed to load certificate: {cert_file}: {e}"))?;
-    let key = PrivateKeyDer::from_pem_file(&key_file)
+    let key = load_private_key(&key_file, &config.text(config::TLS_KEY_FILE_PASS))
         .map_err(|e| format!("Failed to load private key: {key_file}: {e}"))?;
     let provider = Arc::new(ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -58,7 +61,8 @@ pub fn acceptor(config: &Config) -> Result<TlsAcceptor, String> {
                 .add(cert)
                 .map_err(|e| format!("Failed to load CA certificate: {e}"))?;
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
         let verifier = if auth == "optional" {
             verifier.allow_unauthenticated()
         } else {
@@ -70,10 +74,37 @@ pub fn acceptor(config: &Config) -> Result<TlsAcceptor, String> {
                 .map_err(|e| format!("Failed to configure TLS: {e}"))?,
         )
     };
-    let server_config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("Failed to configure TLS: {e}"))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("Failed to load private key: {key_file}: {e}"))?;
+    let certified = CertifiedKey::new(certs, signing_key);
+    match certified.keys_match() {
+        // webpki cannot parse X.509 v1 certificates (what `openssl x509 -req` makes without
+        // extensions), which OpenSSL, and so Redis, accept: such a certificate is served as is.
+        Ok(()) | Err(rustls::Error::InvalidCertificate(_)) => {}
+        Err(e) => return Err(format!("Failed to configure TLS: {e}")),
+    }
+    let server_config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     Ok(TlsAcceptor::from(Arc::new(server_config)))
+}
+
+/// The key in `path`; an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`, what `openssl rsa
+/// -aes256` writes) is decrypted with `tls-key-file-pass`.
+fn load_private_key(path: &str, pass: &str) -> Result<PrivateKeyDer<'static>, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    match pkcs8::der::pem::decode_vec(&pem) {
+        Ok(("ENCRYPTED PRIVATE KEY", der)) => {
+            if pass.is_empty() {
+                return Err("the key is encrypted and tls-key-file-pass is not set".into());
+            }
+            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
+                .map_err(|e| e.to_string())?;
+            let key = info.decrypt(pass).map_err(|e| e.to_string())?;
+            Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()))
+        }
+        _ => PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()),
+    }
 }
 
 /// `tls-protocols`: "TLSv1.2 TLSv1.3" (both when empty). rustls has no older versions.
@@ -107,7 +138,17 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
                 };
                 let server = server.clone();
                 tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, async move {
+                        // A plain-text client is closed without a word, as OpenSSL does; rustls
+                        // would send an alert that the client reads as a garbled reply.
+                        let mut first = [0u8; 1];
+                        if tcp.peek(&mut first).await? == 0 || first[0] != TLS_HANDSHAKE_RECORD {
+                            // Read what came, so the close is an orderly one, not a reset.
+                            let _ = tcp.try_read(&mut [0; 1024]);
+                            return Err(std::io::Error::other("not a TLS handshake"));
+                        }
+                        acceptor.accept(tcp).await
+                    });
                     let mut tls = match handshake.await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
