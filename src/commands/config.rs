@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use super::{CmdResult, Ctx, Error, reply_help};
 use crate::config::{self, Config, SETTINGS};
+use crate::server::PortKind;
 use crate::util::repr;
 
 pub fn get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
@@ -92,6 +93,33 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             text(&pairs[2 * n])
         )
         .into());
+    }
+    // Ports moved by this command, with where they were, to move back if a later one fails.
+    let mut moved: Vec<(PortKind, u16)> = Vec::new();
+    for (n, &index) in chosen.iter().enumerate() {
+        let kind = match index {
+            config::PORT => PortKind::Tcp,
+            config::TLS_PORT => PortKind::Tls,
+            _ => continue,
+        };
+        let port = ctx.server.config.int(index) as u16;
+        if ctx.server.config.render(index) == previous[n] {
+            continue;
+        }
+        if let Err(e) = ctx.server.ports.change(kind, port) {
+            tracing::warn!("Failed to listen on port {port}: {e}");
+            for &(kind, old) in &moved {
+                let _ = ctx.server.ports.change(kind, old);
+            }
+            restore(chosen.len());
+            return Err(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - Unable to listen \
+                 on this port. Check server logs.",
+                SETTINGS[index].name
+            )
+            .into());
+        }
+        moved.push((kind, previous[n].parse().unwrap_or(0)));
     }
     apply_side_effects(ctx, &chosen);
     ctx.reply.ok();

@@ -2,12 +2,14 @@
 //! down cleanly on SIGTERM/SIGINT or SHUTDOWN.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::AbortHandle;
 
 use super::stream::Peer;
 use super::{Server, connection, cron};
@@ -28,9 +30,6 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         .first()
         .and_then(|l| l.local_addr().ok())
         .map_or(0, |a| a.port());
-    server
-        .listen_port
-        .store(bound_port as u64, Ordering::Relaxed);
     if server.config.bool(config::ALWAYS_SHOW_LOGO) {
         // Redis's logo carries these fields; tools (Redis's own test suite) look for them.
         tracing::info!(
@@ -50,16 +49,13 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         );
     }
     load_data(&server).map_err(std::io::Error::other)?;
+    let _ = server.ports.server.set(Arc::downgrade(&server));
     tracing::info!("Ready to accept connections tcp");
-    for listener in listeners {
-        tokio::spawn(accept_loop(server.clone(), listener));
-    }
+    server.ports.start(&server, PortKind::Tcp, listeners);
     if !tls_listeners.is_empty() {
         tracing::info!("Ready to accept connections tls");
     }
-    for listener in tls_listeners {
-        tokio::spawn(super::tls::accept_loop(server.clone(), listener));
-    }
+    server.ports.start(&server, PortKind::Tls, tls_listeners);
     if let Some((listener, path)) = unix {
         tracing::info!("Ready to accept connections unix");
         tokio::spawn(unix_accept_loop(server.clone(), listener, path));
@@ -90,6 +86,96 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     }
     tracing::warn!("Oxidis is now ready to exit, bye bye...");
     Ok(())
+}
+
+#[derive(Clone, Copy)]
+pub enum PortKind {
+    Tcp,
+    Tls,
+}
+
+/// The accept loops of `port` and `tls-port`, so that CONFIG SET can move them.
+#[derive(Default)]
+pub struct Ports {
+    /// The server the accept loops serve, set once it is running.
+    server: OnceLock<Weak<Server>>,
+    tcp: Mutex<Vec<Listening>>,
+    tls: Mutex<Vec<Listening>>,
+}
+
+/// One listening socket and the task that accepts on it (and owns it).
+struct Listening {
+    fd: RawFd,
+    task: AbortHandle,
+}
+
+impl Ports {
+    /// Redis's `changeListenPort`: binds the new port (none for 0) before the old one is
+    /// closed, so a port that cannot be bound leaves things as they were.
+    pub fn change(&self, kind: PortKind, port: u16) -> std::io::Result<()> {
+        let server = self
+            .server
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| std::io::Error::other("the server is not accepting clients yet"))?;
+        let listeners = bind_all(&server, port, kind.name())?;
+        for old in std::mem::take(&mut *self.of(kind)) {
+            old.close();
+        }
+        self.start(&server, kind, listeners);
+        Ok(())
+    }
+
+    fn start(&self, server: &Arc<Server>, kind: PortKind, listeners: Vec<TcpListener>) {
+        if let PortKind::Tcp = kind {
+            let port = listeners.first().and_then(|l| l.local_addr().ok());
+            let port = port.map_or(0, |a| a.port());
+            server.listen_port.store(port as u64, Ordering::Relaxed);
+        }
+        let mut running = self.of(kind);
+        for listener in listeners {
+            let fd = listener.as_raw_fd();
+            let task = match kind {
+                PortKind::Tcp => tokio::spawn(accept_loop(server.clone(), listener)),
+                PortKind::Tls => tokio::spawn(super::tls::accept_loop(server.clone(), listener)),
+            };
+            running.push(Listening {
+                fd,
+                task: task.abort_handle(),
+            });
+        }
+    }
+
+    fn of(&self, kind: PortKind) -> std::sync::MutexGuard<'_, Vec<Listening>> {
+        match kind {
+            PortKind::Tcp => &self.tcp,
+            PortKind::Tls => &self.tls,
+        }
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PortKind {
+    fn name(self) -> &'static str {
+        match self {
+            PortKind::Tcp => "tcp",
+            PortKind::Tls => "tls",
+        }
+    }
+}
+
+impl Listening {
+    /// Stops listening at once, so the port can be bound again by the next command. The task
+    /// that owns the socket is only dropped later (after this command, on a current-thread
+    /// runtime), so the socket is shut down here rather than closed.
+    fn close(self) {
+        // SAFETY: the accept task owns this descriptor and never ends on its own: it stays open
+        // until the task is aborted below.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Read);
+        self.task.abort();
+    }
 }
 
 /// Listens on `port` at every `bind` address (none when the port is 0). An address marked

@@ -4,6 +4,7 @@ mod connection;
 mod cron;
 mod fd_limit;
 mod listener;
+pub use listener::PortKind;
 mod stream;
 mod tls;
 
@@ -52,6 +53,7 @@ pub struct Server {
     /// The TLS settings in force, when `tls-port` is set; CONFIG SET of a `tls-*` setting
     /// replaces them for the next connections.
     pub tls: std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>,
+    pub ports: listener::Ports,
 }
 
 #[derive(Default)]
@@ -282,6 +284,7 @@ impl Server {
             listen_port: AtomicU64::new(0),
             normal_output_limit: AtomicU64::new(0),
             tls: Default::default(),
+            ports: Default::default(),
         };
         server.apply_cached_settings();
         server

@@ -1,5 +1,6 @@
 """TLS on tls-port with redis-py (ssl=True) and redis-cli --tls, using certificates made here
-with openssl: a CA, a server certificate for 127.0.0.1 and a client certificate."""
+with openssl: a CA, a server certificate for 127.0.0.1, a client certificate, an X.509 v1
+server certificate (no extensions) and the server key encrypted with a password."""
 import socket
 import ssl
 import subprocess
@@ -30,6 +31,11 @@ def certs(tmp_path_factory):
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                 "-CAcreateserial", "-days", "2", "-sha256", "-extfile", f"{name}.ext",
                 "-out", f"{name}.crt", cwd=d)
+    # Without -extfile, `openssl x509 -req` makes a version 1 certificate; OpenSSL serves those.
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-days", "2",
+            "-sha256", "-out", "server-v1.crt", cwd=d)
+    openssl("rsa", "-in", "server.key", "-aes256", "-passout", "pass:robot-42",
+            "-out", "server-encrypted.key", cwd=d)
     return d
 
 
@@ -66,11 +72,9 @@ def test_client_without_certificate_is_refused(start_oxidis, certs):
             with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
                 tls.sendall(b"PING\r\n")
                 tls.recv(100)
-    # Plain text on the TLS port is not a handshake either: a TLS alert record, then close.
+    # Plain text on the TLS port is not a handshake either: closed without a byte, as Redis does.
     with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
         raw.sendall(b"PING\r\n")
-        alert = raw.recv(100)
-        assert alert[:3] == b"\x15\x03\x03"
         assert raw.recv(100) == b""
     assert redis.Redis(host="127.0.0.1", port=port).ping() is True
 
@@ -98,3 +102,66 @@ def test_config_set_changes_tls_for_new_connections(start_oxidis, certs):
                                 "- Unable to update TLS configuration. Check server logs.")
     assert admin.config_get("tls-cert-file") == {"tls-cert-file": str(certs / "server.crt")}
     assert redis.Redis(**without_cert).ping() is True
+
+
+def tls_client(certs, tls_port, **extra):
+    return redis.Redis(host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=str(certs / "ca.crt"),
+                       ssl_certfile=str(certs / "client.crt"),
+                       ssl_keyfile=str(certs / "client.key"), retry=Retry(NoBackoff(), 0), **extra)
+
+
+def test_version_1_certificate_is_served(start_oxidis, certs):
+    _, tls_port = start_tls(start_oxidis, certs, "--tls-cert-file", str(certs / "server-v1.crt"))
+    # The client checks the CA's signature and the name; it does not need a hostname here.
+    r = tls_client(certs, tls_port, ssl_check_hostname=False)
+    assert r.ping() is True
+    assert r.connection_pool.get_connection()._sock.getpeercert()["version"] == 1
+
+
+def test_encrypted_key_needs_tls_key_file_pass(start_oxidis, certs):
+    port, tls_port = start_tls(start_oxidis, certs)
+    admin = redis.Redis(host="127.0.0.1", port=port)
+    with pytest.raises(redis.ResponseError) as error:
+        admin.config_set("tls-key-file", str(certs / "server-encrypted.key"))
+    assert str(error.value) == ("CONFIG SET failed (possibly related to argument 'tls-key-file') "
+                                "- Unable to update TLS configuration. Check server logs.")
+    assert admin.config_set("tls-key-file-pass", "wrong") is True
+    with pytest.raises(redis.ResponseError):
+        admin.config_set("tls-key-file", str(certs / "server-encrypted.key"))
+    assert admin.config_set("tls-key-file-pass", "robot-42") is True
+    assert admin.config_set("tls-key-file", str(certs / "server-encrypted.key")) is True
+    assert tls_client(certs, tls_port).ping() is True
+    # At start, from the arguments, too.
+    _, tls_port = start_tls(start_oxidis, certs, "--tls-key-file", str(certs / "server-encrypted.key"),
+                            "--tls-key-file-pass", "robot-42")
+    assert tls_client(certs, tls_port).ping() is True
+
+
+def test_config_set_moves_the_ports(start_oxidis, certs):
+    port, tls_port = start_tls(start_oxidis, certs)
+    admin = tls_client(certs, tls_port)
+    plain = dict(host="127.0.0.1", retry=Retry(NoBackoff(), 0))
+    # The TLS port is closed, and the plain port moves to where it was.
+    assert admin.config_set("tls-port", 0) is True
+    with pytest.raises(redis.exceptions.ConnectionError):
+        tls_client(certs, tls_port).ping()
+    assert admin.config_set("port", tls_port) is True
+    assert redis.Redis(port=tls_port, **plain).ping() is True
+    with pytest.raises(redis.exceptions.ConnectionError):
+        redis.Redis(port=port, **plain).ping()
+    assert admin.config_get("port") == {"port": str(tls_port)}
+    # A port that is taken is refused, and the server keeps listening where it was.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(redis.ResponseError) as error:
+            admin.config_set("port", taken.getsockname()[1])
+    assert str(error.value) == ("CONFIG SET failed (possibly related to argument 'port') - "
+                                "Unable to listen on this port. Check server logs.")
+    assert admin.config_get("port") == {"port": str(tls_port)}
+    assert redis.Redis(port=tls_port, **plain).ping() is True
+    # And back: plain off, TLS on the same port again. The admin connection stays up throughout.
+    assert admin.config_set("port", 0) is True
+    assert admin.config_set("tls-port", tls_port) is True
+    assert tls_client(certs, tls_port).ping() is True
+    assert admin.ping() is True

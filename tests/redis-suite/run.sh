@@ -5,7 +5,9 @@
 # A unit runs against one oxidis started here (external mode), or, when units.txt marks it
 # "spawn" (units Redis tags external:skip), the suite starts oxidis itself as src/redis-server
 # for each of its server blocks. Tests tagged "slow" are left out, except in units marked
-# "slow" (unit/querybuf is tagged slow as a whole; its two tests take three seconds).
+# "slow" (unit/querybuf is tagged slow as a whole; its two tests take three seconds). Units
+# marked "tls" run with the suite's --tls (clients and servers over TLS, with the suite's own
+# test certificates).
 # Prints one line per unit and a final "N passed, N failed"; exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,6 +55,11 @@ for entry in "${units[@]}"; do
     read -r unit modes <<<"$entry"
     tags=(--tags -slow)
     [[ " $modes " == *" slow "* ]] && tags=()
+    tls=()
+    if [[ " $modes " == *" tls "* ]]; then
+        tls=(--tls)
+        [ -f "$suite/tls/ca.crt" ] || (cd "$suite/.." && ./utils/gen-test-certs.sh >/dev/null 2>&1)
+    fi
     log="$logdir/$(echo "$unit" | tr / _).log"
     target=()
     pid=
@@ -66,7 +73,7 @@ for entry in "${units[@]}"; do
         for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
         target=(--host 127.0.0.1 --port "$port")
     fi
-    (cd "$suite/.." && timeout 900 ./runtest "${target[@]}" --single "$unit" \
+    (cd "$suite/.." && timeout 900 ./runtest "${target[@]}" "${tls[@]}" --single "$unit" \
         --durable "${tags[@]}" --tags -needs:repl --timeout 120 --clients 1 \
         --skipfile "$skipfile") 2>&1 \
         | sed 's/\x1b\[[0-9;]*m//g' >"$log" || true
