@@ -263,7 +263,7 @@ fn unauthenticated_client_that_does_not_read_is_closed() {
     raw.set_write_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     // One small request at a time: the server answers each alone, so when its socket fills
-    // only a few bytes of the last reply are left over, under the 1 KB limit. The server must
+    // only a few bytes of the last reply are left over, under the limit. The server must
     // keep reading (and so see the next replies push it over), not wait to write them.
     use std::io::Write;
     let refused = (0..100_000).find_map(|_| {
@@ -282,4 +282,34 @@ fn unauthenticated_client_that_does_not_read_is_closed() {
     );
     bystander_still_served(&mut bystander, 1);
     let _ = std::fs::remove_file(&socket);
+}
+
+#[test]
+fn unauthenticated_pipeline_whose_replies_overflow_the_reply_buffer_is_closed() {
+    let server = TestServer::start_with(&["--requirepass", "secret"]);
+    let mut bystander = redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", server.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // 4,000 requests in one write: every read of them makes tens of KB of NOAUTH replies at
+    // once, over Redis's 16 KB reply buffer plus 1 KB, however much the socket would take.
+    // The server closes the client without writing them, as Redis does.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    use std::io::{Read, Write};
+    raw.write_all(&b"SET x 5\r\n".repeat(4000)).unwrap();
+    let mut received = Vec::new();
+    let end = raw.read_to_end(&mut received);
+    assert!(
+        matches!(&end, Ok(_))
+            || end.as_ref().unwrap_err().kind() == std::io::ErrorKind::ConnectionReset,
+        "{end:?}"
+    );
+    assert!(
+        received.len() <= 17 * 1024,
+        "{} bytes of replies",
+        received.len()
+    );
+    bystander_still_served(&mut bystander, 1);
 }

@@ -19,10 +19,12 @@ use crate::protocol::{Limits, Reply, RequestParser};
 use crate::util::now_ms;
 
 const READ_CHUNK: usize = 16 * 1024;
-/// An empty query buffer larger than this is freed rather than kept for the next request.
+/// An empty query buffer larger than this is trimmed to READ_CHUNK for the next request.
 const LARGE_QUERY_BUFFER: usize = 4 * READ_CHUNK;
-/// Output bytes a client that has not logged in may leave unread.
-const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 1024;
+/// Unwritten output a client that has not logged in may have. Redis closes such a client once
+/// its replies overflow the 16 KB reply buffer by more than 1 KB (`checkClientOutputBufferLimits`
+/// counts only the reply list beyond `c->buf`), checked as each reply is added.
+const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 16 * 1024 + 1024;
 
 pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Peer) {
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Bytes>();
@@ -140,6 +142,13 @@ async fn client_loop(
                         )
                         .await?;
                     }
+                    if !limits.authenticated
+                        && reply.buf.len() > UNAUTHENTICATED_OUTPUT_LIMIT
+                        && commands::auth_required(server, client)
+                    {
+                        close_unauthenticated(client, &handle);
+                        return Ok(());
+                    }
                     if server.over_output_limit(reply.buf.len()) {
                         OUTPUT_LIMIT_DISCONNECTIONS.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
@@ -195,12 +204,7 @@ async fn client_loop(
         if !commands::auth_required(server, client) {
             flush(server, stream, &handle, &mut reply).await?;
         } else if !write_at_once(server, stream, &mut reply.buf)? {
-            tracing::warn!(
-                "Client id={} addr={} closed: output buffer over {UNAUTHENTICATED_OUTPUT_LIMIT} \
-                 bytes before authenticating",
-                client.id,
-                handle.addr
-            );
+            close_unauthenticated(client, &handle);
             return Ok(());
         }
         if client.close_after_reply {
@@ -232,6 +236,15 @@ fn write_at_once(
         .net_output_bytes
         .fetch_add(written as u64, Ordering::Relaxed);
     Ok(buf.len() <= UNAUTHENTICATED_OUTPUT_LIMIT)
+}
+
+fn close_unauthenticated(client: &Client, handle: &ClientHandle) {
+    tracing::warn!(
+        "Client id={} addr={} closed: output buffer over {UNAUTHENTICATED_OUTPUT_LIMIT} bytes \
+         before authenticating",
+        client.id,
+        handle.addr
+    );
 }
 
 /// Moves messages other clients pushed (pub/sub, MONITOR) into the output buffer.
