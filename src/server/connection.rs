@@ -96,7 +96,7 @@ async fn client_loop(
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
                 }
-                match stream.try_read_buf(&mut buf) {
+                match stream.read_now(&mut buf) {
                     Ok(0) => return Ok(()),
                     Ok(n) => {
                         server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);

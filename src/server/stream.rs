@@ -5,16 +5,36 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 pub trait ClientStream: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+
+    /// Reads what has arrived into `buf`'s spare capacity, without waiting (`WouldBlock` when
+    /// nothing has). Unlike `try_read_buf`, a read that does not fill the space also clears
+    /// the stream's readiness (tokio's `poll_read` does so), so the next wait goes to epoll
+    /// instead of costing a read that finds nothing: one read per request at `-P 1`, as Redis.
+    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut spare = ReadBuf::uninit(buf.spare_capacity_mut());
+        match Pin::new(self).poll_read(&mut cx, &mut spare) {
+            Poll::Ready(Ok(())) => {
+                let n = spare.filled().len();
+                // SAFETY: poll_read initialised the first `n` bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + n) };
+                Ok(n)
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
 }
 
 macro_rules! client_stream {
@@ -26,10 +46,6 @@ macro_rules! client_stream {
 
             fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
                 <$stream>::writable(self)
-            }
-
-            fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-                <$stream>::try_read_buf(self, buf)
             }
 
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
