@@ -301,11 +301,10 @@ fn unauthenticated_pipeline_whose_replies_overflow_the_reply_buffer_is_closed() 
     raw.write_all(&b"SET x 5\r\n".repeat(4000)).unwrap();
     let mut received = Vec::new();
     let end = raw.read_to_end(&mut received);
-    assert!(
-        matches!(&end, Ok(_))
-            || end.as_ref().unwrap_err().kind() == std::io::ErrorKind::ConnectionReset,
-        "{end:?}"
-    );
+    // Closed: an end of stream, or a reset when the unread requests were dropped.
+    if let Err(e) = &end {
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+    }
     assert!(
         received.len() <= 17 * 1024,
         "{} bytes of replies",
