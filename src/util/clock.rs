@@ -27,7 +27,7 @@ fn system_ms() -> u64 {
 fn system_us(ticks: u64) -> u64 {
     let (base_ticks, base_us) = WALL_BASE.get();
     // A counter behind the base (another CPU's) wraps to a huge value and forces a reading.
-    let since_base_us = ticks.wrapping_sub(base_ticks) as f64 / ticks_per_us();
+    let since_base_us = ticks.wrapping_sub(base_ticks) as f64 * ns_per_tick() * 0.001;
     if base_us == 0 || since_base_us >= WALL_REFRESH_US {
         let now = now_us();
         WALL_BASE.set((read_ticks(), now));
@@ -101,18 +101,22 @@ fn read_ticks() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// Ticks per microsecond, measured once against the monotonic clock.
-fn ticks_per_us() -> f64 {
-    static RATE: OnceLock<f64> = OnceLock::new();
-    *RATE.get_or_init(|| {
+/// Nanoseconds per tick, measured once against the monotonic clock. Kept as a factor: every
+/// command converts ticks twice, and a multiplication takes a fraction of a division's time.
+fn ns_per_tick() -> f64 {
+    static FACTOR: OnceLock<f64> = OnceLock::new();
+    *FACTOR.get_or_init(|| {
         let (start, start_ticks) = paired_reading();
         while start.elapsed().as_micros() < 2000 {
             std::hint::spin_loop();
         }
         let (end, end_ticks) = paired_reading();
-        let rate =
-            end_ticks.saturating_sub(start_ticks) as f64 / (end - start).as_nanos() as f64 * 1000.0;
-        if rate > 0.0 { rate } else { 1000.0 }
+        let ticks = end_ticks.saturating_sub(start_ticks);
+        if ticks > 0 {
+            (end - start).as_nanos() as f64 / ticks as f64
+        } else {
+            1.0
+        }
     })
 }
 
@@ -146,13 +150,13 @@ impl Ticks {
     }
 
     pub fn elapsed_ns(self) -> u64 {
-        (read_ticks().saturating_sub(self.0) as f64 * 1000.0 / ticks_per_us()) as u64
+        (read_ticks().saturating_sub(self.0) as f64 * ns_per_tick()) as u64
     }
 }
 
 /// Measures the tick rate now rather than on the first command.
 pub fn calibrate() {
-    ticks_per_us();
+    ns_per_tick();
 }
 
 #[cfg(test)]
