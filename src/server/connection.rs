@@ -126,15 +126,20 @@ async fn client_loop(
         };
         // While the batch runs, CLIENT LIST shows it whole as the query buffer, as Redis does.
         handle.query_buffer.store(buf.len(), Ordering::Relaxed);
+        // The tick reading that ended the batch's last command, while nothing has waited since.
+        let mut chained = None;
         loop {
             match parser.parse(&mut buf, &mut args, limits) {
                 Ok(false) => break,
                 Ok(true) if args.is_empty() => continue,
                 Ok(true) => {
-                    wait_if_paused(server, &args, stream, &handle, &mut reply).await?;
-                    commands::execute(server, client, &mut reply, &args);
+                    if wait_if_paused(server, &args, stream, &handle, &mut reply).await? {
+                        chained = None;
+                    }
+                    chained = commands::execute_chained(server, client, &mut reply, &args, chained);
                     args.clear();
                     if let Some(blocked) = client.blocked.take() {
+                        chained = None;
                         reply.protocol = client.protocol;
                         flush(server, stream, &handle, &mut reply).await?;
                         wait_blocked(
@@ -369,16 +374,16 @@ async fn wait_blocked(
 }
 
 /// CLIENT PAUSE: holds this client's next command until the pause ends, after sending the
-/// replies already computed.
+/// replies already computed. Returns whether the server was paused (so it may have waited).
 async fn wait_if_paused(
     server: &Server,
     args: &[Bytes],
     stream: &mut impl ClientStream,
     handle: &ClientHandle,
     reply: &mut Reply,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     if !server.pause.is_paused() {
-        return Ok(());
+        return Ok(false);
     }
     let is_write = server
         .commands
@@ -393,5 +398,5 @@ async fn wait_if_paused(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }

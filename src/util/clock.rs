@@ -61,8 +61,12 @@ pub struct Frozen {
 }
 
 pub fn freeze() -> Frozen {
+    freeze_at(Ticks::now())
+}
+
+/// `freeze` at a tick reading just taken: the end of the command before, in one batch.
+pub fn freeze_at(at: Ticks) -> Frozen {
     let outer = FROZEN_MS.get() == 0;
-    let at = Ticks::now();
     if outer {
         FROZEN_MS.set(system_us(at.0) / 1000);
     }
@@ -84,7 +88,7 @@ impl Drop for Frozen {
     }
 }
 
-/// A cheap timestamp for measuring durations (`elapsed_us`).
+/// A cheap timestamp for measuring durations (`ns_since`).
 #[derive(Clone, Copy)]
 pub struct Ticks(u64);
 
@@ -145,12 +149,8 @@ impl Ticks {
         Ticks(read_ticks())
     }
 
-    pub fn elapsed_us(self) -> u64 {
-        self.elapsed_ns() / 1000
-    }
-
-    pub fn elapsed_ns(self) -> u64 {
-        (read_ticks().saturating_sub(self.0) as f64 * ns_per_tick()) as u64
+    pub fn ns_since(self, earlier: Ticks) -> u64 {
+        (self.0.saturating_sub(earlier.0) as f64 * ns_per_tick()) as u64
     }
 }
 
