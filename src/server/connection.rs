@@ -151,7 +151,7 @@ async fn client_loop(
                         && reply.buf.len() > UNAUTHENTICATED_OUTPUT_LIMIT
                         && commands::auth_required(server, client)
                     {
-                        close_unauthenticated(client, &handle);
+                        log_unauthenticated_close(client, &handle);
                         return Ok(());
                     }
                     if server.over_output_limit(reply.buf.len()) {
@@ -209,7 +209,7 @@ async fn client_loop(
         if !commands::auth_required(server, client) {
             flush(server, stream, &handle, &mut reply).await?;
         } else if !write_at_once(server, stream, &mut reply.buf)? {
-            close_unauthenticated(client, &handle);
+            log_unauthenticated_close(client, &handle);
             return Ok(());
         }
         if client.close_after_reply {
@@ -243,7 +243,7 @@ fn write_at_once(
     Ok(buf.len() <= UNAUTHENTICATED_OUTPUT_LIMIT)
 }
 
-fn close_unauthenticated(client: &Client, handle: &ClientHandle) {
+fn log_unauthenticated_close(client: &Client, handle: &ClientHandle) {
     tracing::warn!(
         "Client id={} addr={} closed: output buffer over {UNAUTHENTICATED_OUTPUT_LIMIT} bytes \
          before authenticating",
