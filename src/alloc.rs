@@ -1,4 +1,4 @@
-//! The global allocator: the system allocator, counting live bytes for INFO's `used_memory`.
+//! The global allocator: mimalloc, counting live bytes for INFO's `used_memory`.
 //! Each thread adds to its own cache-padded counter, so counting costs no contended atomics.
 
 use mimalloc::MiMalloc as System;
