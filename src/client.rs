@@ -55,7 +55,7 @@ pub struct Client {
     /// Inside EXEC: whether MULTI was logged yet (see `commands::propagate`).
     pub exec_logged: Option<bool>,
     /// The command table's index of this client's last top-level command (see
-    /// `CommandTable::resolve_recent`).
+    /// `CommandTable::resolve_recent`), `NO_COMMAND` before the first.
     pub recent_command: usize,
 }
 
@@ -132,7 +132,7 @@ impl Client {
             subscriptions: Subscriptions::default(),
             log_as: None,
             exec_logged: None,
-            recent_command: usize::MAX,
+            recent_command: NO_COMMAND,
         }
     }
 }

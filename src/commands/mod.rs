@@ -678,7 +678,7 @@ impl CommandTable {
     /// Finds the command or subcommand a request names (`CLIENT KILL` -> `client|kill`), or
     /// the error Redis gives for an unknown one.
     pub fn resolve(&self, args: &[Bytes]) -> Result<&Command, String> {
-        let mut no_recent = usize::MAX;
+        let mut no_recent = crate::client::NO_COMMAND;
         self.resolve_recent(args, &mut no_recent)
     }
 

@@ -26,10 +26,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     server.reload_tls().map_err(std::io::Error::other)?;
     let tls_listeners = bind_all(&server, tls_port, "tls")?;
     let unix = bind_unix(&server.config)?;
-    let bound_port = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .map_or(0, |a| a.port());
+    let bound_port = first_port(&listeners);
     if server.config.bool(config::ALWAYS_SHOW_LOGO) {
         // Redis's logo carries these fields; tools (Redis's own test suite) look for them.
         tracing::info!(
@@ -128,8 +125,7 @@ impl Ports {
 
     fn start(&self, server: &Arc<Server>, kind: PortKind, listeners: Vec<TcpListener>) {
         if let PortKind::Tcp = kind {
-            let port = listeners.first().and_then(|l| l.local_addr().ok());
-            let port = port.map_or(0, |a| a.port());
+            let port = first_port(&listeners);
             server.listen_port.store(port as u64, Ordering::Relaxed);
         }
         let mut running = self.of(kind);
@@ -154,6 +150,14 @@ impl Ports {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The port the listeners were bound to (0 when there are none), as INFO and the logo show it.
+fn first_port(listeners: &[TcpListener]) -> u16 {
+    listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port())
 }
 
 impl PortKind {
