@@ -148,10 +148,7 @@ fn rss_kb(pid: u32) -> u64 {
 #[test]
 fn unauthenticated_megabyte_is_refused_and_closed() {
     let server = TestServer::start_with(&["--requirepass", "secret"]);
-    let mut bystander = redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", server.port))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut bystander = server.client_with_password("secret");
     let mut raw = server.raw();
     let mut request = b"*1\r\n$1048576\r\n".to_vec();
     request.extend(std::iter::repeat_n(b'x', 1 << 20));
@@ -255,10 +252,7 @@ fn unauthenticated_client_that_does_not_read_is_closed() {
         "--unixsocket",
         socket.to_str().unwrap(),
     ]);
-    let mut bystander = redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", server.port))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut bystander = server.client_with_password("secret");
     let mut raw = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     raw.set_write_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
@@ -287,10 +281,7 @@ fn unauthenticated_client_that_does_not_read_is_closed() {
 #[test]
 fn unauthenticated_pipeline_whose_replies_overflow_the_reply_buffer_is_closed() {
     let server = TestServer::start_with(&["--requirepass", "secret"]);
-    let mut bystander = redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", server.port))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut bystander = server.client_with_password("secret");
     // 4,000 requests in one write: every read of them makes tens of KB of NOAUTH replies at
     // once, over Redis's 16 KB reply buffer plus 1 KB, however much the socket would take.
     // The server closes the client without writing them, as Redis does.

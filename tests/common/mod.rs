@@ -84,10 +84,16 @@ impl TestServer {
     }
 
     pub fn client(&self) -> redis::Connection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .unwrap()
-            .get_connection()
-            .unwrap()
+        self.connect(&format!("redis://127.0.0.1:{}/", self.port))
+    }
+
+    /// A client logged in as the default user, for a server started with `--requirepass`.
+    pub fn client_with_password(&self, password: &str) -> redis::Connection {
+        self.connect(&format!("redis://:{password}@127.0.0.1:{}/", self.port))
+    }
+
+    fn connect(&self, url: &str) -> redis::Connection {
+        redis::Client::open(url).unwrap().get_connection().unwrap()
     }
 
     /// A raw socket, for sending bytes no client library would send.
