@@ -22,24 +22,27 @@ pub fn encoded_len(value: &[u8]) -> usize {
     2 * varint_len(value.len()) + value.len()
 }
 
-fn write_entry(out: &mut Vec<u8>, value: &[u8]) {
-    let mut varint = [0u8; 10];
-    let mut n = value.len();
+/// An entry's length varint: its bytes and how many are used.
+fn varint(mut n: usize) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
     let mut used = 0;
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
-        varint[used] = if n > 0 { byte | 0x80 } else { byte };
+        bytes[used] = if n > 0 { byte | 0x80 } else { byte };
         used += 1;
         if n == 0 {
-            break;
+            return (bytes, used);
         }
     }
-    // Exact growth up to 1 KB, as Redis reallocates a listpack per insert, so small hashes and
-    // short lists hold no spare room; beyond, growth by an eighth, so a list node filling up
-    // to 8 KB reallocates only every few pushes (exact growth there cost RPUSH 10% CPU).
+}
+
+/// Makes room for an entry of `needed` bytes. Exact growth up to 1 KB, as Redis reallocates a
+/// listpack per insert, so small hashes and short lists hold no spare room; beyond, growth by
+/// an eighth, so a list node filling up to 8 KB reallocates only every few pushes (exact growth
+/// there cost RPUSH 10% CPU).
+fn reserve_entry(out: &mut Vec<u8>, needed: usize) {
     const EXACT_UP_TO: usize = 1024;
-    let needed = 2 * used + value.len();
     if out.capacity() - out.len() < needed {
         let room = if out.len() < EXACT_UP_TO {
             needed
@@ -48,9 +51,14 @@ fn write_entry(out: &mut Vec<u8>, value: &[u8]) {
         };
         out.reserve_exact(room);
     }
-    out.extend_from_slice(&varint[..used]);
+}
+
+fn write_entry(out: &mut Vec<u8>, value: &[u8]) {
+    let (len, used) = varint(value.len());
+    reserve_entry(out, 2 * used + value.len());
+    out.extend_from_slice(&len[..used]);
     out.extend_from_slice(value);
-    out.extend(varint[..used].iter().rev());
+    out.extend(len[..used].iter().rev());
 }
 
 /// The entry starting at `pos`: its value range and the start of the next entry.
@@ -102,11 +110,23 @@ impl Packed {
     }
 
     pub fn push_front(&mut self, value: &[u8]) {
+        let (len, used) = varint(value.len());
+        let entry_len = 2 * used + value.len();
+        reserve_entry(&mut self.data, entry_len);
+        // One move of the old entries (a rotate moved them several times over: 9% of LPUSH's
+        // CPU with 1 KB values), then the entry is written in front.
         let old_len = self.data.len();
-        write_entry(&mut self.data, value);
-        // The entry went to the end; rotate it to the front in one move.
-        let entry_len = self.data.len() - old_len;
-        self.data.rotate_right(entry_len);
+        self.data.resize(old_len + entry_len, 0);
+        self.data.copy_within(..old_len, entry_len);
+        let (header, rest) = self.data.split_at_mut(used);
+        header.copy_from_slice(&len[..used]);
+        rest[..value.len()].copy_from_slice(value);
+        for (slot, byte) in rest[value.len()..entry_len - used]
+            .iter_mut()
+            .zip(len[..used].iter().rev())
+        {
+            *slot = *byte;
+        }
         self.count += 1;
     }
 
@@ -181,5 +201,38 @@ impl<'a> DoubleEndedIterator for PackedIter<'a> {
         let (start, end, entry_start) = read_backward(self.data, self.back);
         self.back = entry_start;
         Some(&self.data[start..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_pushed_at_either_end_read_back_from_both() {
+        // Lengths around the varint's one- and two-byte limits, and a three-byte one.
+        let values: Vec<Vec<u8>> = [0usize, 1, 127, 128, 300, 20_000]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+            .collect();
+        let mut node = Packed::default();
+        for (i, value) in values.iter().enumerate() {
+            if i % 2 == 0 {
+                node.push_front(value);
+            } else {
+                node.push_back(value);
+            }
+        }
+        // Fronts were pushed in order 0, 2, 4, so they read 4, 2, 0; backs follow as 1, 3, 5.
+        let order = [4, 2, 0, 1, 3, 5];
+        let forward: Vec<&[u8]> = node.iter().collect();
+        let expected: Vec<&[u8]> = order.iter().map(|&i| values[i].as_slice()).collect();
+        assert_eq!(forward, expected);
+        let backward: Vec<&[u8]> = node.iter().rev().collect();
+        let reversed: Vec<&[u8]> = expected.iter().rev().copied().collect();
+        assert_eq!(backward, reversed);
+        assert_eq!(node.pop_front(), values[4]);
+        assert_eq!(node.pop_back(), values[5]);
+        assert_eq!(node.count, 4);
     }
 }
