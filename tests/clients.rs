@@ -351,6 +351,49 @@ fn pipelines_answer_in_order() {
     assert_eq!(values, (0..1000).collect::<Vec<i64>>());
 }
 
+/// Past about 16,000 keys the server prefetches the keys of a pipelined batch before running
+/// it (a hint read from the raw input); the replies must be exactly those without it, also
+/// when the batch changes database midway or mixes in keyless and multi-key commands.
+#[test]
+fn pipelines_over_a_large_keyspace_answer_in_order() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let keys = 40_000;
+    let mut load = redis::pipe();
+    for i in 0..keys {
+        load.cmd("SET").arg(format!("key:{i:012}")).arg(i).ignore();
+    }
+    let () = load.query(&mut con).unwrap();
+    let mut pipe = redis::pipe();
+    for i in (0..keys).step_by(7) {
+        pipe.cmd("GET").arg(format!("key:{i:012}"));
+        pipe.cmd("INCR").arg(format!("key:{i:012}"));
+        pipe.cmd("PING");
+        pipe.cmd("MGET").arg(format!("key:{i:012}")).arg("missing");
+    }
+    pipe.cmd("SELECT").arg(1);
+    pipe.cmd("GET").arg("key:000000000000");
+    pipe.cmd("SET").arg("key:000000000000").arg("db1");
+    pipe.cmd("SELECT").arg(0);
+    pipe.cmd("GET").arg("key:000000000000");
+    let replies: Vec<Value> = pipe.query(&mut con).unwrap();
+    let bulk = |n: i64| Value::BulkString(n.to_string().into_bytes());
+    let mut expected = Vec::new();
+    for i in (0..keys).step_by(7) {
+        expected.push(bulk(i));
+        expected.push(Value::Int(i + 1));
+        expected.push(Value::SimpleString("PONG".into()));
+        expected.push(Value::Array(vec![bulk(i + 1), Value::Nil]));
+    }
+    expected.push(Value::Okay);
+    expected.push(Value::Nil);
+    expected.push(Value::Okay);
+    expected.push(Value::Okay);
+    expected.push(bulk(1));
+    assert_eq!(replies, expected);
+    assert_eq!(cmd("DBSIZE").query::<i64>(&mut con).unwrap(), keys);
+}
+
 #[test]
 fn hello_command_and_client_commands() {
     let server = TestServer::start();

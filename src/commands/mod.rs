@@ -30,9 +30,9 @@ use bytes::Bytes;
 
 use crate::blocking::{BlockRequest, Wake};
 use crate::client::{Blocked, Client};
-use crate::protocol::Reply;
+use crate::protocol::{Reply, peek_requests};
 use crate::server::Server;
-use crate::store::{Class, Db, Locked, Value};
+use crate::store::{Class, Db, Locked, PREFETCH_BATCH, Value};
 use crate::util::clock::Ticks;
 use meta::{CommandSpec, flag_bit};
 
@@ -686,21 +686,35 @@ impl CommandTable {
     /// then sets to the one named: a client mostly sends one command over and over, and a
     /// comparison is cheaper than the table lookup.
     pub fn resolve_recent(&self, args: &[Bytes], recent: &mut usize) -> Result<&Command, String> {
-        let command = match self.commands.get(*recent) {
-            Some(command) if command.name.as_bytes().eq_ignore_ascii_case(&args[0]) => command,
-            _ => {
-                *recent = self
-                    .index_of(&args[0])
-                    .ok_or_else(|| unknown_command_error(args))?;
-                &self.commands[*recent]
-            }
-        };
+        *recent = self
+            .recent_index(&args[0], *recent)
+            .ok_or_else(|| unknown_command_error(args))?;
+        let command = &self.commands[*recent];
         if command.subcommands.is_empty() || args.len() < 2 {
             return Ok(command);
         }
         command
             .find_subcommand(&args[1])
             .ok_or_else(|| unknown_subcommand_error(args))
+    }
+
+    /// The index of the top-level command `name`, comparing with the one at `recent` first.
+    fn recent_index(&self, name: &[u8], recent: usize) -> Option<usize> {
+        match self.commands.get(recent) {
+            Some(command) if command.name.as_bytes().eq_ignore_ascii_case(name) => Some(recent),
+            _ => self.index_of(name),
+        }
+    }
+
+    /// Whether the command `name` takes a key as its first argument (GET, SET, LPUSH, ...);
+    /// `recent` as for `resolve_recent`.
+    pub fn first_argument_is_key(&self, name: &[u8], recent: &mut usize) -> bool {
+        let Some(index) = self.recent_index(name, *recent) else {
+            return false;
+        };
+        *recent = index;
+        let command = &self.commands[index];
+        command.subcommands.is_empty() && command.legacy_range.0 == 1
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Command> {
@@ -982,6 +996,32 @@ pub fn subcommand_syntax_error(args: &[Bytes]) -> Error {
 pub fn printable(arg: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(&arg[..arg.len().min(max)]);
     text.replace(['\r', '\n'], " ")
+}
+
+/// Prefetches the keys of the next requests waiting whole in `input` (see `Db::prefetch`).
+/// Worth its cost only for different keys, which is where lookups miss the cache: runs of one
+/// key (a client hammering one counter) and lone requests are left alone.
+pub fn prefetch_keys(server: &Server, client: &mut Client, input: &[u8]) {
+    let db = server.store.db(client.db);
+    if !db.worth_prefetching() {
+        return;
+    }
+    let mut keys: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
+    let mut count = 0;
+    peek_requests(input, PREFETCH_BATCH, |name, key| {
+        if let Some(key) = key
+            && (count == 0 || keys[count - 1] != key)
+            && server
+                .commands
+                .first_argument_is_key(name, &mut client.recent_command)
+        {
+            keys[count] = key;
+            count += 1;
+        }
+    });
+    if count > 1 {
+        db.prefetch(&keys[..count]);
+    }
 }
 
 /// Runs one request for `client` and writes its reply: command lookup, arity and

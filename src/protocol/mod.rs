@@ -5,5 +5,5 @@ mod request;
 mod splitargs;
 
 pub use reply::{Protocol, Reply};
-pub use request::{INLINE_MAX_SIZE, Limits, ProtocolError, RequestParser};
+pub use request::{INLINE_MAX_SIZE, Limits, ProtocolError, RequestParser, peek_requests};
 pub use splitargs::split_args;

@@ -109,6 +109,75 @@ impl RequestParser {
     }
 }
 
+impl RequestParser {
+    /// Whether the next byte of input starts a new request (no request is half parsed).
+    pub fn at_request_start(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+/// Calls `visit` with the first and second arguments of each complete multibulk request at the
+/// start of `buf`, at most `max` of them, without consuming anything; stops at the first request
+/// that is incomplete, inline or malformed. For hints only (key prefetching): `parse` alone
+/// checks the limits and reports errors.
+pub fn peek_requests<'a>(
+    buf: &'a [u8],
+    max: usize,
+    mut visit: impl FnMut(&'a [u8], Option<&'a [u8]>),
+) {
+    let mut pos = 0;
+    for _ in 0..max {
+        if buf.get(pos) != Some(&b'*') {
+            return;
+        }
+        let Some((count, mut at)) = peek_number(buf, pos) else {
+            return;
+        };
+        let mut first_two: [Option<&[u8]>; 2] = [None; 2];
+        for index in 0..count {
+            if buf.get(at) != Some(&b'$') {
+                return;
+            }
+            let Some((len, start)) = peek_number(buf, at) else {
+                return;
+            };
+            let end = start + len;
+            if end + 2 > buf.len() {
+                return;
+            }
+            if let Some(slot) = first_two.get_mut(index) {
+                *slot = Some(&buf[start..end]);
+            }
+            at = end + 2;
+        }
+        let Some(name) = first_two[0] else {
+            return;
+        };
+        visit(name, first_two[1]);
+        pos = at;
+    }
+}
+
+/// The number in the header line at `at` (after its `*` or `$`) and where the line's end is
+/// passed, if the line is complete and holds digits only, up to `i32::MAX`.
+fn peek_number(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut n = 0usize;
+    let mut pos = at + 1;
+    loop {
+        let byte = *buf.get(pos)?;
+        if byte == b'\r' {
+            break;
+        }
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 || n > i32::MAX as usize / 10 {
+            return None;
+        }
+        n = n * 10 + digit as usize;
+        pos += 1;
+    }
+    (pos > at + 1 && pos + 1 < buf.len()).then_some((n, pos + 2))
+}
+
 fn parse_inline(buf: &mut BytesMut, args: &mut Vec<Bytes>) -> Result<bool, ProtocolError> {
     let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
         return too_big(buf, "too big inline request");
@@ -218,5 +287,34 @@ mod tests {
         let mut buf = BytesMut::from(&b"*11\r\n"[..]);
         let err = parser.parse(&mut buf, &mut Vec::new(), limits).unwrap_err();
         assert_eq!(err.0, "unauthenticated multibulk length");
+    }
+
+    #[test]
+    fn peeks_at_complete_requests_without_consuming() {
+        let input = b"*3\r\n$3\r\nSET\r\n$2\r\nk1\r\n$1\r\nv\r\n*1\r\n$4\r\nPING\r\n\
+                      *2\r\n$3\r\nGET\r\n$2\r\nk2\r\n*2\r\n$3\r\nGET\r\n$2\r\nk";
+        let mut seen = Vec::new();
+        peek_requests(input, 16, |name, key| seen.push((name, key)));
+        let expected: Vec<(&[u8], Option<&[u8]>)> = vec![
+            (b"SET", Some(b"k1")),
+            (b"PING", None),
+            (b"GET", Some(b"k2")),
+        ];
+        assert_eq!(seen, expected);
+        seen.clear();
+        peek_requests(input, 2, |name, key| seen.push((name, key)));
+        assert_eq!(seen.len(), 2);
+        // Inline requests and garbage end the peek; nothing after them is seen.
+        seen.clear();
+        peek_requests(b"PING\r\n*1\r\n$4\r\nPING\r\n", 16, |n, k| {
+            seen.push((n, k))
+        });
+        peek_requests(b"*1\r\n$-1\r\n*1\r\n$4\r\nPING\r\n", 16, |n, k| {
+            seen.push((n, k))
+        });
+        peek_requests(b"*1\r\n$99999999999999999999\r\n", 16, |n, k| {
+            seen.push((n, k))
+        });
+        assert!(seen.is_empty());
     }
 }

@@ -126,6 +126,9 @@ async fn client_loop(
         };
         // While the batch runs, CLIENT LIST shows it whole as the query buffer, as Redis does.
         handle.query_buffer.store(buf.len(), Ordering::Relaxed);
+        if limits.authenticated && parser.at_request_start() {
+            commands::prefetch_keys(server, client, &buf);
+        }
         // The tick reading that ended the batch's last command, while nothing has waited since.
         let mut chained = None;
         loop {

@@ -79,6 +79,28 @@ impl<V> Dict<V> {
         None
     }
 
+    /// Starts loading the bucket where `key` would be; returns the key's hash for
+    /// `prefetch_node`.
+    pub fn prefetch_bucket(&self, key: &[u8]) -> u64 {
+        let hash = self.hasher.hash_one(key);
+        if let Some(bucket) = self
+            .buckets
+            .get(hash as usize & self.buckets.len().wrapping_sub(1))
+        {
+            crate::util::prefetch(bucket);
+        }
+        hash
+    }
+
+    /// Starts loading the first node of the bucket for `hash`, which `prefetch_bucket` made
+    /// ready to read. The hash may be stale after a resize: the hint is then merely wrong.
+    pub fn prefetch_node(&self, hash: u64) {
+        let mask = self.buckets.len().wrapping_sub(1);
+        if let Some(Some(node)) = self.buckets.get(hash as usize & mask) {
+            crate::util::prefetch(&**node);
+        }
+    }
+
     /// Inserts or replaces; returns the previous value.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
         if let Some(slot) = self.get_mut(key) {

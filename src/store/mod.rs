@@ -16,7 +16,7 @@ pub mod zset;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use hash::{Hash, HashLimits};
-pub use keyspace::{Db, Entry, Locked};
+pub use keyspace::{Db, Entry, Locked, PREFETCH_BATCH};
 pub use list::{End, Fill, List};
 pub use notify::{Class, Notifier};
 pub use set::Set;
