@@ -20,12 +20,14 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let server = Arc::new(Server::new(config));
     server.load_users().map_err(std::io::Error::other)?;
     super::fd_limit::adjust(&server.config).map_err(std::io::Error::other)?;
-    let port = server.config.int(config::PORT) as u16;
-    let listeners = bind_all(&server, port, "tcp")?;
     let tls_port = server.config.int(config::TLS_PORT) as u16;
     server.reload_tls().map_err(std::io::Error::other)?;
     let tls_listeners = bind_all(&server, tls_port, "tls")?;
     let unix = bind_unix(&server.config)?;
+    // The plain port opens last: whoever waits for it to accept (scripts, tests) can then use
+    // the TLS port and the socket too, however long loading the certificates took.
+    let port = server.config.int(config::PORT) as u16;
+    let listeners = bind_all(&server, port, "tcp")?;
     let bound_port = first_port(&listeners);
     if server.config.bool(config::ALWAYS_SHOW_LOGO) {
         // Redis's logo carries these fields; tools (Redis's own test suite) look for them.
