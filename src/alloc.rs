@@ -1,7 +1,8 @@
 //! The global allocator: mimalloc, counting live bytes for INFO's `used_memory`.
 //! Each thread adds to its own cache-padded counter, so counting costs no contended atomics.
 
-use mimalloc::MiMalloc as System;
+use libmimalloc_sys::{mi_free, mi_malloc, mi_malloc_aligned, mi_realloc, mi_realloc_aligned};
+use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
@@ -32,25 +33,53 @@ fn add(delta: isize) {
 
 pub struct CountingAllocator;
 
+/// The alignment every mimalloc block of at least this size has: `.cargo/config.toml` builds
+/// mimalloc with `MI_MAX_ALIGN_SIZE=8` (16 by default, which satisfies this too).
+const PLAIN_ALIGN: usize = 8;
+
+/// Whether a plain `mi_malloc` block satisfies `layout`. Asking `mi_malloc_aligned` instead would
+/// be correct too, but until a size class has a page it over-allocates by the alignment, and its
+/// pages are made only by plain requests: every 56-byte node would take a 64-byte block.
+fn plain(size: usize, align: usize) -> bool {
+    align <= PLAIN_ALIGN && align <= size
+}
+
+// SAFETY: each method forwards to the mimalloc call made for the layout's alignment, and
+// `mi_free` frees blocks from any of them.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         add(layout.size() as isize);
-        unsafe { System.alloc(layout) }
+        let ptr = if plain(layout.size(), layout.align()) {
+            unsafe { mi_malloc(layout.size()) }
+        } else {
+            unsafe { mi_malloc_aligned(layout.size(), layout.align()) }
+        };
+        ptr.cast()
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         add(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { mi_free(ptr.cast()) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         add(layout.size() as isize);
-        unsafe { System.alloc_zeroed(layout) }
+        let ptr = if plain(layout.size(), layout.align()) {
+            unsafe { mi_zalloc(layout.size()) }
+        } else {
+            unsafe { mi_zalloc_aligned(layout.size(), layout.align()) }
+        };
+        ptr.cast()
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         add(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
+        let ptr = if plain(new_size, layout.align()) {
+            unsafe { mi_realloc(ptr.cast(), new_size) }
+        } else {
+            unsafe { mi_realloc_aligned(ptr.cast(), new_size, layout.align()) }
+        };
+        ptr.cast()
     }
 }
 

@@ -19,7 +19,7 @@ fn hash_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Has
 /// The hash at `key`, created empty if absent.
 fn hash_or_new<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<&'a mut Hash, Error> {
     if hash_mut(locked, key)?.is_none() {
-        locked.insert_new(key, Value::Hash(Hash::default()));
+        locked.insert_new(key, Value::Hash(Box::default()));
     }
     Ok(hash_mut(locked, key)?.expect("present or just inserted"))
 }

@@ -506,7 +506,7 @@ pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             check_length(ctx, offset, value.len())?;
             let mut data = vec![0u8; offset + value.len()];
             data[offset..].copy_from_slice(value);
-            locked.insert_new(key, Value::Str(Str::Raw(data)));
+            locked.insert_new(key, Value::Str(Str::Raw(Box::new(data))));
             offset + value.len()
         }
         Some(s) if value.is_empty() => s.len(),
@@ -733,7 +733,7 @@ pub fn setbit(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let raw = match string_mut(&mut locked, key)? {
         Some(s) => s.make_raw(),
         None => locked
-            .insert_new(key, Value::Str(Str::Raw(Vec::new())))
+            .insert_new(key, Value::Str(Str::Raw(Box::default())))
             .value
             .as_str_mut()
             .expect("just inserted a string")

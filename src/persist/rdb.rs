@@ -581,7 +581,7 @@ impl<R: Read> Decoder<R> {
                     let field = self.string().map_err(bad)?;
                     hash.set(&field, &self.string().map_err(bad)?, limits.hash);
                 }
-                Value::Hash(hash)
+                Value::Hash(Box::new(hash))
             }
             SET_INTSET => {
                 let blob = self.string().map_err(bad)?;
@@ -638,7 +638,7 @@ impl<R: Read> Decoder<R> {
                 for pair in elements.chunks(2) {
                     hash.set(&pair[0].to_vec(), &pair[1].to_vec(), limits.hash);
                 }
-                Value::Hash(hash)
+                Value::Hash(Box::new(hash))
             }
             ZSET_ZIPLIST | ZSET_LISTPACK => {
                 let blob = self.string().map_err(bad)?;
@@ -735,7 +735,7 @@ mod tests {
             Value::string(&b"compress me ".repeat(20)),
             Value::string(b"-123456789012"),
             Value::List(Box::new(list)),
-            Value::Hash(hash),
+            Value::Hash(Box::new(hash)),
             Value::Zset(Box::new(zset)),
             Value::Set(Box::new(set)),
         ] {

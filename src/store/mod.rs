@@ -9,6 +9,7 @@ pub mod notify;
 pub mod packed;
 mod score_tree;
 pub mod set;
+mod thin_bytes;
 pub mod value;
 pub mod watch;
 pub mod zset;

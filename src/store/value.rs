@@ -3,6 +3,7 @@
 use super::hash::Hash;
 use super::list::List;
 use super::set::Set;
+use super::thin_bytes::ThinBytes;
 use super::zset::Zset;
 use crate::util::parse_i64;
 
@@ -13,19 +14,20 @@ const EMBSTR_MAX: usize = 44;
 pub enum Value {
     Str(Str),
     List(Box<List>),
-    Hash(Hash),
+    Hash(Box<Hash>),
     Set(Box<Set>),
     Zset(Box<Zset>),
 }
 
 /// A string value, in the encodings OBJECT ENCODING reports: integers are kept as numbers,
-/// short strings as an exact-size immutable buffer, and strings that were modified in place
-/// (APPEND, SETRANGE, SETBIT) as growable buffers.
+/// strings stored whole as an exact-size immutable buffer (`embstr` up to 44 bytes, `raw`
+/// beyond, as Redis names them), and strings modified in place (APPEND, SETRANGE, SETBIT) as
+/// growable buffers, boxed so that a string value stays two words.
 #[derive(Clone)]
 pub enum Str {
     Int(i64),
-    Emb(Box<[u8]>),
-    Raw(Vec<u8>),
+    Whole(ThinBytes),
+    Raw(Box<Vec<u8>>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,8 +53,8 @@ impl Value {
     pub fn encoding(&self) -> &'static str {
         match self {
             Value::Str(Str::Int(_)) => "int",
-            Value::Str(Str::Emb(_)) => "embstr",
-            Value::Str(Str::Raw(_)) => "raw",
+            Value::Str(Str::Whole(b)) if b.len() <= EMBSTR_MAX => "embstr",
+            Value::Str(_) => "raw",
             Value::List(_) => "quicklist",
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
@@ -108,10 +110,10 @@ impl Value {
     pub fn allocated(&self) -> usize {
         match self {
             Value::Str(Str::Int(_)) => 0,
-            Value::Str(Str::Emb(b)) => b.len(),
-            Value::Str(Str::Raw(v)) => v.capacity(),
+            Value::Str(Str::Whole(b)) => b.len(),
+            Value::Str(Str::Raw(v)) => size_of::<Vec<u8>>() + v.capacity(),
             Value::List(list) => list.allocated(),
-            Value::Hash(hash) => hash.allocated(),
+            Value::Hash(hash) => size_of::<Hash>() + hash.allocated(),
             Value::Set(set) => set.allocated(),
             Value::Zset(zset) => zset.allocated(),
         }
@@ -142,10 +144,14 @@ impl Str {
         {
             return Str::Int(n);
         }
-        if data.len() <= EMBSTR_MAX {
-            Str::Emb(data.into())
-        } else {
-            Str::Raw(data.to_vec())
+        Str::whole(data.into())
+    }
+
+    /// Bytes stored as they are; only strings longer than 4 GB need the growable form.
+    pub fn whole(data: Box<[u8]>) -> Str {
+        match ThinBytes::new(data) {
+            Ok(bytes) => Str::Whole(bytes),
+            Err(data) => Str::Raw(Box::new(data.into_vec())),
         }
     }
 
@@ -153,7 +159,7 @@ impl Str {
     pub fn bytes<'a>(&'a self, scratch: &'a mut itoa::Buffer) -> &'a [u8] {
         match self {
             Str::Int(n) => scratch.format(*n).as_bytes(),
-            Str::Emb(b) => b,
+            Str::Whole(b) => b,
             Str::Raw(v) => v,
         }
     }
@@ -165,7 +171,7 @@ impl Str {
     pub fn len(&self) -> usize {
         match self {
             Str::Int(n) => itoa::Buffer::new().format(*n).len(),
-            Str::Emb(b) => b.len(),
+            Str::Whole(b) => b.len(),
             Str::Raw(v) => v.len(),
         }
     }
@@ -174,7 +180,7 @@ impl Str {
     pub fn make_raw(&mut self) -> &mut Vec<u8> {
         if !matches!(self, Str::Raw(_)) {
             let bytes = self.bytes(&mut itoa::Buffer::new()).to_vec();
-            *self = Str::Raw(bytes);
+            *self = Str::Raw(Box::new(bytes));
         }
         match self {
             Str::Raw(v) => v,
@@ -185,16 +191,18 @@ impl Str {
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Str::Int(n) => Some(*n),
-            Str::Emb(b) => parse_i64(b),
+            Str::Whole(b) => parse_i64(b),
             Str::Raw(v) => parse_i64(v),
         }
     }
 }
 #[cfg(test)]
 mod tests {
-    /// Every key's entry holds a Value; a small hash must fit in it without a box of its own.
+    /// Every key's entry holds a Value: two words keep a key with a short string value in a
+    /// 56-byte node.
     #[test]
-    fn value_fits_in_three_words() {
-        assert_eq!(size_of::<super::Value>(), 24);
+    fn value_fits_in_two_words() {
+        assert_eq!(size_of::<super::Str>(), 16);
+        assert_eq!(size_of::<super::Value>(), 16);
     }
 }
