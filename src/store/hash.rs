@@ -24,8 +24,8 @@ impl HashLimits {
     }
 }
 
-/// The packed form is a bare exact-size buffer, and the table sits behind one pointer, so a
-/// hash fits in a key's entry without a box of its own: one allocation per small hash.
+/// The packed form is a bare exact-size buffer and the table sits behind one pointer: two words,
+/// which `Value` boxes so that every key's entry stays two words.
 pub enum Hash {
     Pack(Box<[u8]>),
     Table(Box<Dict<Box<[u8]>>>),
