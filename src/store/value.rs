@@ -148,7 +148,7 @@ impl Str {
     }
 
     /// Bytes stored as they are; only strings longer than 4 GB need the growable form.
-    pub fn whole(data: Box<[u8]>) -> Str {
+    fn whole(data: Box<[u8]>) -> Str {
         match ThinBytes::new(data) {
             Ok(bytes) => Str::Whole(bytes),
             Err(data) => Str::Raw(Box::new(data.into_vec())),
