@@ -522,6 +522,9 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("latency|history", ByKeys, server::latency_history),
         ("latency|latest", ByKeys, server::latency_latest),
         ("latency|reset", ByKeys, server::latency_reset),
+        ("memory|help", ByKeys, server::memory_help),
+        ("memory|malloc-stats", ByKeys, server::memory_malloc_stats),
+        ("memory|purge", ByKeys, server::memory_purge),
         ("memory|usage", ByKeys, server::memory_usage),
         ("monitor", ByKeys, server::monitor),
         ("slowlog|get", ByKeys, server::slowlog_get),
@@ -840,7 +843,7 @@ pub fn reply_help(ctx: &mut Ctx, lines: &[&str]) {
         ctx.reply.simple(line);
     }
     ctx.reply.simple("HELP");
-    ctx.reply.simple("    Print this help.");
+    ctx.reply.simple("    Prints this help.");
 }
 
 /// The value at `key` seen as one type through `view` (`Value::as_list_mut` ...): None when

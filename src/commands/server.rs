@@ -181,6 +181,39 @@ pub fn monitor(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+pub fn memory_purge(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    alloc::purge();
+    ctx.reply.ok();
+    Ok(())
+}
+
+/// What Redis built without jemalloc answers.
+pub fn memory_malloc_stats(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.reply
+        .bulk(b"Stats not supported for the current allocator");
+    Ok(())
+}
+
+pub fn memory_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    reply_help(
+        ctx,
+        &[
+            "DOCTOR",
+            "    Return memory problems reports.",
+            "MALLOC-STATS",
+            "    Return internal statistics report from the memory allocator.",
+            "PURGE",
+            "    Attempt to purge dirty pages for reclamation by the allocator.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
+        ],
+    );
+    Ok(())
+}
+
 pub fn memory_usage(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let key = &args[2];
     match args.get(3) {

@@ -56,6 +56,29 @@ def test_client_list_and_info_parse(port):
     assert r.info("keyspace") == {"db0": {"keys": 1, "expires": 0, "avg_ttl": 0}}
 
 
+def test_string_encodings_and_memory_subcommands(port):
+    r = redis.Redis(host="127.0.0.1", port=port)
+    r.set("enc:int", "12345")
+    r.set("enc:44", "x" * 44)
+    r.set("enc:45", "x" * 45)
+    r.set("enc:appended", "x")
+    r.append("enc:appended", "y")
+    assert [r.object("encoding", k) for k in ("enc:int", "enc:44", "enc:45", "enc:appended")] == [
+        b"int", b"embstr", b"raw", b"raw"]
+    assert [r.get(k) for k in ("enc:int", "enc:44", "enc:45", "enc:appended")] == [
+        b"12345", b"x" * 44, b"x" * 45, b"xy"]
+    assert r.memory_purge() is True
+    assert r.execute_command("MEMORY", "MALLOC-STATS") == b"Stats not supported for the current allocator"
+    help_lines = r.execute_command("MEMORY", "HELP")
+    assert help_lines[0] == b"MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    assert help_lines[5:7] == [b"PURGE", b"    Attempt to purge dirty pages for reclamation by the allocator."]
+    assert help_lines[-2:] == [b"HELP", b"    Prints this help."]
+    with pytest.raises(redis.ResponseError) as error:
+        r.execute_command("MEMORY", "PURGE", "now")
+    assert str(error.value) == "wrong number of arguments for 'memory|purge' command"
+    assert r.get("enc:44") == b"x" * 44
+
+
 def test_pipeline_and_scan_iter(port):
     r = redis.Redis(host="127.0.0.1", port=port)
     with r.pipeline(transaction=False) as pipe:
