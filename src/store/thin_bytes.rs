@@ -37,6 +37,11 @@ impl ThinBytes {
             _tag_room: TagRoom::Zero,
         })
     }
+
+    /// The owned bytes as the raw slice that `new` leaked.
+    fn raw(&self) -> *mut [u8] {
+        std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len as usize)
+    }
 }
 
 impl Deref for ThinBytes {
@@ -44,15 +49,14 @@ impl Deref for ThinBytes {
 
     fn deref(&self) -> &[u8] {
         // SAFETY: ptr and len come from a leaked Box<[u8]> that this value still owns.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len as usize) }
+        unsafe { &*self.raw() }
     }
 }
 
 impl Drop for ThinBytes {
     fn drop(&mut self) {
-        let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len as usize);
         // SAFETY: the pointer and length are those of the Box leaked in `new`, freed only here.
-        drop(unsafe { Box::from_raw(slice) });
+        drop(unsafe { Box::from_raw(self.raw()) });
     }
 }
 
