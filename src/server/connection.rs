@@ -131,11 +131,13 @@ async fn client_loop(
         }
         // The tick reading that ended the batch's last command, while nothing has waited since.
         let mut chained = None;
+        let mut requests = 0usize;
         loop {
             match parser.parse(&mut buf, &mut args, limits) {
                 Ok(false) => break,
                 Ok(true) if args.is_empty() => continue,
                 Ok(true) => {
+                    requests += 1;
                     if wait_if_paused(server, &args, stream, &handle, &mut reply).await? {
                         chained = None;
                     }
@@ -210,6 +212,14 @@ async fn client_loop(
             .store(buf.capacity() - buf.len(), Ordering::Relaxed);
         reply.protocol = client.protocol;
         if !commands::auth_required(server, client) {
+            // A pipelined batch's replies wait until the clients made ready by the same poll
+            // have run, as Redis writes every client's replies in `beforeSleep`: a busy peer
+            // then gets many replies per wakeup, and waking it is much of the kernel's work at
+            // -P 16 (LPUSH of 1 KB values: 2.3 -> 2.0 us of CPU per request). A lone request
+            // is answered at once: there the wait measured as a small cost, not a saving.
+            if requests > 1 {
+                RunQueued::default().await;
+            }
             flush(server, stream, &handle, &mut reply).await?;
         } else if !write_at_once(server, stream, &mut reply.buf)? {
             log_unauthenticated_close(client, &handle);
@@ -402,4 +412,28 @@ async fn wait_if_paused(
         }
     }
     Ok(true)
+}
+
+/// Lets every task already in the runtime's queue run before this one goes on. Not tokio's
+/// `yield_now`, which also waits for the next poll of the I/O driver: one more epoll_wait per
+/// loop, for nothing, as the tasks that poll readied are queued already.
+#[derive(Default)]
+struct RunQueued {
+    requeued: bool,
+}
+
+impl std::future::Future for RunQueued {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.requeued {
+            return std::task::Poll::Ready(());
+        }
+        self.requeued = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
