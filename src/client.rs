@@ -348,6 +348,13 @@ impl ClientHandle {
         self.output_buffer.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// CLIENT LIST's `tot-mem`: buffered input and output, and the client's own state.
+    pub fn total_memory(&self) -> usize {
+        self.query_buffer.load(Ordering::Relaxed)
+            + self.output_buffer.load(Ordering::Relaxed)
+            + 1024
+    }
+
     pub fn has_flag(&self, flag: u32) -> bool {
         self.flags.load(Ordering::Relaxed) & flag != 0
     }
@@ -421,7 +428,7 @@ impl ClientHandle {
             self.query_buffer_free.load(Ordering::Relaxed),
             qbuf + self.query_buffer_free.load(Ordering::Relaxed),
             omem,
-            qbuf + omem + 1024,
+            self.total_memory(),
             commands.name_of(self.last_command.load(Ordering::Relaxed)),
             String::from_utf8_lossy(&self.user_name()),
             self.resp.load(Ordering::Relaxed),

@@ -9,6 +9,7 @@ mod connection;
 mod hashes;
 mod keys;
 mod lists;
+mod memory;
 pub mod meta;
 mod persistence;
 mod propagate;
@@ -522,10 +523,12 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("latency|history", ByKeys, server::latency_history),
         ("latency|latest", ByKeys, server::latency_latest),
         ("latency|reset", ByKeys, server::latency_reset),
-        ("memory|help", ByKeys, server::memory_help),
-        ("memory|malloc-stats", ByKeys, server::memory_malloc_stats),
-        ("memory|purge", ByKeys, server::memory_purge),
-        ("memory|usage", ByKeys, server::memory_usage),
+        ("memory|doctor", ByKeys, memory::memory_doctor),
+        ("memory|help", ByKeys, memory::memory_help),
+        ("memory|malloc-stats", ByKeys, memory::memory_malloc_stats),
+        ("memory|purge", ByKeys, memory::memory_purge),
+        ("memory|stats", ByKeys, memory::memory_stats),
+        ("memory|usage", ByKeys, memory::memory_usage),
         ("monitor", ByKeys, server::monitor),
         ("slowlog|get", ByKeys, server::slowlog_get),
         ("slowlog|help", ByKeys, server::slowlog_help),

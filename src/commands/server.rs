@@ -1,11 +1,12 @@
 //! Server commands (Redis's server.c, db.c, debug.c, slowlog.c, latency.c): INFO, DBSIZE,
-//! FLUSHDB/FLUSHALL, SWAPDB, TIME, DEBUG, SLOWLOG, LATENCY, MEMORY USAGE, MONITOR.
+//! FLUSHDB/FLUSHALL, SWAPDB, TIME, DEBUG, SLOWLOG, LATENCY, MONITOR.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use super::memory::Overhead;
 use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, SYNTAX, reply_help};
 use crate::alloc;
 use crate::client::FLAG_MONITOR;
@@ -178,62 +179,6 @@ pub fn monitor(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
         ctx.server.monitors.add(ctx.client.handle.clone());
     }
     ctx.reply.ok();
-    Ok(())
-}
-
-pub fn memory_purge(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
-    alloc::purge();
-    ctx.reply.ok();
-    Ok(())
-}
-
-/// What Redis built without jemalloc answers.
-pub fn memory_malloc_stats(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
-    ctx.reply
-        .bulk(b"Stats not supported for the current allocator");
-    Ok(())
-}
-
-pub fn memory_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
-    reply_help(
-        ctx,
-        &[
-            "DOCTOR",
-            "    Return memory problems reports.",
-            "MALLOC-STATS",
-            "    Return internal statistics report from the memory allocator.",
-            "PURGE",
-            "    Attempt to purge dirty pages for reclamation by the allocator.",
-            "STATS",
-            "    Return information about the memory usage of the server.",
-            "USAGE <key> [SAMPLES <count>]",
-            "    Return memory in bytes used by <key> and its value. Nested values are",
-            "    sampled up to <count> times (default: 5, 0 means sample all).",
-        ],
-    );
-    Ok(())
-}
-
-pub fn memory_usage(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let key = &args[2];
-    match args.get(3) {
-        None => {}
-        Some(opt) if args.len() == 5 && eq_ignore_case(opt, "samples") => {
-            parse_i64(&args[4]).ok_or(Error::from(super::NOT_INTEGER))?;
-        }
-        Some(_) => return Err(SYNTAX.into()),
-    }
-    let db = ctx.db();
-    let mut locked = db.lock(key);
-    match locked.get(key) {
-        Some(entry) => {
-            // Key bytes, value bytes and the per-entry node, as allocated.
-            let value = entry.value.allocated();
-            let node = std::mem::size_of::<crate::store::Entry>() + 16 + 8;
-            ctx.reply.int((key.len() + value + node) as i64);
-        }
-        None => ctx.reply.null(),
-    }
     Ok(())
 }
 
@@ -746,22 +691,27 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
             );
         }
         "memory" => {
-            let used = alloc::allocated() as u64;
-            let rss = alloc::resident() as u64;
+            let memory = Overhead::measure(server);
+            let (used, rss, peak) = (memory.total, memory.rss, memory.peak);
             let maxmemory = server.config.int(config::MAXMEMORY) as u64;
             let system = system_memory();
             let _ = write!(
                 w,
                 "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
-                 used_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\n\
-                 used_memory_peak_perc:100.00%\r\nused_memory_overhead:0\r\nused_memory_startup:0\r\n\
-                 used_memory_dataset:{used}\r\nused_memory_dataset_perc:100.00%\r\ntotal_system_memory:{system}\r\n\
+                 used_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\n\
+                 used_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{}\r\nused_memory_startup:{}\r\n\
+                 used_memory_dataset:{}\r\nused_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{system}\r\n\
                  total_system_memory_human:{}\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nmaxmemory:{maxmemory}\r\n\
                  maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n\
                  lazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
                 human_bytes(used),
                 human_bytes(rss),
-                human_bytes(used),
+                human_bytes(peak),
+                memory.peak_percentage(),
+                memory.overhead(),
+                memory.startup,
+                memory.dataset(),
+                memory.dataset_percentage(),
                 human_bytes(system),
                 human_bytes(maxmemory),
                 server.config.text(config::MAXMEMORY_POLICY),

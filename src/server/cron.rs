@@ -43,6 +43,9 @@ pub async fn run(server: Arc<Server>) {
             .await;
         }
         check_clients(&server);
+        server
+            .stats
+            .note_memory_peak(crate::alloc::allocated() as u64);
     }
 }
 

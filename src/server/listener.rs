@@ -47,6 +47,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             bound_port
         );
     }
+    server
+        .stats
+        .startup_allocated
+        .store(crate::alloc::allocated() as u64, Ordering::Relaxed);
     load_data(&server).map_err(std::io::Error::other)?;
     let _ = server.ports.server.set(Arc::downgrade(&server));
     tracing::info!("Ready to accept connections tcp");

@@ -65,6 +65,10 @@ pub struct Stats {
     pub keyspace_misses: AtomicU64,
     pub error_replies: AtomicU64,
     pub unexpected_error_replies: AtomicU64,
+    /// Allocated bytes once the server was set up, before loading data (`used_memory_startup`).
+    pub startup_allocated: AtomicU64,
+    /// The most bytes allocated at once, as seen by the cron and memory reports.
+    peak_allocated: AtomicU64,
     /// Error replies counted by their code (`ERR`, `WRONGTYPE` ...) for INFO errorstats.
     pub errors_by_code: Mutex<HashMap<String, u64>>,
 }
@@ -81,6 +85,13 @@ impl Stats {
             .or_default() += 1;
     }
 
+    /// Records `allocated` bytes toward the peak; returns the peak.
+    pub fn note_memory_peak(&self, allocated: u64) -> u64 {
+        self.peak_allocated
+            .fetch_max(allocated, Ordering::Relaxed)
+            .max(allocated)
+    }
+
     pub fn reset(&self) {
         for counter in [
             &self.commands_processed,
@@ -90,6 +101,7 @@ impl Stats {
             &self.keyspace_misses,
             &self.error_replies,
             &self.unexpected_error_replies,
+            &self.peak_allocated,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

@@ -42,6 +42,12 @@ impl<V> Dict<V> {
         self.len
     }
 
+    /// Bytes of the table itself: buckets and nodes, without what keys and values point to.
+    pub fn table_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<Link<V>>()
+            + self.len * std::mem::size_of::<Node<V>>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

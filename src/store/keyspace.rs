@@ -132,6 +132,19 @@ impl Db {
             .sum()
     }
 
+    /// MEMORY STATS's `overhead.hashtable.main`.
+    pub fn table_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .dict
+                    .table_bytes()
+            })
+            .sum()
+    }
+
     pub fn volatile_len(&self) -> usize {
         self.shards
             .iter()

@@ -79,6 +79,65 @@ def test_string_encodings_and_memory_subcommands(port):
     assert r.get("enc:44") == b"x" * 44
 
 
+def load(r, count, db_prefix):
+    with r.pipeline(transaction=False) as pipe:
+        for i in range(count):
+            pipe.set(f"{db_prefix}:{i:08}", "v" * 32)
+        pipe.execute()
+
+
+def test_memory_stats_doctor_and_info_memory(port):
+    r = redis.Redis(host="127.0.0.1", port=port)
+    empty = r.memory_stats()
+    assert list(empty)[:10] == [
+        "peak.allocated", "total.allocated", "startup.allocated", "replication.backlog",
+        "clients.slaves", "clients.normal", "cluster.links", "aof.buffer", "lua.caches",
+        "functions.caches"]
+    assert list(empty)[10:] == [
+        "overhead.total", "keys.count", "keys.bytes-per-key", "dataset.bytes",
+        "dataset.percentage", "peak.percentage", "allocator.allocated", "allocator.active",
+        "allocator.resident", "allocator-fragmentation.ratio", "allocator-fragmentation.bytes",
+        "allocator-rss.ratio", "allocator-rss.bytes", "rss-overhead.ratio", "rss-overhead.bytes",
+        "fragmentation", "fragmentation.bytes"]
+    assert empty["keys.count"] == 0 and empty["keys.bytes-per-key"] == 0
+    assert r.execute_command("MEMORY", "DOCTOR").startswith(
+        b"Hi Sam, this instance is empty or is using very little memory")
+
+    load(r, 100_000, "keep")
+    r.select(1)
+    load(r, 300_000, "drop")
+    r.select(0)
+    stats = r.memory_stats()
+    assert stats["keys.count"] == 400_000
+    assert stats["dataset.bytes"] == stats["total.allocated"] - stats["overhead.total"]
+    assert stats["keys.bytes-per-key"] == (stats["total.allocated"] - stats["startup.allocated"]) // 400_000
+    assert stats["peak.allocated"] >= stats["total.allocated"] > 400_000 * 80
+    # Each key's node is in the table's share; the 16-byte key and 32-byte value are data.
+    tables = [stats["db.0"], stats["db.1"]]
+    assert [sorted(t) for t in tables] == [
+        ["overhead.hashtable.expires", "overhead.hashtable.main", "overhead.hashtable.slot-to-keys"]] * 2
+    assert 100_000 * 40 < tables[0]["overhead.hashtable.main"] < 100_000 * 80
+    assert 300_000 * 40 < tables[1]["overhead.hashtable.main"] < 300_000 * 80
+    assert tables[1]["overhead.hashtable.expires"] == 0
+    info = r.info("memory")
+    assert info["used_memory_startup"] == stats["startup.allocated"]
+    assert 0 < info["used_memory_overhead"] < info["used_memory"]
+    assert info["used_memory_peak"] >= stats["peak.allocated"]
+
+    r.select(1)
+    r.flushdb()
+    after = r.memory_stats()
+    assert "db.1" not in after and after["keys.count"] == 100_000
+    assert after["peak.allocated"] >= stats["peak.allocated"] > 1.5 * after["total.allocated"]
+    assert float(after["peak.percentage"]) < 66.7
+    report = r.execute_command("MEMORY", "DOCTOR")
+    assert report.startswith(b"Sam, I detected a few issues in this Redis instance memory implants:\n\n"
+                             b" * Peak memory: In the past this instance used more than 150% the memory")
+    assert report.endswith(b"I'm here to keep you safe, Sam. I want to help you.\n")
+    r.config_resetstat()
+    assert r.memory_stats()["peak.allocated"] < stats["peak.allocated"]
+
+
 def test_pipeline_and_scan_iter(port):
     r = redis.Redis(host="127.0.0.1", port=port)
     with r.pipeline(transaction=False) as pipe:
