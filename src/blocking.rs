@@ -194,6 +194,7 @@ impl Blocking {
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         // The receiver is gone only if the connection task ended; nothing to deliver then.
         let _ = waiter.wake.send(wake);
+        crate::client::note_handoff();
         true
     }
 

@@ -160,6 +160,22 @@ pub const FLAG_MULTI: u32 = 1 << 5;
 
 pub const NO_COMMAND: usize = usize::MAX;
 
+thread_local! {
+    /// Messages and wakeups this thread handed to other clients' connection tasks.
+    static HANDOFFS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a message (pub/sub, MONITOR) or a served blocked command handed to another
+/// client's connection task.
+pub fn note_handoff() {
+    HANDOFFS.set(HANDOFFS.get() + 1);
+}
+
+/// How many handoffs this thread has made (see `note_handoff`).
+pub fn handoffs() -> u64 {
+    HANDOFFS.get()
+}
+
 /// Clients closed for exceeding an output buffer limit, for INFO.
 pub static OUTPUT_LIMIT_DISCONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -295,6 +311,7 @@ impl ClientHandle {
             return;
         }
         let _ = self.push.send(message);
+        note_handoff();
     }
 
     /// For the server cron: a client that stays over its soft limit with no new traffic is

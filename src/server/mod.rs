@@ -212,6 +212,7 @@ impl Monitors {
         {
             let _ = client.push.send(line.clone());
         }
+        crate::client::note_handoff();
     }
 }
 
