@@ -126,29 +126,22 @@ impl Db {
     }
 
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).dict.len())
-            .sum()
+        self.sum_over_shards(|shard| shard.dict.len())
     }
 
     /// MEMORY STATS's `overhead.hashtable.main`.
     pub fn table_bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .dict
-                    .table_bytes()
-            })
-            .sum()
+        self.sum_over_shards(|shard| shard.dict.table_bytes())
     }
 
     pub fn volatile_len(&self) -> usize {
+        self.sum_over_shards(|shard| shard.volatile)
+    }
+
+    fn sum_over_shards(&self, count: impl Fn(&Shard) -> usize) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).volatile)
+            .map(|s| count(&s.lock().unwrap_or_else(|e| e.into_inner())))
             .sum()
     }
 
