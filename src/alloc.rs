@@ -1,10 +1,11 @@
 //! The global allocator: mimalloc, counting live bytes for INFO's `used_memory`.
 //! Each thread adds to its own cache-padded counter, so counting costs no contended atomics.
 
+use libmimalloc_sys::{mi_collect, mi_option_set, mi_option_t, mi_zalloc, mi_zalloc_aligned};
 use libmimalloc_sys::{mi_free, mi_malloc, mi_malloc_aligned, mi_realloc, mi_realloc_aligned};
-use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
+use std::ffi::c_long;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 const SLOTS: usize = 64;
@@ -83,10 +84,39 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
+/// mimalloc's option numbers (`mi_option_e` in mimalloc.h, v2); libmimalloc-sys names only some.
+const OPTION_PURGE_DELAY: mi_option_t = 15;
+const OPTION_ARENA_PURGE_MULT: mi_option_t = 24;
+
+/// How long freed memory stays with the process before it goes back to the system, as
+/// jemalloc's `dirty_decay_ms` default in Redis. mimalloc's own 10 ms (100 ms for whole
+/// segments) gave back the pages of a deleted big key while the next writes were already
+/// asking for them again: each page then cost a fault and zeroing, which made LPUSH of 1 KB
+/// values after a DEL of a 1.6 GB list cost 0.92 of Redis's CPU per push against 0.78.
+const PURGE_DELAY_MS: c_long = 10_000;
+
+/// Sets mimalloc's purge delay, unless the environment sets it (MIMALLOC_PURGE_DELAY).
+pub fn configure() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: setting an option only stores its value.
+        unsafe {
+            mi_option_set(OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+            mi_option_set(OPTION_ARENA_PURGE_MULT, 1);
+        }
+    }
+}
+
+/// Gives back the free memory whose purge delay has passed. mimalloc purges only when it
+/// allocates or frees, so an idle server calls this from its cron to shrink after a big delete.
+pub fn collect() {
+    // SAFETY: mi_collect only walks mimalloc's own bookkeeping.
+    unsafe { mi_collect(false) }
+}
+
 /// MEMORY PURGE: hands the pages mimalloc holds free back to the system.
 pub fn purge() {
     // SAFETY: mi_collect only walks mimalloc's own bookkeeping.
-    unsafe { libmimalloc_sys::mi_collect(true) }
+    unsafe { mi_collect(true) }
 }
 
 /// Bytes currently allocated by the process through Rust's allocator.

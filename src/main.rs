@@ -141,6 +141,7 @@ fn docker_entrypoint(mut args: Vec<OsString>) -> Vec<OsString> {
 }
 
 fn main() -> ExitCode {
+    oxidis::alloc::configure();
     let mut argv: Vec<OsString> = std::env::args_os().collect();
     let in_container = Path::new(&argv[0])
         .file_name()
