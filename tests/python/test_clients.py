@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -136,6 +137,22 @@ def test_memory_stats_doctor_and_info_memory(port):
     assert report.endswith(b"I'm here to keep you safe, Sam. I want to help you.\n")
     r.config_resetstat()
     assert r.memory_stats()["peak.allocated"] < stats["peak.allocated"]
+
+
+def test_idle_server_gives_back_the_memory_of_a_deleted_key(port):
+    r = redis.Redis(host="127.0.0.1", port=port)
+    value = b"x" * 1024
+    for _ in range(40):
+        r.rpush("big", *[value] * 5000)
+    full = r.info("memory")["used_memory_rss"]
+    assert full > 200_000 * 1024
+    r.delete("big")
+    # Freed pages stay with the process for 10 s (as Redis's jemalloc keeps them), then the
+    # cron hands them back although no command runs meanwhile.
+    deadline = time.time() + 20
+    while r.info("memory")["used_memory_rss"] > full // 4 and time.time() < deadline:
+        time.sleep(0.5)
+    assert r.info("memory")["used_memory_rss"] < full // 4
 
 
 def test_pipeline_and_scan_iter(port):
