@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -79,28 +80,30 @@ async fn client_loop(
     let mut parser = RequestParser::default();
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
     let mut reply = Reply::new(client.protocol);
+    let mut mail_watched = false;
     loop {
         // The buffer is only (re)filled once there is input: an idle client may have given
         // its buffer back (see below).
-        tokio::select! {
-            biased;
-            Some(message) = push_rx.recv() => take_pushed(&handle, message, push_rx, &mut reply),
-            // Only a client that has not logged in keeps unwritten output between batches.
-            ready = stream.writable(), if !reply.buf.is_empty() => {
-                ready?;
+        match next_event(stream, &handle, push_rx, &mut mail_watched, &reply).await? {
+            Event::Pushed(message) => take_pushed(&handle, message, push_rx, &mut reply),
+            Event::Writable => {
                 write_at_once(server, stream, &mut reply.buf)?;
                 continue;
             }
-            ready = stream.readable() => {
-                ready?;
+            Event::Readable => {
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
                 }
                 match stream.read_now(&mut buf) {
                     Ok(0) => return Ok(()),
                     Ok(n) => {
-                        server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        handle.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
+                        server
+                            .stats
+                            .net_input_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        handle
+                            .last_interaction_ms
+                            .store(now_ms(), Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(e),
@@ -235,6 +238,47 @@ async fn client_loop(
     }
 }
 
+/// What an idle connection waits for.
+enum Event {
+    /// A message another client pushed (pub/sub, MONITOR), or an empty one to look at
+    /// `killed` and ACL changes.
+    Pushed(Bytes),
+    /// Room in the socket for output kept from before (only a client that has not logged in
+    /// keeps unwritten output between batches).
+    Writable,
+    Readable,
+}
+
+/// Waits for the next event, in that order of priority. The push channel is polled only while
+/// no wakeup is registered with it or after a push (`mail_watched` tracks the registration,
+/// which a send uses up), which spares polling an empty channel on every wait. Hand-written
+/// rather than `select!` over `readable()` and `recv()`: those futures cost about 550
+/// instructions a wait (a third of the task's own) at `redis-benchmark -P 1`.
+fn next_event<'a>(
+    stream: &'a impl ClientStream,
+    handle: &'a ClientHandle,
+    push_rx: &'a mut mpsc::UnboundedReceiver<Bytes>,
+    mail_watched: &'a mut bool,
+    reply: &'a Reply,
+) -> impl std::future::Future<Output = std::io::Result<Event>> + 'a {
+    std::future::poll_fn(move |cx| {
+        if !*mail_watched || handle.take_pushed() {
+            match push_rx.poll_recv(cx) {
+                Poll::Ready(Some(message)) => {
+                    *mail_watched = false;
+                    return Poll::Ready(Ok(Event::Pushed(message)));
+                }
+                // Closed cannot happen: the handle holds a sender while the connection runs.
+                Poll::Ready(None) | Poll::Pending => *mail_watched = true,
+            }
+        }
+        if !reply.buf.is_empty() && stream.poll_write_ready(cx)?.is_ready() {
+            return Poll::Ready(Ok(Event::Writable));
+        }
+        stream.poll_read_ready(cx).map_ok(|()| Event::Readable)
+    })
+}
+
 /// Writes what the socket takes now. False if more than UNAUTHENTICATED_OUTPUT_LIMIT bytes
 /// are left: a client that has not logged in may not make the server hold its replies
 /// (Redis's `checkClientOutputBufferLimits`). The rest waits for the socket while the client
@@ -298,11 +342,19 @@ async fn flush(
     }
     // Acknowledged writes are in the append-only file before the client hears of them.
     server.store.notifier.aof.write_pending();
-    tokio::select! {
-        biased;
-        written = stream.write_all(&reply.buf) => written?,
-        _ = handle.kill_notify.notified() => {
-            return Err(std::io::ErrorKind::ConnectionAborted.into());
+    // Most replies fit in the socket at once; only the rest needs the waiting write.
+    let written = match stream.try_write(&reply.buf) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    if written < reply.buf.len() {
+        tokio::select! {
+            biased;
+            written = stream.write_all(&reply.buf[written..]) => written?,
+            _ = handle.kill_notify.notified() => {
+                return Err(std::io::ErrorKind::ConnectionAborted.into());
+            }
         }
     }
     server

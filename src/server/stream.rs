@@ -2,7 +2,6 @@
 //! The connection task waits for input before it takes a read buffer, so the stream must
 //! offer readiness and non-blocking reads as tokio's TCP and Unix streams do.
 
-use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -13,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 pub trait ClientStream: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
 
     /// Reads what has arrived into `buf`'s spare capacity, without waiting (`WouldBlock` when
@@ -40,12 +39,12 @@ pub trait ClientStream: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'stati
 macro_rules! client_stream {
     ($stream:ty) => {
         impl ClientStream for $stream {
-            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-                <$stream>::readable(self)
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$stream>::poll_read_ready(self, cx)
             }
 
-            fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
-                <$stream>::writable(self)
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$stream>::poll_write_ready(self, cx)
             }
 
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
