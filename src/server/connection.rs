@@ -80,11 +80,10 @@ async fn client_loop(
     let mut parser = RequestParser::default();
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
     let mut reply = Reply::new(client.protocol);
-    let mut mail_watched = false;
     loop {
         // The buffer is only (re)filled once there is input: an idle client may have given
         // its buffer back (see below).
-        match next_event(stream, &handle, push_rx, &mut mail_watched, &reply).await? {
+        match next_event(stream, push_rx, &reply).await? {
             Event::Pushed(message) => take_pushed(&handle, message, push_rx, &mut reply),
             Event::Writable => {
                 write_at_once(server, stream, &mut reply.buf)?;
@@ -249,28 +248,20 @@ enum Event {
     Readable,
 }
 
-/// Waits for the next event, in that order of priority. The push channel is polled only while
-/// no wakeup is registered with it or after a push (`mail_watched` tracks the registration,
-/// which a send uses up), which spares polling an empty channel on every wait. Hand-written
-/// rather than `select!` over `readable()` and `recv()`: those futures cost about 550
-/// instructions a wait (a third of the task's own) at `redis-benchmark -P 1`.
+/// Waits for the next event, in that order of priority. Hand-written rather than `select!`
+/// over `recv()` and `readable()`: those futures cost about 450 instructions a wait, a third
+/// of the task's own, at `redis-benchmark -P 1`. The push channel is polled every time: its
+/// registration can be lost to a send waking the task concurrently (io-threads, or a
+/// background thread publishing), and only a poll that comes back Pending registers anew.
 fn next_event<'a>(
     stream: &'a impl ClientStream,
-    handle: &'a ClientHandle,
     push_rx: &'a mut mpsc::UnboundedReceiver<Bytes>,
-    mail_watched: &'a mut bool,
     reply: &'a Reply,
 ) -> impl std::future::Future<Output = std::io::Result<Event>> + 'a {
     std::future::poll_fn(move |cx| {
-        if !*mail_watched || handle.take_pushed() {
-            match push_rx.poll_recv(cx) {
-                Poll::Ready(Some(message)) => {
-                    *mail_watched = false;
-                    return Poll::Ready(Ok(Event::Pushed(message)));
-                }
-                // Closed cannot happen: the handle holds a sender while the connection runs.
-                Poll::Ready(None) | Poll::Pending => *mail_watched = true,
-            }
+        // Closed cannot happen: the handle holds a sender while the connection runs.
+        if let Poll::Ready(Some(message)) = push_rx.poll_recv(cx) {
+            return Poll::Ready(Ok(Event::Pushed(message)));
         }
         if !reply.buf.is_empty() && stream.poll_write_ready(cx)?.is_ready() {
             return Poll::Ready(Ok(Event::Writable));

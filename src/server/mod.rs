@@ -210,7 +210,7 @@ impl Monitors {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            client.push(line.clone());
+            let _ = client.push.send(line.clone());
         }
         crate::client::note_handoff();
     }
