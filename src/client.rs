@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::acl::{Acl, User};
 use crate::blocking::BlockRequest;
 use crate::commands::CommandTable;
+use crate::mailbox::Mailbox;
 use crate::protocol::Protocol;
 use crate::util::now_ms;
 
@@ -202,7 +203,7 @@ pub struct ClientHandle {
     /// Messages pushed to this client by others (MONITOR lines, pub/sub messages), counted in
     /// `output_buffer` until written. An empty message only wakes the connection task, to
     /// notice `killed`.
-    pub push: mpsc::UnboundedSender<Bytes>,
+    pub mailbox: Mailbox,
     /// Wakes a connection stuck writing to a peer that does not read, when it is killed.
     pub kill_notify: Notify,
     /// When the output buffer went over the soft limit (Unix ms), 0 when under it.
@@ -219,13 +220,7 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    pub fn new(
-        id: u64,
-        addr: String,
-        laddr: String,
-        fd: i32,
-        push: mpsc::UnboundedSender<Bytes>,
-    ) -> ClientHandle {
+    pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> ClientHandle {
         let now = now_ms();
         ClientHandle {
             id,
@@ -245,7 +240,7 @@ impl ClientHandle {
             query_buffer_free: AtomicUsize::new(0),
             output_buffer: AtomicUsize::new(0),
             killed: AtomicBool::new(false),
-            push,
+            mailbox: Mailbox::default(),
             kill_notify: Notify::new(),
             soft_limit_since_ms: AtomicU64::new(0),
             subscriptions: Default::default(),
@@ -268,7 +263,7 @@ impl ClientHandle {
 
     /// Makes the connection task look at its state (killed, ACL changes) without a message.
     pub fn wake(&self) {
-        let _ = self.push.send(Bytes::new());
+        self.mailbox.push(Bytes::new());
     }
 
     pub fn set_user(&self, user: &User) {
@@ -310,7 +305,7 @@ impl ClientHandle {
             self.close_for_limits();
             return;
         }
-        let _ = self.push.send(message);
+        self.mailbox.push(message);
         note_handoff();
     }
 
@@ -517,8 +512,7 @@ mod tests {
     fn a_client_over_its_limit_is_closed_once_when_threads_race() {
         const THREADS: usize = 4;
         for _ in 0..200 {
-            let (push, _messages) = mpsc::unbounded_channel();
-            let handle = Arc::new(ClientHandle::new(1, "a".into(), "b".into(), -1, push));
+            let handle = Arc::new(ClientHandle::new(1, "a".into(), "b".into(), -1));
             handle.output_buffer.store(2048, Ordering::Relaxed);
             let barrier = Arc::new(Barrier::new(THREADS));
             let closers: Vec<_> = (0..THREADS)

@@ -19,13 +19,11 @@ pub struct Session {
 impl Default for Session {
     fn default() -> Self {
         let server = Server::new(Config::new());
-        let (push, _) = tokio::sync::mpsc::unbounded_channel();
         let handle = Arc::new(ClientHandle::new(
             1,
             "127.0.0.1:1".into(),
             "127.0.0.1:6379".into(),
             -1,
-            push,
         ));
         let client = Client::new(handle, &server.acl);
         Session {

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod embedded;
 pub mod fuzzing;
+pub mod mailbox;
 pub mod persist;
 pub mod protocol;
 pub mod pubsub;

@@ -953,8 +953,7 @@ struct Replay<'a> {
 
 impl<'a> Replay<'a> {
     fn new(server: &'a Server) -> Replay<'a> {
-        let (push, _) = tokio::sync::mpsc::unbounded_channel();
-        let handle = crate::client::ClientHandle::new(0, String::new(), String::new(), -1, push);
+        let handle = crate::client::ClientHandle::new(0, String::new(), String::new(), -1);
         let mut client = crate::client::Client::internal(std::sync::Arc::new(handle), &server.acl);
         client.deny_blocking = true;
         Replay {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::Server;
 use super::stream::{ClientStream, Peer};
@@ -16,6 +15,7 @@ use crate::blocking::Wake;
 use crate::client::{Blocked, Client, ClientHandle, OUTPUT_LIMIT_DISCONNECTIONS};
 use crate::commands;
 use crate::config;
+use crate::mailbox::Inbox;
 use crate::protocol::{Limits, Reply, RequestParser};
 use crate::util::now_ms;
 
@@ -28,14 +28,12 @@ const LARGE_QUERY_BUFFER: usize = 4 * READ_CHUNK;
 const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 16 * 1024 + 1024;
 
 pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Peer) {
-    let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Bytes>();
     let local = peer.local;
     let handle = Arc::new(ClientHandle::new(
         server.clients.next_id(),
         peer.addr,
         peer.local_addr,
         stream.as_raw_fd(),
-        push_tx,
     ));
     handle.local.store(local, Ordering::Relaxed);
     if let Some(refusal) = refusal(&server, local) {
@@ -48,7 +46,7 @@ pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Pe
     }
     server.clients.add(handle.clone());
     let mut client = Client::new(handle.clone(), &server.acl);
-    if let Err(e) = client_loop(&server, &mut stream, &mut client, &mut push_rx).await {
+    if let Err(e) = client_loop(&server, &mut stream, &mut client).await {
         tracing::debug!("Client id={} closed: {e}", client.id);
     }
     crate::commands::forget_client(&server, &mut client);
@@ -73,9 +71,9 @@ async fn client_loop(
     server: &Server,
     stream: &mut impl ClientStream,
     client: &mut Client,
-    push_rx: &mut mpsc::UnboundedReceiver<Bytes>,
 ) -> std::io::Result<()> {
     let handle = client.handle.clone();
+    let mut inbox = Inbox::default();
     let mut buf = BytesMut::new();
     let mut parser = RequestParser::default();
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
@@ -83,8 +81,8 @@ async fn client_loop(
     loop {
         // The buffer is only (re)filled once there is input: an idle client may have given
         // its buffer back (see below).
-        match next_event(stream, push_rx, &reply).await? {
-            Event::Pushed(message) => take_pushed(&handle, message, push_rx, &mut reply),
+        match next_event(stream, &handle, &mut inbox, &reply).await? {
+            Event::Pushed => take_pushed(&handle, &mut inbox, &mut reply),
             Event::Writable => {
                 write_at_once(server, stream, &mut reply.buf)?;
                 continue;
@@ -151,7 +149,7 @@ async fn client_loop(
                         reply.protocol = client.protocol;
                         flush(server, stream, &handle, &mut reply).await?;
                         wait_blocked(
-                            server, stream, client, blocked, &mut buf, push_rx, &mut reply,
+                            server, stream, client, blocked, &mut buf, &mut inbox, &mut reply,
                         )
                         .await?;
                     }
@@ -239,9 +237,9 @@ async fn client_loop(
 
 /// What an idle connection waits for.
 enum Event {
-    /// A message another client pushed (pub/sub, MONITOR), or an empty one to look at
-    /// `killed` and ACL changes.
-    Pushed(Bytes),
+    /// Messages other clients pushed (pub/sub, MONITOR), now in the inbox, or an empty one to
+    /// look at `killed` and ACL changes.
+    Pushed,
     /// Room in the socket for output kept from before (only a client that has not logged in
     /// keeps unwritten output between batches).
     Writable,
@@ -249,19 +247,17 @@ enum Event {
 }
 
 /// Waits for the next event, in that order of priority. Hand-written rather than `select!`
-/// over `recv()` and `readable()`: those futures cost about 450 instructions a wait, a third
-/// of the task's own, at `redis-benchmark -P 1`. The push channel is polled every time: its
-/// registration can be lost to a send waking the task concurrently (io-threads, or a
-/// background thread publishing), and only a poll that comes back Pending registers anew.
+/// over futures for each: those cost about 450 instructions a wait, a third of the task's
+/// own, at `redis-benchmark -P 1`.
 fn next_event<'a>(
     stream: &'a impl ClientStream,
-    push_rx: &'a mut mpsc::UnboundedReceiver<Bytes>,
+    handle: &'a ClientHandle,
+    inbox: &'a mut Inbox,
     reply: &'a Reply,
 ) -> impl std::future::Future<Output = std::io::Result<Event>> + 'a {
     std::future::poll_fn(move |cx| {
-        // Closed cannot happen: the handle holds a sender while the connection runs.
-        if let Poll::Ready(Some(message)) = push_rx.poll_recv(cx) {
-            return Poll::Ready(Ok(Event::Pushed(message)));
+        if inbox.poll_take(&handle.mailbox, cx).is_ready() {
+            return Poll::Ready(Ok(Event::Pushed));
         }
         if !reply.buf.is_empty() && stream.poll_write_ready(cx)?.is_ready() {
             return Poll::Ready(Ok(Event::Writable));
@@ -305,18 +301,12 @@ fn log_unauthenticated_close(client: &Client, handle: &ClientHandle) {
 }
 
 /// Moves messages other clients pushed (pub/sub, MONITOR) into the output buffer.
-fn take_pushed(
-    handle: &ClientHandle,
-    first: Bytes,
-    push_rx: &mut mpsc::UnboundedReceiver<Bytes>,
-    reply: &mut Reply,
-) {
-    let mut taken = first.len();
-    reply.buf.extend_from_slice(&first);
-    while let Ok(message) = push_rx.try_recv() {
+fn take_pushed(handle: &ClientHandle, inbox: &mut Inbox, reply: &mut Reply) {
+    let mut taken = 0;
+    inbox.drain(|message| {
         taken += message.len();
         reply.buf.extend_from_slice(&message);
-    }
+    });
     handle.delivered(taken);
 }
 
@@ -368,7 +358,7 @@ async fn wait_blocked(
     client: &mut Client,
     mut blocked: Blocked,
     buf: &mut BytesMut,
-    push_rx: &mut mpsc::UnboundedReceiver<Bytes>,
+    inbox: &mut Inbox,
     reply: &mut Reply,
 ) -> std::io::Result<()> {
     let blocking = &server.store.notifier.blocking;
@@ -419,14 +409,14 @@ async fn wait_blocked(
                 }
                 server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Some(message) = push_rx.recv() => {
+            () = inbox.take(&client.handle.mailbox) => {
                 if client.handle.killed.load(Ordering::Relaxed)
                     || !commands::acl::follow_user_changes(server, client)
                 {
                     cancel(Wake::Timeout);
                     return Err(std::io::ErrorKind::ConnectionAborted.into());
                 }
-                take_pushed(&client.handle, message, push_rx, reply);
+                take_pushed(&client.handle, inbox, reply);
                 flush(server, stream, &client.handle, reply).await?;
             }
         }

@@ -210,7 +210,7 @@ impl Monitors {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            let _ = client.push.send(line.clone());
+            client.mailbox.push(line.clone());
         }
         crate::client::note_handoff();
     }
