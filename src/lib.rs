@@ -14,4 +14,5 @@ pub mod protocol;
 pub mod pubsub;
 pub mod server;
 pub mod store;
+pub mod timer;
 pub mod util;

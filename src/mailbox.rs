@@ -124,15 +124,16 @@ mod tests {
             })
             .collect();
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_io()
             .build()
             .unwrap();
         let next = runtime.block_on(async {
+            tokio::spawn(crate::timer::drive());
             let mut inbox = Inbox::default();
             let mut next = [0u64; THREADS as usize];
             while next.iter().sum::<u64>() < THREADS * PUSHES {
                 let wait =
-                    tokio::time::timeout(std::time::Duration::from_secs(10), inbox.take(&mailbox));
+                    crate::timer::timeout(std::time::Duration::from_secs(10), inbox.take(&mailbox));
                 wait.await.expect("a push did not wake the task");
                 inbox.drain(|message| {
                     let text = std::str::from_utf8(&message).unwrap();

@@ -194,7 +194,9 @@ fn main() -> ExitCode {
         builder.worker_threads(threads);
         builder
     };
-    let runtime = match builder.enable_all().build() {
+    // No tokio time driver: its clock readings at every park are a cost per request at
+    // `-P 1`; `oxidis::timer` serves the server's few sleeps.
+    let runtime = match builder.enable_io().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("Failed to start the runtime: {e}");

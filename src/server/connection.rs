@@ -373,7 +373,7 @@ async fn wait_blocked(
             0 => std::future::pending().await,
             deadline => {
                 let wait = deadline.saturating_sub(now_ms());
-                tokio::time::sleep(Duration::from_millis(wait)).await
+                crate::timer::sleep(Duration::from_millis(wait)).await
             }
         }
     };
@@ -444,7 +444,7 @@ async fn wait_if_paused(
         while let Some(ms) = server.pause.wait_for(is_write) {
             tokio::select! {
                 _ = server.pause.resumed.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                _ = crate::timer::sleep(Duration::from_millis(ms)) => {}
             }
         }
     }

@@ -23,7 +23,7 @@ pub async fn run(server: Arc<Server>) {
     loop {
         let hz = server.config.int(config::HZ).clamp(1, 500) as u64;
         let period = Duration::from_millis(1000 / hz);
-        tokio::time::sleep(period).await;
+        crate::timer::sleep(period).await;
         if server.active_expire.load(Ordering::Relaxed) {
             let server = server.clone();
             // The sweep locks shards briefly; run it off the async workers.

@@ -63,6 +63,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         tracing::info!("Ready to accept connections unix");
         tokio::spawn(unix_accept_loop(server.clone(), listener, path));
     }
+    tokio::spawn(crate::timer::drive());
     tokio::spawn(cron::run(server.clone()));
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -266,7 +267,7 @@ async fn unix_accept_loop(server: Arc<Server>, listener: UnixListener, path: Str
             }
             Err(e) => {
                 tracing::warn!("Accepting client connection: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                crate::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
     }
@@ -305,7 +306,7 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
             Ok((stream, peer)) => accept(&server, stream, peer),
             Err(e) => {
                 tracing::warn!("Accepting client connection: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                crate::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
     }

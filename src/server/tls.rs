@@ -138,7 +138,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
                 };
                 let server = server.clone();
                 tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, async move {
+                    let handshake = crate::timer::timeout(HANDSHAKE_TIMEOUT, async move {
                         // A plain-text client is closed without a word, as OpenSSL does; rustls
                         // would send an alert that the client reads as a garbled reply.
                         let mut first = [0u8; 1];
@@ -166,7 +166,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
             }
             Err(e) => {
                 tracing::warn!("Accepting client connection: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                crate::timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }
