@@ -350,7 +350,8 @@ impl Aof {
     /// Writes what was fed to the file (and syncs it under `appendfsync always`); called
     /// before replies go out.
     pub fn write_pending(&self) {
-        if !self.pending.swap(false, Ordering::Acquire) {
+        // A load first: the swap is a locked instruction, and this runs for every reply.
+        if !self.pending.load(Ordering::Relaxed) || !self.pending.swap(false, Ordering::Acquire) {
             return;
         }
         let mut inner = self.inner();

@@ -17,6 +17,7 @@ use crate::commands;
 use crate::config;
 use crate::mailbox::Inbox;
 use crate::protocol::{Limits, Reply, RequestParser};
+use crate::util::clock::Ticks;
 use crate::util::now_ms;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -78,6 +79,7 @@ async fn client_loop(
     let mut parser = RequestParser::default();
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
     let mut reply = Reply::new(client.protocol);
+    let mut read_at = Ticks::now();
     loop {
         // The buffer is only (re)filled once there is input: an idle client may have given
         // its buffer back (see below).
@@ -98,9 +100,10 @@ async fn client_loop(
                             .stats
                             .net_input_bytes
                             .fetch_add(n as u64, Ordering::Relaxed);
+                        read_at = Ticks::now();
                         handle
                             .last_interaction_ms
-                            .store(now_ms(), Ordering::Relaxed);
+                            .store(read_at.unix_ms(), Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(e),
@@ -126,11 +129,9 @@ async fn client_loop(
         };
         // While the batch runs, CLIENT LIST shows it whole as the query buffer, as Redis does.
         handle.query_buffer.store(buf.len(), Ordering::Relaxed);
-        if limits.authenticated && parser.at_request_start() {
-            commands::prefetch_keys(server, client, &buf);
-        }
-        // The tick reading that ended the batch's last command, while nothing has waited since.
-        let mut chained = None;
+        // The tick reading that ended the batch's last command (at first, the read), while
+        // nothing has waited since.
+        let mut chained = Some(read_at);
         let mut requests = 0usize;
         let handoffs = crate::client::handoffs();
         loop {
@@ -139,7 +140,13 @@ async fn client_loop(
                 Ok(true) if args.is_empty() => continue,
                 Ok(true) => {
                     requests += 1;
-                    if wait_if_paused(server, &args, stream, &handle, &mut reply).await? {
+                    // The first request of a pipeline is about to run; the rest may be worth
+                    // prefetching, while a lone request is not.
+                    if requests == 1 && !buf.is_empty() && limits.authenticated {
+                        commands::prefetch_keys(server, client, &buf);
+                    }
+                    if server.pause.is_paused() {
+                        wait_while_paused(server, &args, stream, &handle, &mut reply).await?;
                         chained = None;
                     }
                     chained = commands::execute_chained(server, client, &mut reply, &args, chained);
@@ -423,18 +430,15 @@ async fn wait_blocked(
     }
 }
 
-/// CLIENT PAUSE: holds this client's next command until the pause ends, after sending the
-/// replies already computed. Returns whether the server was paused (so it may have waited).
-async fn wait_if_paused(
+/// CLIENT PAUSE, while the server is paused: holds this client's next command until the pause
+/// ends (if it applies to the command), after sending the replies already computed.
+async fn wait_while_paused(
     server: &Server,
     args: &[Bytes],
     stream: &mut impl ClientStream,
     handle: &ClientHandle,
     reply: &mut Reply,
-) -> std::io::Result<bool> {
-    if !server.pause.is_paused() {
-        return Ok(false);
-    }
+) -> std::io::Result<()> {
     let is_write = server
         .commands
         .get(&args[0])
@@ -448,7 +452,7 @@ async fn wait_if_paused(
             }
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Lets every task already in the runtime's queue run before this one goes on. Not tokio's

@@ -68,7 +68,7 @@ pub fn freeze() -> Frozen {
 pub fn freeze_at(at: Ticks) -> Frozen {
     let outer = FROZEN_MS.get() == 0;
     if outer {
-        FROZEN_MS.set(system_us(at.0) / 1000);
+        FROZEN_MS.set(at.unix_ms());
     }
     Frozen { outer, at }
 }
@@ -147,6 +147,11 @@ fn paired_reading() -> (Instant, u64) {
 impl Ticks {
     pub fn now() -> Ticks {
         Ticks(read_ticks())
+    }
+
+    /// Unix time in milliseconds at this reading.
+    pub fn unix_ms(self) -> u64 {
+        system_us(self.0) / 1000
     }
 
     pub fn ns_since(self, earlier: Ticks) -> u64 {
