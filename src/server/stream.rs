@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -16,23 +16,21 @@ pub trait ClientStream: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'stati
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
 
-    /// Reads what has arrived into `buf`'s spare capacity, without waiting (`WouldBlock` when
-    /// nothing has). Unlike `try_read_buf`, a read that does not fill the space also clears
-    /// the stream's readiness (tokio's `poll_read` does so), so the next wait goes to epoll
-    /// instead of costing a read that finds nothing: one read per request at `-P 1`, as Redis.
-    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        let mut cx = Context::from_waker(Waker::noop());
+    /// Reads what has arrived into `buf`'s spare capacity. Unlike a `try_read_buf` after a
+    /// readiness wait, a read that does not fill the space also clears the stream's readiness
+    /// (tokio's `poll_read` does so), so the next wait goes to epoll instead of costing a read
+    /// that finds nothing: one read per request at `-P 1`, as Redis.
+    fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
         let mut spare = ReadBuf::uninit(buf.spare_capacity_mut());
-        match Pin::new(self).poll_read(&mut cx, &mut spare) {
-            Poll::Ready(Ok(())) => {
-                let n = spare.filled().len();
-                // SAFETY: poll_read initialised the first `n` bytes of the spare capacity.
-                unsafe { buf.set_len(buf.len() + n) };
-                Ok(n)
-            }
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
+        ready!(Pin::new(self).poll_read(cx, &mut spare))?;
+        let n = spare.filled().len();
+        // SAFETY: poll_read initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Poll::Ready(Ok(n))
     }
 }
 
