@@ -118,8 +118,12 @@ pub async fn drive() {
         }
     };
     loop {
-        let Ok(mut ready) = fd.readable().await else {
-            return;
+        let mut ready = match fd.readable().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::error!("Cannot watch the timer: {e}");
+                return;
+            }
         };
         let mut expirations = [0u8; 8];
         // SAFETY: reads at most 8 bytes into an 8-byte buffer.
