@@ -18,10 +18,6 @@ thread_local! {
 /// reading, and a step of the system clock (NTP, settimeofday) shows within this time.
 const WALL_REFRESH_US: f64 = 10_000.0;
 
-fn system_ms() -> u64 {
-    system_us(read_ticks()) / 1000
-}
-
 /// Unix time in microseconds at `ticks`, carried forward from this thread's last system clock
 /// reading.
 fn system_us(ticks: u64) -> u64 {
@@ -39,7 +35,7 @@ fn system_us(ticks: u64) -> u64 {
 /// Unix time in milliseconds; inside a command, the time the command started.
 pub fn now_ms() -> u64 {
     match FROZEN_MS.get() {
-        0 => system_ms(),
+        0 => Ticks::now().unix_ms(),
         frozen => frozen,
     }
 }
