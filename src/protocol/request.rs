@@ -27,6 +27,8 @@ pub struct Limits {
 
 #[derive(Default)]
 pub struct RequestParser {
+    /// Where the arguments of a request taking the fast path lie (start and end offsets).
+    spans: [(usize, usize); FAST_ARGS],
     /// Bulk arguments still expected by the multibulk request in progress.
     remaining: usize,
     /// Length of the bulk whose `$len` header has been read but whose payload has not.
@@ -49,6 +51,10 @@ impl RequestParser {
             }
             if buf[0] != b'*' {
                 return parse_inline(buf, args);
+            }
+            if let Some(count) = complete_request(buf, limits, &mut self.spans) {
+                split_request(buf, &self.spans[..count], args);
+                return Ok(true);
             }
             let Some(line_end) = find_crlf(buf, 1) else {
                 return too_big(buf, "too big mbulk count string");
@@ -114,6 +120,55 @@ impl RequestParser {
     pub fn at_request_start(&self) -> bool {
         self.remaining == 0
     }
+}
+
+/// Most arguments a request may have to take the fast path; longer ones go through `parse`.
+const FAST_ARGS: usize = 16;
+
+/// How many arguments the request at the start of `buf` has, with where each lies written to
+/// `spans`, when the request is a well-formed multibulk of 1 to `FAST_ARGS` arguments that
+/// has fully arrived and is within `limits`. Anything else (incomplete, malformed, over a
+/// limit) is left to the incremental parser, which reports Redis's errors and keeps its place
+/// across reads.
+fn complete_request(
+    buf: &[u8],
+    limits: Limits,
+    spans: &mut [(usize, usize); FAST_ARGS],
+) -> Option<usize> {
+    let (count, mut at) = peek_number(buf, 0)?;
+    let max_count = if limits.authenticated { FAST_ARGS } else { 10 };
+    if count == 0 || count > max_count {
+        return None;
+    }
+    let max_len = if limits.authenticated {
+        limits.max_bulk_len
+    } else {
+        limits.max_bulk_len.min(16384)
+    };
+    for span in &mut spans[..count] {
+        if buf.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (len, start) = peek_number(buf, at)?;
+        let end = start + len;
+        if len > max_len || end + 2 > buf.len() {
+            return None;
+        }
+        *span = (start, end);
+        at = end + 2;
+    }
+    Some(count)
+}
+
+/// Takes the request that `complete_request` measured off `buf` with one split, its arguments
+/// sharing that one allocation: the header bytes are skipped by slicing, not by advancing.
+fn split_request(buf: &mut BytesMut, spans: &[(usize, usize)], args: &mut Vec<Bytes>) {
+    let (&(last_start, last_end), others) = spans.split_last().expect("at least one argument");
+    let mut request = buf.split_to(last_end + 2).freeze();
+    args.extend(others.iter().map(|&(start, end)| request.slice(start..end)));
+    request.truncate(last_end);
+    request.advance(last_start);
+    args.push(request);
 }
 
 /// Calls `visit` with the first and second arguments of each complete multibulk request at the
@@ -278,6 +333,36 @@ mod tests {
     }
 
     #[test]
+    fn complete_and_partial_requests_parse_alike() {
+        let request = |count: usize| {
+            let mut out = format!("*{count}\r\n");
+            for i in 0..count {
+                let arg = "x".repeat(i);
+                out += &format!("${}\r\n{arg}\r\n", arg.len());
+            }
+            out
+        };
+        let input = request(1) + &request(FAST_ARGS) + &request(FAST_ARGS + 1) + &request(2);
+        let whole = parse_all(input.as_bytes()).unwrap();
+        let sizes: Vec<usize> = whole.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, FAST_ARGS, FAST_ARGS + 1, 2]);
+        assert_eq!(whole[1][FAST_ARGS - 1], "x".repeat(FAST_ARGS - 1));
+        // Fed a byte at a time, every request takes the incremental path.
+        let mut parser = RequestParser::default();
+        let (mut buf, mut args, mut bytewise) = (BytesMut::new(), Vec::new(), Vec::new());
+        for &byte in input.as_bytes() {
+            buf.extend_from_slice(&[byte]);
+            if parser.parse(&mut buf, &mut args, LIMITS).unwrap() {
+                let text = args
+                    .drain(..)
+                    .map(|a| String::from_utf8_lossy(&a).into_owned());
+                bytewise.push(text.collect::<Vec<_>>());
+            }
+        }
+        assert_eq!(bytewise, whole);
+    }
+
+    #[test]
     fn limits_unauthenticated_clients() {
         let mut parser = RequestParser::default();
         let limits = Limits {
@@ -287,6 +372,16 @@ mod tests {
         let mut buf = BytesMut::from(&b"*11\r\n"[..]);
         let err = parser.parse(&mut buf, &mut Vec::new(), limits).unwrap_err();
         assert_eq!(err.0, "unauthenticated multibulk length");
+        let complete = "*11\r\n".to_owned() + &"$1\r\nx\r\n".repeat(11);
+        let mut buf = BytesMut::from(complete.as_bytes());
+        let err = parser.parse(&mut buf, &mut Vec::new(), limits).unwrap_err();
+        assert_eq!(err.0, "unauthenticated multibulk length");
+        let big = format!("*1\r\n$16385\r\n{}\r\n", "x".repeat(16385));
+        let mut buf = BytesMut::from(big.as_bytes());
+        let err = RequestParser::default()
+            .parse(&mut buf, &mut Vec::new(), limits)
+            .unwrap_err();
+        assert_eq!(err.0, "unauthenticated bulk length");
     }
 
     #[test]
