@@ -19,6 +19,13 @@ struct Node<V> {
 
 type Link<V> = Option<Box<Node<V>>>;
 
+/// A node's position: its bucket and how far down that bucket's chain it is.
+#[derive(Clone, Copy)]
+pub struct Place {
+    bucket: usize,
+    depth: usize,
+}
+
 pub struct Dict<V> {
     buckets: Vec<Link<V>>,
     len: usize,
@@ -68,6 +75,34 @@ impl<V> Dict<V> {
             link = &node.next;
         }
         None
+    }
+
+    /// Where `key` is and its value: the place lets a caller that has looked at the value
+    /// reach it mutably (`at_mut`) without hashing and comparing the key again.
+    pub fn find(&self, key: &[u8]) -> Option<(Place, &V)> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let bucket = self.bucket_of(key);
+        let mut link = &self.buckets[bucket];
+        let mut depth = 0;
+        while let Some(node) = link {
+            if &*node.key == key {
+                return Some((Place { bucket, depth }, &node.value));
+            }
+            link = &node.next;
+            depth += 1;
+        }
+        None
+    }
+
+    /// The value at a place `find` returned, the dict unchanged since.
+    pub fn at_mut(&mut self, place: Place) -> &mut V {
+        let mut node = self.buckets[place.bucket].as_mut().expect("found node");
+        for _ in 0..place.depth {
+            node = node.next.as_mut().expect("found node");
+        }
+        &mut node.value
     }
 
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {

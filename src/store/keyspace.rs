@@ -295,14 +295,14 @@ pub struct Locked<'a> {
 impl Locked<'_> {
     /// The live entry for `key`, deleting it first if it has expired.
     pub fn get(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        let expired = self.shard.dict.get(key)?.is_expired(self.now);
-        if expired {
+        let (place, entry) = self.shard.dict.find(key)?;
+        if entry.is_expired(self.now) {
             self.shard.dict.remove(key);
             self.shard.volatile -= 1;
             self.db.notifier.expired(self.db.index, key);
             return None;
         }
-        self.shard.dict.get_mut(key)
+        Some(self.shard.dict.at_mut(place))
     }
 
     /// Whether `key` is present but past its expiry, without deleting it (WATCH needs this).
