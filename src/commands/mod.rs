@@ -707,7 +707,7 @@ impl CommandTable {
     /// The index of the top-level command `name`, comparing with the one at `recent` first.
     fn recent_index(&self, name: &[u8], recent: usize) -> Option<usize> {
         match self.commands.get(recent) {
-            Some(command) if command.name.as_bytes().eq_ignore_ascii_case(name) => Some(recent),
+            Some(command) if is_spelling_of(command.name.as_bytes(), name) => Some(recent),
             _ => self.index_of(name),
         }
     }
@@ -965,7 +965,18 @@ pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
     crate::util::parse_i64(arg).ok_or(Error::from(NOT_INTEGER))
 }
 
+/// Whether `input` is the lowercase command name `name` in any case.
+fn is_spelling_of(name: &[u8], input: &[u8]) -> bool {
+    name.len() == input.len()
+        && name
+            .iter()
+            .zip(input)
+            .all(|(n, i)| *n == i.to_ascii_lowercase())
+}
+
 /// The error for an unknown command, as Redis's `commandCheckExistence` words it.
+#[cold]
+#[inline(never)]
 pub fn unknown_command_error(args: &[Bytes]) -> String {
     let mut quoted = String::new();
     for arg in &args[1..] {
@@ -980,6 +991,8 @@ pub fn unknown_command_error(args: &[Bytes]) -> String {
     )
 }
 
+#[cold]
+#[inline(never)]
 pub fn unknown_subcommand_error(args: &[Bytes]) -> String {
     format!(
         "ERR unknown subcommand '{}'. Try {} HELP.",
@@ -1358,5 +1371,34 @@ fn finish_reply(client: &mut Client, reply: &mut Reply, start: usize) {
             reply.buf.truncate(keep);
             client.reply_mode = crate::client::ReplyMode::On;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_in_any_case_from_any_recent_command() {
+        let table = CommandTable::new();
+        for command in table.every() {
+            assert_eq!(command.name, command.name.to_ascii_lowercase());
+        }
+        let get = table.index_of(b"get").unwrap();
+        let args = |name: &'static [u8]| vec![Bytes::from_static(name), Bytes::from_static(b"k")];
+        for (name, recent) in [
+            (&b"GET"[..], get),
+            (b"gEt", get),
+            (b"get", 0),
+            (b"Set", get),
+        ] {
+            let mut recent = recent;
+            let command = table.resolve_recent(&args(name), &mut recent).unwrap();
+            assert!(command.name.as_bytes().eq_ignore_ascii_case(name));
+            assert_eq!(table.commands[recent].name, command.name);
+        }
+        let mut recent = get;
+        assert!(table.resolve_recent(&args(b"GETX"), &mut recent).is_err());
+        assert!(table.resolve_recent(&args(b"GE"), &mut recent).is_err());
     }
 }
