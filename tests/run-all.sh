@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! command -v tclsh >/dev/null \
     || ! command -v dpkg-source >/dev/null || ! command -v openssl >/dev/null \
-    || ! echo 'package require tls' | tclsh >/dev/null 2>&1; then
+    || ! echo 'if {[catch {package require tls}]} {exit 1}' | tclsh >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
     apt-get install -y -q redis-server redis-tools tcl tcl-tls dpkg-dev openssl >/dev/null
