@@ -188,6 +188,7 @@ fn main() -> ExitCode {
     // commands run in parallel and the keyspace's shard locks keep them atomic.
     let threads = config.int(oxidis::config::IO_THREADS).max(1) as usize;
     let mut builder = if threads == 1 {
+        oxidis::util::counter::commands_run_on_one_thread();
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut builder = tokio::runtime::Builder::new_multi_thread();

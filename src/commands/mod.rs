@@ -25,7 +25,7 @@ mod zsets;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
@@ -35,6 +35,7 @@ use crate::protocol::{Reply, peek_requests};
 use crate::server::Server;
 use crate::store::{Class, Db, Locked, PREFETCH_BATCH, Value};
 use crate::util::clock::Ticks;
+use crate::util::counter::Counter;
 use meta::{CommandSpec, flag_bit};
 
 const WRITE: u32 = flag_bit("write");
@@ -188,10 +189,10 @@ pub struct Command {
     pub subcommands: Vec<Command>,
     /// False for Redis commands Oxidis does not have: only ACL rules see them.
     pub implemented: bool,
-    pub calls: AtomicU64,
-    pub usec: AtomicU64,
-    pub rejected: AtomicU64,
-    pub failed: AtomicU64,
+    pub calls: Counter,
+    pub usec: Counter,
+    pub rejected: Counter,
+    pub failed: Counter,
     /// Call durations for INFO latencystats, made on the first call.
     pub latency: std::sync::OnceLock<crate::util::histogram::Histogram>,
 }
@@ -588,10 +589,10 @@ impl CommandTable {
                     .map(|&(_, find)| find),
                 implemented: handler.is_some(),
                 subcommands: Vec::new(),
-                calls: AtomicU64::new(0),
-                usec: AtomicU64::new(0),
-                rejected: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
+                calls: Counter::default(),
+                usec: Counter::default(),
+                rejected: Counter::default(),
+                failed: Counter::default(),
                 latency: std::sync::OnceLock::new(),
             }
         };
@@ -786,7 +787,7 @@ impl CommandTable {
     pub fn reset_stats(&self) {
         for c in self.all_with_subcommands() {
             for counter in [&c.calls, &c.usec, &c.rejected, &c.failed] {
-                counter.store(0, Ordering::Relaxed);
+                counter.reset();
             }
             if let Some(latency) = c.latency.get() {
                 latency.reset();
@@ -1074,7 +1075,7 @@ pub fn execute_chained(
                 multi.aborted = true;
             }
             if let Some(command) = command {
-                command.rejected.fetch_add(1, Ordering::Relaxed);
+                command.rejected.add(1);
             }
             let message = match command {
                 Some(c) if c.tx == TxRole::Exec => {
@@ -1282,14 +1283,11 @@ fn call(
     if let Err(Error(message)) = &result {
         reply.error(message);
         server.stats.count_error(message);
-        command.failed.fetch_add(1, Ordering::Relaxed);
+        command.failed.add(1);
     }
-    command.calls.fetch_add(1, Ordering::Relaxed);
-    command.usec.fetch_add(micros, Ordering::Relaxed);
-    server
-        .stats
-        .commands_processed
-        .fetch_add(1, Ordering::Relaxed);
+    command.calls.add(1);
+    command.usec.add(micros);
+    server.stats.commands_processed.add(1);
     let slower_than = server.config.int(crate::config::SLOWLOG_LOG_SLOWER_THAN);
     if slower_than >= 0 && micros >= slower_than as u64 && command.flags & SKIP_SLOWLOG == 0 {
         let name = client
@@ -1346,7 +1344,7 @@ fn serve_blocked(server: &Server) {
                 reply.error(&message);
                 server.stats.count_error(&message);
             }
-            command.calls.fetch_add(1, Ordering::Relaxed);
+            command.calls.add(1);
             blocking.finish(id, Wake::Reply(reply.buf));
         }
     }

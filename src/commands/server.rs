@@ -783,13 +783,13 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  io_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\n\
                  reply_buffer_expands:0\r\nclient_output_buffer_limit_disconnections:{}\r\n",
                 load(&server.clients.total_connections),
-                load(&stats.commands_processed),
+                stats.commands_processed.get(),
                 load(&stats.net_input_bytes),
                 load(&stats.net_output_bytes),
                 load(&server.clients.rejected_connections),
                 load(&server.store.notifier.expired_keys),
-                load(&stats.keyspace_hits),
-                load(&stats.keyspace_misses),
+                stats.keyspace_hits.get(),
+                stats.keyspace_misses.get(),
                 hub.len(Space::Channel),
                 hub.len(Space::Pattern),
                 hub.len(Space::Shard),
@@ -821,8 +821,8 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
         "commandstats" => {
             w.push_str("# Commandstats\r\n");
             for c in server.commands.all_with_subcommands() {
-                let (calls, usec) = (load(&c.calls), load(&c.usec));
-                let (rejected, failed) = (load(&c.rejected), load(&c.failed));
+                let (calls, usec) = (c.calls.get(), c.usec.get());
+                let (rejected, failed) = (c.rejected.get(), c.failed.get());
                 if calls == 0 && rejected == 0 && failed == 0 {
                     continue;
                 }

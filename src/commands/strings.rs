@@ -34,7 +34,7 @@ fn count_lookup(ctx: &Ctx, key: &[u8], found: bool) {
     } else {
         &ctx.server.stats.keyspace_misses
     };
-    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counter.add(1);
 }
 
 pub fn get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {

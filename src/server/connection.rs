@@ -399,7 +399,7 @@ async fn wait_blocked(
                         server.stats.count_error(error);
                         let id = client.handle.last_command.load(Ordering::Relaxed);
                         if let Some(command) = server.commands.by_id(id) {
-                            command.failed.fetch_add(1, Ordering::Relaxed);
+                            command.failed.add(1);
                         }
                     }
                 }

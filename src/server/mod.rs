@@ -22,6 +22,7 @@ use crate::commands::CommandTable;
 use crate::config::{self, Config};
 use crate::persist::Snapshots;
 use crate::store::Store;
+use crate::util::counter::Counter;
 use crate::util::{now_ms, now_us, repr};
 
 pub use listener::run;
@@ -58,11 +59,11 @@ pub struct Server {
 
 #[derive(Default)]
 pub struct Stats {
-    pub commands_processed: AtomicU64,
+    pub commands_processed: Counter,
     pub net_input_bytes: AtomicU64,
     pub net_output_bytes: AtomicU64,
-    pub keyspace_hits: AtomicU64,
-    pub keyspace_misses: AtomicU64,
+    pub keyspace_hits: Counter,
+    pub keyspace_misses: Counter,
     pub error_replies: AtomicU64,
     pub unexpected_error_replies: AtomicU64,
     /// Allocated bytes once the server was set up, before loading data (`used_memory_startup`).
@@ -95,10 +96,14 @@ impl Stats {
     pub fn reset(&self) {
         for counter in [
             &self.commands_processed,
-            &self.net_input_bytes,
-            &self.net_output_bytes,
             &self.keyspace_hits,
             &self.keyspace_misses,
+        ] {
+            counter.reset();
+        }
+        for counter in [
+            &self.net_input_bytes,
+            &self.net_output_bytes,
             &self.error_replies,
             &self.unexpected_error_replies,
             &self.peak_allocated,

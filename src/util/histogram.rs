@@ -2,9 +2,9 @@
 //! values from 1 ns to 1 s in log-linear buckets, 32 per power of two (about 3 % precision).
 //! Hand-written because commands record from several threads at once (io-threads): the
 //! `hdrhistogram` crate records through `&mut`, which would put a lock on every command;
-//! these buckets are plain atomics.
+//! these buckets are statistics counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::counter::Counter;
 
 const SUB_BUCKET_BITS: u32 = 5;
 const SUB_BUCKETS: u64 = 1 << SUB_BUCKET_BITS;
@@ -36,13 +36,13 @@ fn highest_value(index: usize) -> u64 {
 }
 
 pub struct Histogram {
-    counts: Box<[AtomicU64]>,
+    counts: Box<[Counter]>,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            counts: (0..BUCKETS).map(|_| Counter::default()).collect(),
         }
     }
 }
@@ -51,11 +51,11 @@ impl Histogram {
     /// Records a duration in nanoseconds, clamped to 1 ns .. 1 s.
     pub fn record(&self, nanos: u64) {
         let value = nanos.clamp(1, MAX_VALUE);
-        self.counts[bucket(value)].fetch_add(1, Ordering::Relaxed);
+        self.counts[bucket(value)].add(1);
     }
 
     pub fn total(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.counts.iter().map(Counter::get).sum()
     }
 
     /// The value at `percentile` (0 to 100): the smallest bucket holding at least that share
@@ -65,7 +65,7 @@ impl Histogram {
         let wanted = ((percentile / 100.0 * total as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (index, count) in self.counts.iter().enumerate() {
-            seen += count.load(Ordering::Relaxed);
+            seen += count.get();
             if seen >= wanted {
                 return highest_value(index);
             }
@@ -75,7 +75,7 @@ impl Histogram {
 
     pub fn reset(&self) {
         for count in self.counts.iter() {
-            count.store(0, Ordering::Relaxed);
+            count.reset();
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Small helpers with Redis-exact behaviour: numbers, glob patterns, clocks, randomness.
 
 pub mod clock;
+pub mod counter;
 mod glob;
 pub mod histogram;
 mod number;
