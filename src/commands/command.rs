@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::meta::{Arg, BeginSearch, FindKeys, KeySpec, categories, visible_flags};
-use super::{CmdResult, Command, Ctx, SYNTAX, reply_help};
+use super::{CmdResult, Command, Ctx, KeyFlags, SYNTAX, reply_help};
 use crate::protocol::Reply;
 use crate::util::{eq_ignore_case, glob_match};
 
@@ -179,11 +179,11 @@ fn write_info(r: &mut Reply, c: &Command) {
     }
 }
 
-fn write_key_flags(r: &mut Reply, flags: &[&str]) {
-    r.set(flags.len());
-    for flag in flags {
+fn write_key_flags(r: &mut Reply, flags: KeyFlags) {
+    r.set(flags.iter().count());
+    for flag in flags.iter() {
         // Redis prints the access-type flags in capitals and the rest in lower case.
-        if ["RO", "RW", "OW", "RM"].contains(flag) {
+        if ["RO", "RW", "OW", "RM"].contains(&flag) {
             r.simple(flag);
         } else {
             r.simple(&flag.to_ascii_lowercase());
@@ -198,7 +198,7 @@ fn write_key_spec(r: &mut Reply, spec: &KeySpec) {
         r.bulk(notes.as_bytes());
     }
     r.bulk(b"flags");
-    write_key_flags(r, spec.flags);
+    write_key_flags(r, KeyFlags::Spec(spec.flags));
     r.bulk(b"begin_search");
     r.map(2);
     r.bulk(b"type");
@@ -314,7 +314,7 @@ fn write_docs(r: &mut Reply, c: &Command) {
     }
     if !s.args.is_empty() {
         r.bulk(b"arguments");
-        write_args(r, s.args);
+        write_args(r, &s.args);
     }
     if !c.subcommands.is_empty() {
         r.bulk(b"subcommands");
@@ -329,7 +329,7 @@ fn write_docs(r: &mut Reply, c: &Command) {
 fn write_args(r: &mut Reply, args: &[Arg]) {
     r.array(args.len());
     for arg in args {
-        let has_children = arg.kind == "oneof" || arg.kind == "block";
+        let has_children = matches!(&*arg.kind, "oneof" | "block");
         let fields = 2
             + (arg.key_spec_index != -1) as usize
             + arg.token.is_some() as usize
@@ -365,7 +365,7 @@ fn write_args(r: &mut Reply, args: &[Arg]) {
         }
         if has_children {
             r.bulk(b"arguments");
-            write_args(r, arg.args);
+            write_args(r, &arg.args);
         }
     }
 }

@@ -1,38 +1,142 @@
 //! The shape of Redis's command reference data (`spec.rs`), and the flag and ACL category bits
 //! derived from it that dispatch, COMMAND and (later) ACL read.
 
+use super::spec;
+
+/// A string of the reference data: a range of `spec::TEXT`, which holds each string once.
+/// The tables hold ranges rather than `&'static str` (and `List`s rather than slices) so that
+/// they contain no pointers: a position-independent executable would have every pointer
+/// rewritten by the loader at start, which copies the whole 300 KB of tables into private
+/// memory, although most of it is read only by COMMAND DOCS.
+#[derive(Clone, Copy)]
+pub struct Text(pub(super) u32, pub(super) u32);
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &'static str {
+        &spec::TEXT[self.0 as usize..][..self.1 as usize]
+    }
+}
+
+/// A list of words (flags, ACL categories, tips): one `Text` with the words space-separated.
+#[derive(Clone, Copy)]
+pub struct Words(pub(super) Text);
+
+impl Words {
+    pub fn iter(self) -> std::str::SplitAsciiWhitespace<'static> {
+        let text: &'static str = &spec::TEXT[self.0.0 as usize..][..self.0.1 as usize];
+        text.split_ascii_whitespace()
+    }
+
+    pub fn len(self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0.1 == 0
+    }
+
+    pub fn contains(self, word: &str) -> bool {
+        self.iter().any(|w| w == word)
+    }
+}
+
+/// A run of rows of one of the tables in `spec`, as a slice of it.
+pub struct List<T: 'static> {
+    at: u16,
+    len: u16,
+    rows: std::marker::PhantomData<&'static T>,
+}
+
+impl<T> List<T> {
+    pub(super) const fn new(at: u16, len: u16) -> List<T> {
+        List {
+            at,
+            len,
+            rows: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for List<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for List<T> {}
+
+impl<T: Table> IntoIterator for List<T> {
+    type Item = &'static T;
+    type IntoIter = std::slice::Iter<'static, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        T::table()[self.at as usize..][..self.len as usize].iter()
+    }
+}
+
+/// The table a `List<Self>` is a run of.
+pub trait Table: Sized + 'static {
+    fn table() -> &'static [Self];
+}
+
+impl Table for Arg {
+    fn table() -> &'static [Arg] {
+        &spec::ARGS
+    }
+}
+
+impl Table for KeySpec {
+    fn table() -> &'static [KeySpec] {
+        &spec::KEY_SPECS
+    }
+}
+
+impl Table for (Text, Text) {
+    fn table() -> &'static [(Text, Text)] {
+        &spec::HISTORY
+    }
+}
+
+impl<T: Table> std::ops::Deref for List<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        self.into_iter().as_slice()
+    }
+}
+
 pub struct CommandSpec {
-    pub name: &'static str,
-    pub container: Option<&'static str>,
-    pub summary: &'static str,
-    pub since: &'static str,
-    pub group: &'static str,
-    pub complexity: Option<&'static str>,
-    pub doc_flags: &'static [&'static str],
-    pub deprecated_since: Option<&'static str>,
-    pub replaced_by: Option<&'static str>,
-    pub history: &'static [(&'static str, &'static str)],
+    pub name: Text,
+    pub container: Option<Text>,
+    pub summary: Text,
+    pub since: Text,
+    pub group: Text,
+    pub complexity: Option<Text>,
+    pub doc_flags: Words,
+    pub deprecated_since: Option<Text>,
+    pub replaced_by: Option<Text>,
+    /// (version, change) pairs.
+    pub history: List<(Text, Text)>,
     pub arity: i32,
-    pub flags: &'static [&'static str],
-    pub acl_categories: &'static [&'static str],
-    pub tips: &'static [&'static str],
-    pub key_specs: &'static [KeySpec],
-    pub args: &'static [Arg],
+    pub flags: Words,
+    pub acl_categories: Words,
+    pub tips: Words,
+    pub key_specs: List<KeySpec>,
+    pub args: List<Arg>,
 }
 
 pub struct KeySpec {
-    pub notes: Option<&'static str>,
-    pub flags: &'static [&'static str],
+    pub notes: Option<Text>,
+    pub flags: Words,
     pub begin_search: BeginSearch,
     pub find_keys: FindKeys,
 }
 
 pub enum BeginSearch {
     Index(i32),
-    Keyword {
-        keyword: &'static str,
-        startfrom: i32,
-    },
+    Keyword { keyword: Text, startfrom: i32 },
     Unknown,
 }
 
@@ -51,15 +155,15 @@ pub enum FindKeys {
 }
 
 pub struct Arg {
-    pub name: &'static str,
-    pub kind: &'static str,
+    pub name: Text,
+    pub kind: Text,
     pub key_spec_index: i32,
-    pub token: Option<&'static str>,
-    pub summary: Option<&'static str>,
-    pub since: Option<&'static str>,
-    pub deprecated_since: Option<&'static str>,
-    pub flags: &'static [&'static str],
-    pub args: &'static [Arg],
+    pub token: Option<Text>,
+    pub summary: Option<Text>,
+    pub since: Option<Text>,
+    pub deprecated_since: Option<Text>,
+    pub flags: Words,
+    pub args: List<Arg>,
 }
 
 /// Command flags in the order Redis's COMMAND reply lists them.
@@ -209,7 +313,7 @@ pub fn legacy_range(specs: &[KeySpec]) -> ((i32, i32, i32), bool) {
     if specs.is_empty() {
         return ((0, 0, 0), false);
     }
-    let incomplete = |s: &KeySpec| s.flags.contains(&"INCOMPLETE");
+    let incomplete = |s: &KeySpec| s.flags.contains("INCOMPLETE");
     if let [spec] = specs
         && let (BeginSearch::Index(pos), FindKeys::Range { lastkey, step, .. }) =
             (&spec.begin_search, &spec.find_keys)
@@ -337,5 +441,76 @@ pub fn visit_keys(
             }
             i += step;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(full: &str) -> &'static CommandSpec {
+        spec::SPECS
+            .iter()
+            .find(|s| match &s.container {
+                Some(container) => full == format!("{}|{}", &**container, &*s.name),
+                None => full == &*s.name,
+            })
+            .unwrap()
+    }
+
+    fn visit_args(args: &[Arg], names: &mut Vec<String>) {
+        for arg in args {
+            names.push(format!("{}:{}", &*arg.name, &*arg.kind));
+            visit_args(&arg.args, names);
+        }
+    }
+
+    #[test]
+    fn tables_read_back_as_generated() {
+        let get = spec("get");
+        assert_eq!(get.arity, 2);
+        assert_eq!(get.flags.iter().collect::<Vec<_>>(), ["readonly", "fast"]);
+        assert_eq!(get.acl_categories.iter().collect::<Vec<_>>(), ["string"]);
+        assert_eq!(get.key_specs.len(), 1);
+        assert_eq!(
+            get.key_specs[0].flags.iter().collect::<Vec<_>>(),
+            ["RO", "ACCESS"]
+        );
+        assert!(matches!(
+            get.key_specs[0].begin_search,
+            BeginSearch::Index(1)
+        ));
+        assert_eq!(&*get.summary, "Get the value of a key");
+
+        let set = spec("set");
+        assert_eq!(set.history.len(), 4);
+        assert_eq!(
+            (&*set.history[0].0, &*set.history[0].1),
+            ("2.6.12", "Added the `EX`, `PX`, `NX` and `XX` options.")
+        );
+        let mut names = Vec::new();
+        visit_args(&set.args, &mut names);
+        assert_eq!(names[..3], ["key:key", "value:string", "condition:oneof"]);
+
+        let setinfo = spec("client|setinfo");
+        assert_eq!(&*setinfo.since, "7.2.0");
+        assert_eq!(setinfo.args[0].args[0].token.as_deref(), Some("LIB-NAME"));
+        assert!(setinfo.doc_flags.is_empty());
+        assert_eq!(setinfo.tips.len(), 2);
+    }
+
+    #[test]
+    fn every_range_is_inside_its_table() {
+        let mut names = Vec::new();
+        for s in &spec::SPECS {
+            assert!(!s.name.is_empty());
+            visit_args(&s.args, &mut names);
+            for k in &*s.key_specs {
+                k.flags.iter().for_each(|f| assert!(!f.is_empty()));
+            }
+            assert!(s.history.iter().all(|(v, _)| !v.is_empty()));
+        }
+        assert_eq!(spec::SPECS.len(), 390);
+        assert_eq!(names.len(), spec::ARGS.len());
     }
 }

@@ -18,7 +18,6 @@ mod server;
 mod sets;
 mod sort;
 mod spec;
-mod spec_extra;
 mod strings;
 mod transactions;
 mod zsets;
@@ -129,14 +128,31 @@ pub enum TxRole {
     Exec,
 }
 
-/// A key spec's flags (`RW`, `ACCESS`, `UPDATE` ...).
-pub type KeyFlags = &'static [&'static str];
+/// A key's flags (`RW`, `ACCESS`, `UPDATE` ...): a key spec's, or those a command's own key
+/// finder gives.
+#[derive(Clone, Copy)]
+pub enum KeyFlags {
+    Spec(meta::Words),
+    Fixed(&'static [&'static str]),
+}
+
+impl KeyFlags {
+    pub fn iter(self) -> impl Iterator<Item = &'static str> {
+        let (spec, fixed) = match self {
+            KeyFlags::Spec(words) => (Some(words.iter()), None),
+            KeyFlags::Fixed(flags) => (None, Some(flags.iter().copied())),
+        };
+        spec.into_iter()
+            .flatten()
+            .chain(fixed.into_iter().flatten())
+    }
+}
 
 /// The ACL access a key with these flags needs, or None for a shard channel (NOT_KEY).
 fn acl_access(flags: KeyFlags) -> Option<u8> {
     let mut access = 0;
-    for flag in flags {
-        match *flag {
+    for flag in flags.iter() {
+        match flag {
             "NOT_KEY" => return None,
             "ACCESS" => access |= crate::acl::selector::READ,
             "INSERT" | "DELETE" | "UPDATE" => access |= crate::acl::selector::WRITE,
@@ -215,9 +231,9 @@ impl Command {
     pub fn keys(&self, args: &[Bytes]) -> Vec<(usize, KeyFlags)> {
         match self.key_finder {
             Some(find) => find(args),
-            None => meta::key_positions(self.spec.key_specs, args)
+            None => meta::key_positions(&self.spec.key_specs, args)
                 .into_iter()
-                .map(|(position, spec)| (position, self.spec.key_specs[spec].flags))
+                .map(|(position, spec)| (position, KeyFlags::Spec(self.spec.key_specs[spec].flags)))
                 .collect(),
         }
     }
@@ -247,8 +263,8 @@ impl Command {
                     }
                 }
             }
-            None => meta::visit_keys(self.spec.key_specs, args, |position, spec| {
-                visit_flags(position, self.spec.key_specs[spec].flags)
+            None => meta::visit_keys(&self.spec.key_specs, args, |position, spec| {
+                visit_flags(position, KeyFlags::Spec(self.spec.key_specs[spec].flags))
             }),
         }
     }
@@ -550,8 +566,7 @@ impl CommandTable {
             };
             spec::SPECS
                 .iter()
-                .chain(spec_extra::EXTRA_SPECS)
-                .find(|s| s.name == name && s.container == container)
+                .find(|s| &*s.name == name && s.container.as_deref() == container)
                 .unwrap_or_else(|| panic!("no spec for {full}"))
         };
         let build = |name: &str, access: Access, handler: Option<Handler>| {
@@ -561,7 +576,7 @@ impl CommandTable {
                 .acl_categories
                 .iter()
                 .fold(0, |acc, c| acc | meta::category_bit(c));
-            let (legacy_range, movable_keys) = meta::legacy_range(spec.key_specs);
+            let (legacy_range, movable_keys) = meta::legacy_range(&spec.key_specs);
             if movable_keys {
                 flags |= flag_bit("movablekeys");
             }
@@ -620,13 +635,14 @@ impl CommandTable {
         }
         // Redis's other commands are in the table too, unimplemented: ACL rules name them
         // (`+eval`, `-@hyperloglog`) and must mean what they mean in Redis.
-        for spec in spec::SPECS.iter().chain(spec_extra::EXTRA_SPECS) {
-            match spec.container {
-                None if !commands.iter().any(|c| c.name == spec.name) => {
-                    commands.push(build(spec.name, Access::ByKeys, None));
+        for spec in &spec::SPECS {
+            let name: &str = &spec.name;
+            match spec.container.as_deref() {
+                None if !commands.iter().any(|c| c.name == name) => {
+                    commands.push(build(name, Access::ByKeys, None));
                 }
                 Some(container) => {
-                    let full = format!("{container}|{}", spec.name);
+                    let full = format!("{container}|{name}");
                     let parent = parent_of(&mut commands, container);
                     if !commands[parent].subcommands.iter().any(|c| c.name == full) {
                         commands[parent]

@@ -237,7 +237,7 @@ fn sort_items(db: &Db, items: &mut [Vec<u8>], o: &Options) -> Result<(), Error> 
 
 /// Redis's `sortGetKeys`: the sorted key, and the destination of the last STORE.
 pub fn keys(args: &[Bytes]) -> Vec<(usize, KeyFlags)> {
-    let mut positions = vec![(1, &["RO", "ACCESS"][..])];
+    let mut positions = vec![(1, KeyFlags::Fixed(&["RO", "ACCESS"]))];
     let mut store = None;
     let mut i = 2;
     while i < args.len() {
@@ -246,7 +246,7 @@ pub fn keys(args: &[Bytes]) -> Vec<(usize, KeyFlags)> {
         } else if eq_ignore_case(&args[i], "get") || eq_ignore_case(&args[i], "by") {
             i += 1;
         } else if eq_ignore_case(&args[i], "store") && i + 1 < args.len() {
-            store = Some((i + 1, &["OW", "UPDATE"][..]));
+            store = Some((i + 1, KeyFlags::Fixed(&["OW", "UPDATE"])));
         }
         i += 1;
     }

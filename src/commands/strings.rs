@@ -159,12 +159,12 @@ fn expire_millis(
 /// Redis's `setGetKeys`: SET only reads its key with GET.
 pub fn set_keys(args: &[Bytes]) -> Vec<(usize, super::KeyFlags)> {
     let reads = args.iter().skip(3).any(|a| eq_ignore_case(a, "get"));
-    let flags: super::KeyFlags = if reads {
+    let flags: &[&str] = if reads {
         &["RW", "ACCESS", "UPDATE"]
     } else {
         &["OW", "UPDATE"]
     };
-    vec![(1, flags)]
+    vec![(1, super::KeyFlags::Fixed(flags))]
 }
 
 pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
