@@ -11,11 +11,17 @@ use super::spec;
 #[derive(Clone, Copy)]
 pub struct Text(pub(super) u32, pub(super) u32);
 
+impl Text {
+    pub fn as_str(self) -> &'static str {
+        &spec::TEXT[self.0 as usize..][..self.1 as usize]
+    }
+}
+
 impl std::ops::Deref for Text {
     type Target = str;
 
-    fn deref(&self) -> &'static str {
-        &spec::TEXT[self.0 as usize..][..self.1 as usize]
+    fn deref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -25,8 +31,7 @@ pub struct Words(pub(super) Text);
 
 impl Words {
     pub fn iter(self) -> std::str::SplitAsciiWhitespace<'static> {
-        let text: &'static str = &spec::TEXT[self.0.0 as usize..][..self.0.1 as usize];
-        text.split_ascii_whitespace()
+        self.0.as_str().split_ascii_whitespace()
     }
 
     pub fn len(self) -> usize {
