@@ -25,9 +25,13 @@ def load(directory):
     cmds = {}
     for f in sorted(glob.glob(directory + '/*.json')):
         for name, c in json.load(open(f)).items():
+            # Names, flags, categories and tips in lower case, as Redis replies with them.
             c['name'] = name.lower()
-            cont = c.get('container')
-            cmds[(cont.lower() + '|' if cont else '') + name.lower()] = c
+            if c.get('container'):
+                c['container'] = c['container'].lower()
+            for field in ('doc_flags', 'command_flags', 'acl_categories', 'command_tips'):
+                c[field] = [x.lower() for x in c.get(field, [])]
+            cmds[(c['container'] + '|' if c.get('container') else '') + c['name']] = c
     return [cmds[key] for key in sorted(cmds)]
 
 
@@ -110,24 +114,23 @@ def table_list(table, items):
 
 def spec(c):
     cont = c.get('container')
-    lower = lambda xs: [x.lower() for x in xs]
     history = [
         '(%s, %s)' % (text(v), text(t)) for v, t in c.get('history', []) or []
     ]
     return '\n'.join([
-        '    // %s' % ((cont.lower() + '|' if cont else '') + c['name']),
+        '    // %s' % ((cont + '|' if cont else '') + c['name']),
         '    CommandSpec {',
-        '        name: %s, container: %s,' % (text(c['name']), opt(cont.lower() if cont else None)),
+        '        name: %s, container: %s,' % (text(c['name']), opt(cont)),
         '        summary: %s, since: %s, group: %s, complexity: %s,' % (
             text(c.get('summary', '')), text(c.get('since', '')), text(c['group']),
             opt(c.get('complexity'))),
         '        doc_flags: %s, deprecated_since: %s, replaced_by: %s,' % (
-            words(lower(c.get('doc_flags', []))), opt(c.get('deprecated_since')),
+            words(c['doc_flags']), opt(c.get('deprecated_since')),
             opt(c.get('replaced_by'))),
         '        history: %s,' % table_list(HISTORY, history),
         '        arity: %d, flags: %s, acl_categories: %s, tips: %s,' % (
-            c['arity'], words(lower(c.get('command_flags', []))),
-            words(lower(c.get('acl_categories', []))), words(lower(c.get('command_tips', [])))),
+            c['arity'], words(c['command_flags']), words(c['acl_categories']),
+            words(c['command_tips'])),
         '        key_specs: %s,' % table_list(
             KEY_SPECS, [key_spec(k) for k in c.get('key_specs', [])]),
         '        args: %s,' % arg_list(c.get('arguments', [])),
@@ -140,10 +143,9 @@ commands = [c for source in SOURCES for c in load(source)]
 # after: an empty server then has only the start of TEXT in memory.
 for c in commands:
     text(c['name'])
-    if c.get('container'):
-        text(c['container'].lower())
-    words([x.lower() for x in c.get('command_flags', [])])
-    words([x.lower() for x in c.get('acl_categories', [])])
+    opt(c.get('container'))
+    words(c['command_flags'])
+    words(c['acl_categories'])
     for k in c.get('key_specs', []):
         words(k.get('flags', []))
 specs = [spec(c) for c in commands]
