@@ -351,6 +351,66 @@ fn pipelines_answer_in_order() {
     assert_eq!(values, (0..1000).collect::<Vec<i64>>());
 }
 
+/// A pipeline of big requests fills the server's read buffer again and again, and requests
+/// straddle reads; replies the server holds back while it reads on must come out whole and in
+/// order, also past the amount it holds at most.
+#[test]
+fn pipelines_of_big_requests_answer_in_order() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let value = |i: usize, k: usize| format!("{i}:{k}:").repeat(1 + (i * 7 + k) % 300);
+    let mut pipe = redis::pipe();
+    for i in 0..150 {
+        let mut mset = cmd("MSET");
+        for k in 0..10 {
+            mset.arg(format!("big:{k}")).arg(value(i, k));
+        }
+        pipe.add_command(mset);
+        pipe.cmd("MGET").arg("big:0").arg("big:9");
+    }
+    let replies: Vec<Value> = pipe.query(&mut con).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..150 {
+        expected.push(Value::Okay);
+        let bulk = |k| Value::BulkString(value(i, k).into_bytes());
+        expected.push(Value::Array(vec![bulk(0), bulk(9)]));
+    }
+    assert_eq!(replies, expected);
+}
+
+/// A client that sends a pipeline and then shuts its side of the connection (as `nc -N`
+/// does) still gets every reply, also those the server held while reading on. The server is
+/// kept busy (DEBUG SLEEP) until all of it has arrived, and the requests are 1 KB each, so
+/// that its 16 KB reads end where the input does and the end of input is found while
+/// replies are held.
+#[test]
+fn pipeline_then_half_close_gets_every_reply() {
+    use std::io::{Read, Write};
+    let server = TestServer::start_with(&["--enable-debug-command", "yes"]);
+    let mut raw = server.raw();
+    let mut sleeper = server.client();
+    let busy = std::thread::spawn(move || {
+        let () = cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("0.5")
+            .query(&mut sleeper)
+            .unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let value = "v".repeat(996);
+    let request = format!(
+        "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{value}\r\n",
+        value.len()
+    );
+    assert_eq!(request.len(), 1024);
+    raw.write_all(request.repeat(48).as_bytes()).unwrap();
+    raw.shutdown(std::net::Shutdown::Write).unwrap();
+    busy.join().unwrap();
+    let mut replies = String::new();
+    raw.read_to_string(&mut replies).unwrap();
+    assert_eq!(replies, "+OK\r\n".repeat(48));
+}
+
 /// Past about 16,000 keys the server prefetches the keys of a pipelined batch before running
 /// it (a hint read from the raw input); the replies must be exactly those without it, also
 /// when the batch changes database midway or mixes in keyless and multi-key commands.

@@ -27,6 +27,8 @@ const LARGE_QUERY_BUFFER: usize = 4 * READ_CHUNK;
 /// its replies overflow the 16 KB reply buffer by more than 1 KB (`checkClientOutputBufferLimits`
 /// counts only the reply list beyond `c->buf`), checked as each reply is added.
 const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 16 * 1024 + 1024;
+/// Replies held back while more of a pipeline is read (see `client_loop`) at most.
+const HELD_REPLIES_LIMIT: usize = 4 * READ_CHUNK;
 
 pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Peer) {
     let local = peer.local;
@@ -80,15 +82,26 @@ async fn client_loop(
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
     let mut reply = Reply::new(client.protocol);
     let mut read_at = Ticks::now();
+    // Input read without waiting, while the replies to the input before it are held back.
+    let mut read_more = None;
+    // Whether replies went out since the input last ran out (see the flush below).
+    let mut replied_to_burst = false;
     loop {
-        match next_event(stream, &handle, &mut inbox, &reply, &mut buf).await? {
-            Event::Pushed => take_pushed(&handle, &mut inbox, &mut reply),
+        let event = match read_more.take() {
+            Some(event) => event,
+            None => next_event(stream, &handle, &mut inbox, &reply, &mut buf).await?,
+        };
+        let filled = match event {
+            Event::Pushed => {
+                take_pushed(&handle, &mut inbox, &mut reply);
+                false
+            }
             Event::Writable => {
                 write_at_once(server, stream, &mut reply.buf)?;
                 continue;
             }
-            Event::Read(0) => return Ok(()),
-            Event::Read(n) => {
+            Event::Read { len: 0, .. } => return Ok(()),
+            Event::Read { len: n, filled } => {
                 server
                     .stats
                     .net_input_bytes
@@ -97,8 +110,9 @@ async fn client_loop(
                 handle
                     .last_interaction_ms
                     .store(read_at.unix_ms(), Ordering::Relaxed);
+                filled
             }
-        }
+        };
         // The cron asks clients idle for a while to free their empty query buffer, as
         // Redis's `clientsCronResizeQueryBuffer` does: a thousand idle connections then
         // hold no buffers.
@@ -212,6 +226,24 @@ async fn client_loop(
             .store(buf.capacity() - buf.len(), Ordering::Relaxed);
         reply.protocol = client.protocol;
         if !commands::auth_required(server, client) {
+            // A read that filled the buffer's space likely left more of a long pipeline in the
+            // socket. The first replies to it leave at once; after that, the other clients
+            // ready run, then what has arrived is read and its replies leave with the held
+            // ones in one write. Each write wakes a client waiting for the rest of its
+            // replies: with 16 requests of 1 KB per batch (MSET of 10 values), such wakeups
+            // were most of the server's kernel time, 8.6 -> 4.5 us of CPU per request.
+            if filled
+                && replied_to_burst
+                && reply.buf.len() < HELD_REPLIES_LIMIT
+                && !client.close_after_reply
+            {
+                RunQueued::default().await;
+                read_more = read_now(stream, &mut buf).await?;
+                if read_more.is_some() {
+                    continue;
+                }
+            }
+            replied_to_burst = filled;
             // A pipelined batch's replies wait until the clients made ready by the same poll
             // have run, as Redis writes every client's replies in `beforeSleep`: a busy peer
             // then gets many replies per wakeup, and waking it is much of the kernel's work at
@@ -242,8 +274,9 @@ enum Event {
     /// Room in the socket for output kept from before (only a client that has not logged in
     /// keeps unwritten output between batches).
     Writable,
-    /// Input, this many bytes of it, now in the query buffer; 0 when the client has closed.
-    Read(usize),
+    /// Input, `len` bytes of it, now in the query buffer (0 when the client has closed);
+    /// `filled` if it took all the space the buffer offered.
+    Read { len: usize, filled: bool },
 }
 
 /// Waits for the next event, in that order of priority. Hand-written rather than `select!`
@@ -270,8 +303,36 @@ fn next_event<'a>(
             std::task::ready!(stream.poll_read_ready(cx))?;
             buf.reserve(READ_CHUNK);
         }
-        stream.poll_read_buf(cx, buf).map_ok(Event::Read)
+        poll_read(stream, cx, buf)
     })
+}
+
+fn poll_read(
+    stream: &mut impl ClientStream,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<std::io::Result<Event>> {
+    let space = buf.capacity() - buf.len();
+    stream.poll_read_buf(cx, buf).map_ok(|len| Event::Read {
+        len,
+        filled: len == space,
+    })
+}
+
+/// Reads what has already arrived, without waiting; None if nothing has. The end of input is
+/// None too: the held replies go out first, and the next wait finds the end again.
+async fn read_now(
+    stream: &mut impl ClientStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<Option<Event>> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    std::future::poll_fn(|cx| match poll_read(stream, cx, buf) {
+        Poll::Ready(Ok(Event::Read { len: 0, .. })) | Poll::Pending => Poll::Ready(Ok(None)),
+        Poll::Ready(event) => Poll::Ready(event.map(Some)),
+    })
+    .await
 }
 
 /// Writes what the socket takes now. False if more than UNAUTHENTICATED_OUTPUT_LIMIT bytes
