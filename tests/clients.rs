@@ -451,6 +451,14 @@ fn pipelines_over_a_large_keyspace_answer_in_order() {
     expected.push(Value::Okay);
     expected.push(bulk(1));
     assert_eq!(replies, expected);
+    // MSET and MGET prefetch their own keys, a batch of 16 at a time.
+    let pairs: Vec<(String, i64)> = (0..40)
+        .map(|i| (format!("key:{:012}", i * 997), -i))
+        .collect();
+    let () = con.mset(&pairs).unwrap();
+    let names: Vec<&String> = pairs.iter().map(|(name, _)| name).collect();
+    let values: Vec<i64> = con.mget(&names).unwrap();
+    assert_eq!(values, (0..40).map(|i| -i).collect::<Vec<i64>>());
     assert_eq!(cmd("DBSIZE").query::<i64>(&mut con).unwrap(), keys);
 }
 

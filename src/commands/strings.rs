@@ -6,7 +6,7 @@ use super::{
     CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, OVERFLOW, SYNTAX, WRONGTYPE, int_arg, typed_mut,
 };
 use crate::config;
-use crate::store::{Class, Locked, Str, Value};
+use crate::store::{Class, Locked, PREFETCH_BATCH, Str, Value};
 use crate::util::{eq_ignore_case, format_human_double, parse_f64};
 
 const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
@@ -341,11 +341,14 @@ pub fn getset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 pub fn mget(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     ctx.reply.array(args.len() - 1);
     let db = ctx.db();
-    for key in &args[1..] {
-        let mut locked = db.lock(key);
-        match locked.get(key).and_then(|e| e.value.as_str_mut()) {
-            Some(s) => ctx.reply.bulk(s.bytes(&mut itoa::Buffer::new())),
-            None => ctx.reply.null(),
+    for batch in args[1..].chunks(PREFETCH_BATCH) {
+        db.prefetch_every(batch, 1);
+        for key in batch {
+            let mut locked = db.lock(key);
+            match locked.get(key).and_then(|e| e.value.as_str_mut()) {
+                Some(s) => ctx.reply.bulk(s.bytes(&mut itoa::Buffer::new())),
+                None => ctx.reply.null(),
+            }
         }
     }
     Ok(())
@@ -364,9 +367,12 @@ fn mset_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) -> CmdResult {
         ctx.reply.int(0);
         return Ok(());
     }
-    for pair in args[1..].chunks(2) {
-        db.lock(&pair[0]).set(&pair[0], Value::string(&pair[1]));
-        ctx.modified(&pair[0], Class::String, "set");
+    for batch in args[1..].chunks(2 * PREFETCH_BATCH) {
+        db.prefetch_every(batch, 2);
+        for pair in batch.chunks(2) {
+            db.lock(&pair[0]).set(&pair[0], Value::string(&pair[1]));
+            ctx.modified(&pair[0], Class::String, "set");
+        }
     }
     if nx {
         ctx.reply.int(1)

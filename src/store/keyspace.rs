@@ -121,6 +121,21 @@ impl Db {
         }
     }
 
+    /// `prefetch` for the keys one command looks up in turn (MGET, MSET): every `step`th of
+    /// `keys`, at most a batch of them, when there are several and the keyspace is big enough.
+    pub fn prefetch_every(&self, keys: &[impl AsRef<[u8]>], step: usize) {
+        if keys.len() <= step || !self.worth_prefetching() {
+            return;
+        }
+        let mut batch: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
+        let mut count = 0;
+        for (slot, key) in batch.iter_mut().zip(keys.iter().step_by(step)) {
+            *slot = key.as_ref();
+            count += 1;
+        }
+        self.prefetch(&batch[..count]);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
