@@ -297,7 +297,7 @@ fn next_event<'a>(
         if !reply.buf.is_empty() && stream.poll_write_ready(cx)?.is_ready() {
             return Poll::Ready(Ok(Event::Writable));
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        if short_of_room(buf) {
             // Only input makes an empty buffer take memory again: an idle client may have
             // given its buffer back (see `client_loop`).
             std::task::ready!(stream.poll_read_ready(cx))?;
@@ -305,6 +305,11 @@ fn next_event<'a>(
         }
         poll_read(stream, cx, buf)
     })
+}
+
+/// Whether the query buffer has too little space left for the next read.
+fn short_of_room(buf: &BytesMut) -> bool {
+    buf.capacity() - buf.len() < READ_CHUNK / 4
 }
 
 fn poll_read(
@@ -325,7 +330,7 @@ async fn read_now(
     stream: &mut impl ClientStream,
     buf: &mut BytesMut,
 ) -> std::io::Result<Option<Event>> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+    if short_of_room(buf) {
         buf.reserve(READ_CHUNK);
     }
     std::future::poll_fn(|cx| match poll_read(stream, cx, buf) {
