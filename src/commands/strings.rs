@@ -6,7 +6,7 @@ use super::{
     CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, OVERFLOW, SYNTAX, WRONGTYPE, int_arg, typed_mut,
 };
 use crate::config;
-use crate::store::{Class, Locked, PREFETCH_BATCH, Str, Value};
+use crate::store::{Class, Locked, Str, Value};
 use crate::util::{eq_ignore_case, format_human_double, parse_f64};
 
 const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
@@ -341,8 +341,7 @@ pub fn getset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 pub fn mget(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     ctx.reply.array(args.len() - 1);
     let db = ctx.db();
-    for batch in args[1..].chunks(PREFETCH_BATCH) {
-        db.prefetch_every(batch, 1);
+    for batch in db.prefetched_chunks(&args[1..], 1) {
         for key in batch {
             let mut locked = db.lock(key);
             match locked.get(key).and_then(|e| e.value.as_str_mut()) {
@@ -367,8 +366,7 @@ fn mset_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) -> CmdResult {
         ctx.reply.int(0);
         return Ok(());
     }
-    for batch in args[1..].chunks(2 * PREFETCH_BATCH) {
-        db.prefetch_every(batch, 2);
+    for batch in db.prefetched_chunks(&args[1..], 2) {
         for pair in batch.chunks(2) {
             db.lock(&pair[0]).set(&pair[0], Value::string(&pair[1]));
             ctx.modified(&pair[0], Class::String, "set");

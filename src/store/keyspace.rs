@@ -121,19 +121,27 @@ impl Db {
         }
     }
 
-    /// `prefetch` for the keys one command looks up in turn (MGET, MSET): every `step`th of
-    /// `keys`, at most a batch of them, when there are several and the keyspace is big enough.
-    pub fn prefetch_every(&self, keys: &[impl AsRef<[u8]>], step: usize) {
-        if keys.len() <= step || !self.worth_prefetching() {
-            return;
-        }
-        let mut batch: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
-        let mut count = 0;
-        for (slot, key) in batch.iter_mut().zip(keys.iter().step_by(step)) {
-            *slot = key.as_ref();
-            count += 1;
-        }
-        self.prefetch(&batch[..count]);
+    /// `items` in chunks of at most a batch of keys, every `step`th item a key (MSET's pairs:
+    /// 2), each chunk's keys prefetched as it is handed out: a command that looks its keys up in
+    /// turn (MGET, MSET) then misses the cache once a chunk. Only when there are several keys
+    /// and the keyspace is big enough.
+    pub fn prefetched_chunks<'i, K: AsRef<[u8]>>(
+        &self,
+        items: &'i [K],
+        step: usize,
+    ) -> impl Iterator<Item = &'i [K]> {
+        let worth = items.len() > step && self.worth_prefetching();
+        items.chunks(step * PREFETCH_BATCH).inspect(move |chunk| {
+            if worth && chunk.len() > step {
+                let mut keys: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
+                let mut count = 0;
+                for (slot, key) in keys.iter_mut().zip(chunk.iter().step_by(step)) {
+                    *slot = key.as_ref();
+                    count += 1;
+                }
+                self.prefetch(&keys[..count]);
+            }
+        })
     }
 
     pub fn is_empty(&self) -> bool {
