@@ -8,6 +8,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::ffi::c_long;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 const SLOTS: usize = 64;
 /// The slot that every thread past the first `SHARED` ones (and any thread whose
@@ -98,29 +99,66 @@ unsafe impl GlobalAlloc for CountingAllocator {
 const OPTION_PURGE_DELAY: mi_option_t = 15;
 const OPTION_ARENA_PURGE_MULT: mi_option_t = 24;
 
-/// How long freed memory stays with the process before it goes back to the system, as
-/// jemalloc's `dirty_decay_ms` default in Redis. mimalloc's own 10 ms (100 ms for whole
-/// segments) gave back the pages of a deleted big key while the next writes were already
-/// asking for them again: each page then cost a fault and zeroing, which made LPUSH of 1 KB
-/// values after a DEL of a 1.6 GB list cost 0.92 of Redis's CPU per push against 0.78.
-const PURGE_DELAY_MS: c_long = 10_000;
+/// mimalloc's own purge delay, set so long that it never purges by itself: `Purger` decides.
+/// mimalloc purges at a deadline set by the first free after its last purge, and then hands
+/// back everything free at that moment, however recently freed. A list deleted and filled again
+/// every few seconds (a work queue that drains and refills, `compare.sh`'s rounds) then had its
+/// pages purged between a DEL and the pushes that would reuse them: each page cost a fault and
+/// zeroing again (RPUSH of 1 KB values at -P 16: 1.4-1.9 us per push against 1.1-1.3).
+const NEVER_MS: c_long = 1 << 40;
 
 /// Sets mimalloc's purge delay, unless the environment sets it (MIMALLOC_PURGE_DELAY).
 pub fn configure() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: setting an option only stores its value.
         unsafe {
-            mi_option_set(OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+            mi_option_set(OPTION_PURGE_DELAY, NEVER_MS);
             mi_option_set(OPTION_ARENA_PURGE_MULT, 1);
         }
     }
 }
 
-/// Gives back the free memory whose purge delay has passed. mimalloc purges only when it
-/// allocates or frees, so an idle server calls this from its cron to shrink after a big delete.
-pub fn collect() {
-    // SAFETY: mi_collect only walks mimalloc's own bookkeeping.
-    unsafe { mi_collect(false) }
+/// How long memory must sit free before it goes back to the system, as jemalloc's
+/// `dirty_decay_ms` default in Redis.
+const PURGE_AFTER: Duration = Duration::from_secs(10);
+/// Freed memory smaller than this, or than an eighth of the live data, is not worth a purge.
+const PURGE_MIN_BYTES: usize = 16 << 20;
+
+/// Hands freed memory back to the system once it has stayed unused for `PURGE_AFTER`, as
+/// jemalloc's decay does for Redis. The live data's drop below its peak since the last purge
+/// is the memory freed and not used again; a purge follows when that drop has stayed over the
+/// minimum for `PURGE_AFTER`. A list deleted and filled again within that time is never
+/// purged, and an idle server shrinks `PURGE_AFTER` after a big delete. (Resident size beyond
+/// the live data would not do as the measure: it also counts the rounding of live blocks to
+/// mimalloc's size classes, a fifth of a list of 1 KB values.)
+#[derive(Default)]
+pub struct Purger {
+    /// The most live data since the last purge.
+    peak: usize,
+    /// Since when the live data has stayed below the peak by more than the minimum.
+    dropped_since: Option<Instant>,
+}
+
+impl Purger {
+    /// Looks at the live data now; the cron calls this at every tick, so that the peak of a
+    /// load deleted soon after is seen too.
+    pub fn check(&mut self, now: Instant) {
+        let live = allocated();
+        self.peak = self.peak.max(live);
+        if self.peak - live <= PURGE_MIN_BYTES.max(live / 8) {
+            self.dropped_since = None;
+            return;
+        }
+        match self.dropped_since {
+            None => self.dropped_since = Some(now),
+            Some(since) if now.duration_since(since) >= PURGE_AFTER => {
+                purge();
+                self.peak = live;
+                self.dropped_since = None;
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// MEMORY PURGE: hands the pages mimalloc holds free back to the system.

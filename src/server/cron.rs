@@ -15,11 +15,8 @@ const EXPIRE_BUCKETS_PER_STEP: usize = 64;
 /// Share of a cycle the expiry sweep may take, as Redis's 25% CPU budget.
 const EXPIRE_TIME_BUDGET: f64 = 0.25;
 
-/// How often the cron hands memory whose purge delay has passed back to the system.
-const ALLOCATOR_COLLECT_PERIOD: Duration = Duration::from_secs(1);
-
 pub async fn run(server: Arc<Server>) {
-    let mut collected_at = Instant::now();
+    let mut purger = crate::alloc::Purger::default();
     loop {
         let hz = server.config.int(config::HZ).clamp(1, 500) as u64;
         let period = Duration::from_millis(1000 / hz);
@@ -51,10 +48,7 @@ pub async fn run(server: Arc<Server>) {
         server
             .stats
             .note_memory_peak(crate::alloc::allocated() as u64);
-        if collected_at.elapsed() >= ALLOCATOR_COLLECT_PERIOD {
-            crate::alloc::collect();
-            collected_at = Instant::now();
-        }
+        purger.check(Instant::now());
     }
 }
 

@@ -155,6 +155,33 @@ def test_idle_server_gives_back_the_memory_of_a_deleted_key(port):
     assert r.info("memory")["used_memory_rss"] < full // 4
 
 
+def test_memory_freed_and_soon_used_again_is_not_handed_back(port):
+    r = redis.Redis(host="127.0.0.1", port=port)
+    pid = r.info("server")["process_id"]
+
+    def fill():
+        # 100,000 values of 1 KB: 25,000 pages or more, each a page fault when fresh.
+        for _ in range(20):
+            r.rpush("queue", *[b"x" * 1024] * 5000)
+
+    def page_faults():
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[7])
+
+    # A queue that drains and fills again every few seconds keeps its pages: the second
+    # drain happens 7 s after the first, and its pages must not be purged 10 s after the
+    # first (mimalloc's own deadline) while they wait to be used again.
+    fill()
+    r.delete("queue")
+    time.sleep(6)
+    fill()
+    r.delete("queue")
+    time.sleep(6)
+    before = page_faults()
+    fill()
+    assert page_faults() - before < 2_000
+
+
 def test_pipeline_and_scan_iter(port):
     r = redis.Redis(host="127.0.0.1", port=port)
     with r.pipeline(transaction=False) as pipe:
