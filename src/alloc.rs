@@ -140,10 +140,9 @@ pub struct Purger {
 }
 
 impl Purger {
-    /// Looks at the live data now; the cron calls this at every tick, so that the peak of a
-    /// load deleted soon after is seen too.
-    pub fn check(&mut self, now: Instant) {
-        let live = allocated();
+    /// Takes the live data now (`allocated()`); the cron calls this at every tick, so that the
+    /// peak of a load deleted soon after is seen too.
+    pub fn check(&mut self, live: usize, now: Instant) {
         self.peak = self.peak.max(live);
         if self.peak - live <= PURGE_MIN_BYTES.max(live / 8) {
             self.dropped_since = None;

@@ -45,10 +45,9 @@ pub async fn run(server: Arc<Server>) {
             .await;
         }
         check_clients(&server);
-        server
-            .stats
-            .note_memory_peak(crate::alloc::allocated() as u64);
-        purger.check(Instant::now());
+        let live = crate::alloc::allocated();
+        server.stats.note_memory_peak(live as u64);
+        purger.check(live, Instant::now());
     }
 }
 
