@@ -126,17 +126,20 @@ const PURGE_MIN_BYTES: usize = 16 << 20;
 
 /// Hands freed memory back to the system once it has stayed unused for `PURGE_AFTER`, as
 /// jemalloc's decay does for Redis. The live data's drop below its peak since the last purge
-/// is the memory freed and not used again; a purge follows when that drop has stayed over the
-/// minimum for `PURGE_AFTER`. A list deleted and filled again within that time is never
-/// purged, and an idle server shrinks `PURGE_AFTER` after a big delete. (Resident size beyond
-/// the live data would not do as the measure: it also counts the rounding of live blocks to
-/// mimalloc's size classes, a fifth of a list of 1 KB values.)
+/// is the memory freed; it is being used again while the live data climbs back from its low.
+/// A purge follows when the drop has stayed over the minimum, with no such climb, for
+/// `PURGE_AFTER`. A list deleted and filled again within that time is never purged, and an
+/// idle server shrinks `PURGE_AFTER` after a big delete. (Resident size beyond the live data
+/// would not do as the measure: it also counts the rounding of live blocks to mimalloc's size
+/// classes, a fifth of a list of 1 KB values. Nor would the peak alone: a refill stays below
+/// a peak that included a big request's query buffer.)
 #[derive(Default)]
 pub struct Purger {
     /// The most live data since the last purge.
     peak: usize,
-    /// Since when the live data has stayed below the peak by more than the minimum.
-    dropped_since: Option<Instant>,
+    /// While the drop is over the minimum: the least live data since it last climbed, and
+    /// since when it has not climbed.
+    unused: Option<(usize, Instant)>,
 }
 
 impl Purger {
@@ -144,18 +147,23 @@ impl Purger {
     /// peak of a load deleted soon after is seen too.
     pub fn check(&mut self, live: usize, now: Instant) {
         self.peak = self.peak.max(live);
-        if self.peak - live <= PURGE_MIN_BYTES.max(live / 8) {
-            self.dropped_since = None;
+        let minimum = PURGE_MIN_BYTES.max(live / 8);
+        if self.peak - live <= minimum {
+            self.unused = None;
             return;
         }
-        match self.dropped_since {
-            None => self.dropped_since = Some(now),
-            Some(since) if now.duration_since(since) >= PURGE_AFTER => {
-                purge();
-                self.peak = live;
-                self.dropped_since = None;
+        match self.unused {
+            Some((low, since)) if live <= low + minimum => {
+                if now.duration_since(since) >= PURGE_AFTER {
+                    purge();
+                    self.peak = live;
+                    self.unused = None;
+                } else {
+                    self.unused = Some((low.min(live), since));
+                }
             }
-            Some(_) => {}
+            // The drop begins, or the freed memory is being used again.
+            _ => self.unused = Some((live, now)),
         }
     }
 }
