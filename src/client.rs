@@ -89,9 +89,17 @@ pub struct Blocked {
 /// A transaction being queued.
 #[derive(Default)]
 pub struct Multi {
-    pub queued: Vec<Vec<Bytes>>,
+    pub queued: Vec<Queued>,
     /// A command was refused while queuing: EXEC fails with EXECABORT.
     pub aborted: bool,
+}
+
+/// A command queued by MULTI.
+pub struct Queued {
+    /// The table index of its top-level command, found when it was queued: EXEC resolves it
+    /// again (the ACL rules may have changed) with one name comparison instead of a lookup.
+    pub command: usize,
+    pub args: Vec<Bytes>,
 }
 
 /// The keys this client WATCHes, and the flag the keyspace raises when one changes.

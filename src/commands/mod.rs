@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use crate::blocking::{BlockRequest, Wake};
-use crate::client::{Blocked, Client};
+use crate::client::{Blocked, Client, Queued};
 use crate::protocol::{Reply, peek_requests};
 use crate::server::Server;
 use crate::store::{Class, Db, Locked, PREFETCH_BATCH, Value};
@@ -1109,7 +1109,10 @@ pub fn execute_chained(
     if let Some(multi) = &mut client.multi
         && command.tx == TxRole::Queued
     {
-        multi.queued.push(args.to_vec());
+        multi.queued.push(Queued {
+            command: client.recent_command,
+            args: args.to_vec(),
+        });
         reply.simple("QUEUED");
         finish_reply(client, reply, reply_start);
         return None;
@@ -1217,10 +1220,10 @@ fn out_of_memory(server: &Server) -> bool {
 /// command being queued in MULTI, and EXEC of a transaction holding one of the former.
 fn needs_memory(server: &Server, client: &Client, command: &Command) -> bool {
     match (&client.multi, command.tx) {
-        (Some(multi), TxRole::Exec) => multi.queued.iter().any(|args| {
+        (Some(multi), TxRole::Exec) => multi.queued.iter().any(|queued| {
             server
                 .commands
-                .resolve(args)
+                .resolve_recent(&queued.args, &mut queued.command.clone())
                 .is_ok_and(|c| c.flags & DENYOOM != 0)
         }),
         (Some(_), TxRole::Queued) => true,
@@ -1229,10 +1232,11 @@ fn needs_memory(server: &Server, client: &Client, command: &Command) -> bool {
 }
 
 /// Runs a command queued by MULTI, inside EXEC (which holds the gate).
-fn call_queued(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
+fn call_queued(server: &Server, client: &mut Client, reply: &mut Reply, queued: &Queued) {
+    let args = &queued.args;
     let checked = server
         .commands
-        .resolve(args)
+        .resolve_recent(args, &mut queued.command.clone())
         .and_then(|command| acl::check_queued(server, client, command, args).map(|()| command));
     match checked {
         Ok(command) => {

@@ -73,8 +73,8 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     }
     ctx.client.deny_blocking = true;
     ctx.reply.array(multi.queued.len());
-    for args in &multi.queued {
-        super::call_queued(ctx.server, ctx.client, ctx.reply, args);
+    for queued in &multi.queued {
+        super::call_queued(ctx.server, ctx.client, ctx.reply, queued);
     }
     ctx.client.deny_blocking = false;
     Ok(())
