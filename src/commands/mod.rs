@@ -721,6 +721,11 @@ impl CommandTable {
             .ok_or_else(|| unknown_subcommand_error(args))
     }
 
+    /// `resolve` for a command queued by MULTI, starting from the command it had when queued.
+    pub fn resolve_queued(&self, queued: &Queued) -> Result<&Command, String> {
+        self.resolve_recent(&queued.args, &mut queued.command.clone())
+    }
+
     /// The index of the top-level command `name`, comparing with the one at `recent` first.
     fn recent_index(&self, name: &[u8], recent: usize) -> Option<usize> {
         match self.commands.get(recent) {
@@ -1223,7 +1228,7 @@ fn needs_memory(server: &Server, client: &Client, command: &Command) -> bool {
         (Some(multi), TxRole::Exec) => multi.queued.iter().any(|queued| {
             server
                 .commands
-                .resolve_recent(&queued.args, &mut queued.command.clone())
+                .resolve_queued(queued)
                 .is_ok_and(|c| c.flags & DENYOOM != 0)
         }),
         (Some(_), TxRole::Queued) => true,
@@ -1236,7 +1241,7 @@ fn call_queued(server: &Server, client: &mut Client, reply: &mut Reply, queued: 
     let args = &queued.args;
     let checked = server
         .commands
-        .resolve_recent(args, &mut queued.command.clone())
+        .resolve_queued(queued)
         .and_then(|command| acl::check_queued(server, client, command, args).map(|()| command));
     match checked {
         Ok(command) => {
