@@ -12,7 +12,6 @@ rounds=${1:-5}
 requests=${2:-200000}
 cargo build --release --quiet
 source benches/lib.sh
-hz=$(getconf CLK_TCK)
 
 modes=(open requirepass acl_all acl_keys)
 declare -A port pid auth
@@ -43,11 +42,11 @@ done
 measure() {
     local mode=$1 t=$2 p=$3 before after rps
     local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
-    before=$(cpu_ticks "${pid[$mode]}")
+    before=$(cpu_us "${pid[$mode]}")
     rps=$(taskset -c 1 redis-benchmark -p "${port[$mode]}" ${auth[$mode]} -n "$n" -c 50 -P "$p" \
         -q --csv -t "$t" 2>/dev/null | awk -F, 'NR>1 {gsub(/"/,""); print $2; exit}')
-    after=$(cpu_ticks "${pid[$mode]}")
-    python3 -c "print($rps, ($after-$before)*1e6/$hz/$n)"
+    after=$(cpu_us "${pid[$mode]}")
+    python3 -c "print($rps, ($after-$before)/$n)"
 }
 
 printf '%-6s %3s %-12s %12s %8s %10s %8s\n' test P mode rps ratio cpu_us ratio

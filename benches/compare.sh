@@ -29,7 +29,6 @@ wait_up "$oxidis_port"
 sleep 0.5
 redis_rss=$(rss_kb $redis_pid)
 oxidis_rss=$(rss_kb $oxidis_pid)
-hz=$(getconf CLK_TCK)
 
 # bench PORT N PIPELINE ARGS... -> "requests/s p99_us" of one redis-benchmark run
 bench() {
@@ -49,16 +48,16 @@ variant_args() {
 }
 
 # measure TEST PIPELINE VARIANT PORT PID -> "rps cpu_us_per_request p99_us"
-# Pipelined runs send proportionally more requests, so CPU ticks (10 ms) stay a small error;
-# the range tests send fewer.
+# Pipelined runs send proportionally more requests, so each run lasts about as long; the range
+# tests send fewer.
 # Pops get a list or sorted set filled beforehand, LRANGE_100 and LRANGE_600 a 600-element
 # list and ZRANGE_100 a sorted set of about 1000 members, outside the measurement.
 measure() {
     local t=$1 p=$2 port=$4 pid=$5 before after rps p99
     local extra=($(variant_args "$3"))
     local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
-    # Range replies are big: fewer of them give as many CPU ticks (600 KB each for
-    # LRANGE_600 of 1 KB values; the full count would run for an hour).
+    # Range replies are big: fewer of them take as long (600 KB each for LRANGE_600 of 1 KB
+    # values; the full count would run for an hour).
     case $t in LRANGE_600) n=$((n / 4)) ;; esac
     case $t-$3 in LRANGE_*-1KB) n=$((n / 10)) ;; esac
     local args=(-t "$t")
@@ -73,10 +72,10 @@ measure() {
             bench "$port" 1000 1 -r 1000000000 -t zadd >/dev/null
             args=(zrange myzset 0 99) ;;
     esac
-    before=$(cpu_ticks "$pid")
+    before=$(cpu_us "$pid")
     read -r rps p99 < <(bench "$port" "$n" "$p" "${extra[@]}" "${args[@]}")
-    after=$(cpu_ticks "$pid")
-    python3 -c "print($rps, ($after-$before)*1e6/$hz/$n, $p99)"
+    after=$(cpu_us "$pid")
+    python3 -c "print($rps, ($after-$before)/$n, $p99)"
 }
 
 # idle PORT PID -> SET at -P 16 while 1,000 other connections sit idle.
@@ -98,34 +97,34 @@ PY
 queue() {
     local n=$requests before after start end
     redis-cli -p "$1" del jobs >/dev/null
-    before=$(cpu_ticks "$2")
+    before=$(cpu_us "$2")
     start=$(date +%s.%N)
     taskset -c 1 redis-benchmark -p "$1" -n "$n" -c 4 -q blpop jobs 0 >/dev/null &
     local consumers=$!
     taskset -c 1 redis-benchmark -p "$1" -n "$n" -c 4 -q rpush jobs item >/dev/null
     wait "$consumers"
     end=$(date +%s.%N)
-    after=$(cpu_ticks "$2")
-    python3 -c "print($n/($end-$start), ($after-$before)*1e6/$hz/$n, 0)"
+    after=$(cpu_us "$2")
+    python3 -c "print($n/($end-$start), ($after-$before)/$n, 0)"
 }
 
 # multi PORT PID -> "transactions/s cpu_us_per_transaction 0" (benches/multi.py).
 multi() {
     local port=$1 pid=$2 before after rate p99 n=$requests
-    before=$(cpu_ticks "$pid")
+    before=$(cpu_us "$pid")
     read -r rate p99 < <(taskset -c 1 python3 benches/multi.py "$port" "$n")
-    after=$(cpu_ticks "$pid")
-    python3 -c "print($rate, ($after-$before)*1e6/$hz/$n, $p99)"
+    after=$(cpu_us "$pid")
+    python3 -c "print($rate, ($after-$before)/$n, $p99)"
 }
 
 # pubsub SUBSCRIBERS PORT PID -> "deliveries/s cpu_us_per_delivery p99_us": one publisher
 # pipelines 64-byte messages to SUBSCRIBERS subscriber processes (benches/pubsub.py).
 pubsub() {
     local subs=$1 port=$2 pid=$3 before after rate p99 n=$((requests / 2))
-    before=$(cpu_ticks "$pid")
+    before=$(cpu_us "$pid")
     read -r rate p99 < <(taskset -c 1 python3 benches/pubsub.py "$port" "$subs" "$n")
-    after=$(cpu_ticks "$pid")
-    python3 -c "print($rate, ($after-$before)*1e6/$hz/($n*$subs), $p99)"
+    after=$(cpu_us "$pid")
+    python3 -c "print($rate, ($after-$before)/($n*$subs), $p99)"
 }
 
 # bigpush PORT -> seconds for one RPUSH of 1,000,000 elements, reply included
