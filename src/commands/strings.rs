@@ -190,22 +190,18 @@ fn set_generic(
     let db = ctx.db();
     let mut locked = db.lock(key);
     let expire_at = o.expiry.deadline(ctx, locked.now)?;
-    let found = match locked.get(key) {
-        Some(entry) => {
-            if o.get {
-                let old = entry.value.as_str_mut().ok_or(Error::from(WRONGTYPE))?;
+    let found = locked.find(key);
+    if o.get {
+        match found {
+            Some(place) => {
+                let old = locked.entry_at(place).value.as_str_mut();
+                let old = old.ok_or(Error::from(WRONGTYPE))?;
                 ctx.reply.bulk(old.bytes(&mut itoa::Buffer::new()));
             }
-            true
+            None => ctx.reply.null(),
         }
-        None => {
-            if o.get {
-                ctx.reply.null();
-            }
-            false
-        }
-    };
-    if (o.nx && found) || (o.xx && !found) {
+    }
+    if (o.nx && found.is_some()) || (o.xx && found.is_none()) {
         if !o.get {
             match style {
                 SetReply::Ok => ctx.reply.null(),
@@ -214,19 +210,17 @@ fn set_generic(
         }
         return Ok(());
     }
-    let keep_ttl = o.expiry == Expiry::KeepTtl;
-    let old_expiry = if keep_ttl {
-        locked.get(key).and_then(|e| e.expire_at())
-    } else {
-        None
+    let old_expiry = match found {
+        Some(place) if o.expiry == Expiry::KeepTtl => locked.entry_at(place).expire_at(),
+        _ => None,
     };
     match expire_at {
         Some(at) if at <= locked.now as i64 => {
             // An expiry already in the past (EXAT/PXAT): the key is set and gone at once.
             locked.remove(key);
         }
-        Some(at) => locked.set_with_expire(key, Value::string(value), Some(at as u64)),
-        None => locked.set_with_expire(key, Value::string(value), old_expiry),
+        Some(at) => locked.store(found, key, Value::string(value), Some(at as u64)),
+        None => locked.store(found, key, Value::string(value), old_expiry),
     }
     drop(locked);
     ctx.modified(key, Class::String, "set");

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use foldhash::fast::FixedState;
 
-use super::dict::Dict;
+use super::dict::{Dict, Place};
 use super::notify::{Class, Notifier};
 use super::value::Value;
 
@@ -318,6 +318,14 @@ pub struct Locked<'a> {
 impl Locked<'_> {
     /// The live entry for `key`, deleting it first if it has expired.
     pub fn get(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let place = self.find(key)?;
+        Some(self.entry_at(place))
+    }
+
+    /// Where the live entry for `key` is, deleting it first if it has expired. The place stays
+    /// valid until the shard next changes; `entry_at` and `store` use it without hashing and
+    /// comparing the key again.
+    pub fn find(&mut self, key: &[u8]) -> Option<Place> {
         let (place, entry) = self.shard.dict.find(key)?;
         if entry.is_expired(self.now) {
             self.shard.dict.remove(key);
@@ -325,7 +333,11 @@ impl Locked<'_> {
             self.db.notifier.expired(self.db.index, key);
             return None;
         }
-        Some(self.shard.dict.at_mut(place))
+        Some(place)
+    }
+
+    pub fn entry_at(&mut self, place: Place) -> &mut Entry {
+        self.shard.dict.at_mut(place)
     }
 
     /// Whether `key` is present but past its expiry, without deleting it (WATCH needs this).
@@ -346,15 +358,35 @@ impl Locked<'_> {
     }
 
     pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: Option<u64>) {
+        let found = self.shard.dict.find(key).map(|(place, _)| place);
+        self.store(found, key, value, expire_at);
+    }
+
+    /// Stores `value` at `key`, dropping any previous value and its expiry, where `found` is
+    /// where the key was (`find`), the shard unchanged since.
+    pub fn store(
+        &mut self,
+        found: Option<Place>,
+        key: &[u8],
+        value: Value,
+        expire_at: Option<u64>,
+    ) {
         let entry = Entry {
             value,
             expire_at: expire_at.unwrap_or(0),
         };
         let added = entry.expire_at != 0;
-        match self.shard.dict.insert(key, entry) {
-            Some(old) if old.expire_at != 0 => self.shard.volatile -= 1,
-            Some(_) => {}
-            None => self.created(key),
+        match found {
+            Some(place) => {
+                let old = std::mem::replace(self.shard.dict.at_mut(place), entry);
+                if old.expire_at != 0 {
+                    self.shard.volatile -= 1;
+                }
+            }
+            None => {
+                self.created(key);
+                self.shard.dict.insert_new(key, entry);
+            }
         }
         if added {
             self.shard.volatile += 1;
