@@ -16,20 +16,20 @@ thread_local! {
 /// How long a system clock reading is carried forward by the cycle counter. The tick rate is
 /// measured to about 0.05%, so the time drifts by a few microseconds at most before the next
 /// reading, and a step of the system clock (NTP, settimeofday) shows within this time.
-const WALL_REFRESH_US: f64 = 10_000.0;
+const WALL_REFRESH_US: u64 = 10_000;
 
 /// Unix time in microseconds at `ticks`, carried forward from this thread's last system clock
 /// reading.
 fn system_us(ticks: u64) -> u64 {
     let (base_ticks, base_us) = WALL_BASE.get();
     // A counter behind the base (another CPU's) wraps to a huge value and forces a reading.
-    let since_base_us = ticks.wrapping_sub(base_ticks) as f64 * ns_per_tick() * 0.001;
+    let since_base_us = ticks_to_ns(ticks.wrapping_sub(base_ticks)) / 1000;
     if base_us == 0 || since_base_us >= WALL_REFRESH_US {
         let now = now_us();
         WALL_BASE.set((read_ticks(), now));
         return now;
     }
-    base_us + since_base_us as u64
+    base_us + since_base_us
 }
 
 /// Unix time in milliseconds; inside a command, the time the command started.
@@ -101,23 +101,31 @@ fn read_ticks() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// Nanoseconds per tick, measured once against the monotonic clock. Kept as a factor: every
-/// command converts ticks twice, and a multiplication takes a fraction of a division's time.
-fn ns_per_tick() -> f64 {
-    static FACTOR: OnceLock<f64> = OnceLock::new();
+/// Nanoseconds per tick in 32.32 fixed point, measured once against the monotonic clock.
+/// Kept as a factor because every command converts ticks twice and a multiplication takes a
+/// fraction of a division's time; in integers because converting a u64 to and from f64 takes
+/// tens of instructions on x86_64.
+fn ns_per_tick_fixed() -> u64 {
+    static FACTOR: OnceLock<u64> = OnceLock::new();
     *FACTOR.get_or_init(|| {
         let (start, start_ticks) = paired_reading();
         while start.elapsed().as_micros() < 2000 {
             std::hint::spin_loop();
         }
         let (end, end_ticks) = paired_reading();
-        let ticks = end_ticks.saturating_sub(start_ticks);
-        if ticks > 0 {
-            (end - start).as_nanos() as f64 / ticks as f64
-        } else {
-            1.0
+        match end_ticks.saturating_sub(start_ticks) {
+            0 => 1 << 32,
+            ticks => {
+                u64::try_from(((end - start).as_nanos() << 32) / ticks as u128).unwrap_or(u64::MAX)
+            }
         }
     })
+}
+
+/// Nanoseconds in `ticks`, saturating (a counter read behind its base wraps to a huge count).
+fn ticks_to_ns(ticks: u64) -> u64 {
+    let ns = (ticks as u128 * ns_per_tick_fixed() as u128) >> 32;
+    u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
 /// The monotonic clock and the tick counter read at one instant: the tick reading brackets
@@ -151,13 +159,13 @@ impl Ticks {
     }
 
     pub fn ns_since(self, earlier: Ticks) -> u64 {
-        (self.0.saturating_sub(earlier.0) as f64 * ns_per_tick()) as u64
+        ticks_to_ns(self.0.saturating_sub(earlier.0))
     }
 }
 
 /// Measures the tick rate now rather than on the first command.
 pub fn calibrate() {
-    ns_per_tick();
+    ns_per_tick_fixed();
 }
 
 #[cfg(test)]
