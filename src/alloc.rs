@@ -95,7 +95,8 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
-/// mimalloc's option numbers (`mi_option_e` in mimalloc.h, v3, the version libmimalloc-sys builds); libmimalloc-sys names only some.
+/// mimalloc's option numbers (`mi_option_e` in mimalloc.h of v3, the version libmimalloc-sys
+/// builds by default); libmimalloc-sys names only some.
 const OPTION_PURGE_DELAY: mi_option_t = 15;
 const OPTION_ARENA_PURGE_MULT: mi_option_t = 24;
 
