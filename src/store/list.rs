@@ -27,7 +27,7 @@ impl Fill {
         if extra as u64 >= PACKED_THRESHOLD.load(Ordering::Relaxed) || is_plain(node) {
             return false;
         }
-        let bytes = node.data.len() + extra;
+        let bytes = node.len_bytes() + extra;
         if self.0 >= 0 {
             (node.count as i64) < self.0.max(1) && bytes <= SIZE_SAFETY_LIMIT
         } else {
@@ -38,7 +38,7 @@ impl Fill {
 
 /// A node holding one element at least as long as the packed threshold.
 fn is_plain(node: &Packed) -> bool {
-    node.count == 1 && node.data.len() as u64 >= PACKED_THRESHOLD.load(Ordering::Relaxed)
+    node.count == 1 && node.len_bytes() as u64 >= PACKED_THRESHOLD.load(Ordering::Relaxed)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl List {
     pub fn allocated(&self) -> usize {
         std::mem::size_of::<List>()
             + self.nodes.capacity() * std::mem::size_of::<Packed>()
-            + self.nodes.iter().map(|n| n.data.capacity()).sum::<usize>()
+            + self.nodes.iter().map(Packed::capacity).sum::<usize>()
     }
 
     pub fn push(&mut self, end: End, value: &[u8], fill: Fill) {

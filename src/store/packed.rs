@@ -3,9 +3,14 @@
 //! buffer can be walked from either end. Small lists, hashes and sets live in one of these
 //! instead of an allocation per element.
 
+/// The entries lie in `data[front..]`. Unlike a listpack, which moves all its entries to insert
+/// or delete at its head, the space before `front` takes pushes at the head, and a pop at the
+/// head only moves `front`: LPUSH and LPOP then cost what RPUSH and RPOP do, instead of a move
+/// of the whole node (up to 8 KB) each.
 #[derive(Clone, Default)]
 pub struct Packed {
-    pub data: Vec<u8>,
+    data: Vec<u8>,
+    front: u32,
     pub count: u32,
 }
 
@@ -37,19 +42,23 @@ fn varint(mut n: usize) -> ([u8; 10], usize) {
     }
 }
 
-/// Makes room for an entry of `needed` bytes. Exact growth up to 1 KB, as Redis reallocates a
-/// listpack per insert, so small hashes and short lists hold no spare room; beyond, growth by
-/// an eighth, so a list node filling up to 8 KB reallocates only every few pushes (exact growth
-/// there cost RPUSH 10% CPU).
-fn reserve_entry(out: &mut Vec<u8>, needed: usize) {
+/// How much room to make for an entry of `needed` bytes beside `used` bytes of entries. Exact
+/// growth up to 1 KB, as Redis reallocates a listpack per insert, so small hashes and short lists
+/// hold no spare room; beyond, growth by an eighth, so a list node filling up to 8 KB
+/// reallocates only every few pushes (exact growth there cost RPUSH 10% CPU).
+fn room_for(needed: usize, used: usize) -> usize {
     const EXACT_UP_TO: usize = 1024;
+    if used < EXACT_UP_TO {
+        needed
+    } else {
+        needed.max(used / 8)
+    }
+}
+
+/// Makes room at the end of a bare packed buffer for an entry of `needed` bytes.
+fn reserve_entry(out: &mut Vec<u8>, needed: usize) {
     if out.capacity() - out.len() < needed {
-        let room = if out.len() < EXACT_UP_TO {
-            needed
-        } else {
-            needed.max(out.len() / 8)
-        };
-        out.reserve_exact(room);
+        out.reserve_exact(room_for(needed, out.len()));
     }
 }
 
@@ -59,6 +68,18 @@ fn write_entry(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(&len[..used]);
     out.extend_from_slice(value);
     out.extend(len[..used].iter().rev());
+}
+
+/// Writes the entry of `value` into `slot`, which is exactly `encoded_len(value)` long.
+fn write_entry_at(slot: &mut [u8], value: &[u8]) {
+    let (len, used) = varint(value.len());
+    let (header, rest) = slot.split_at_mut(used);
+    header.copy_from_slice(&len[..used]);
+    let (body, trailer) = rest.split_at_mut(value.len());
+    body.copy_from_slice(value);
+    for (slot, byte) in trailer.iter_mut().zip(len[..used].iter().rev()) {
+        *slot = *byte;
+    }
 }
 
 /// The entry starting at `pos`: its value range and the start of the next entry.
@@ -104,36 +125,48 @@ impl Packed {
         node
     }
 
+    /// Bytes the entries take.
+    pub fn len_bytes(&self) -> usize {
+        self.data.len() - self.front as usize
+    }
+
+    /// Bytes allocated, for MEMORY USAGE.
+    pub fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
     pub fn push_back(&mut self, value: &[u8]) {
+        let needed = encoded_len(value);
+        if self.front > 0 && self.data.capacity() - self.data.len() < needed {
+            // The space freed at the head goes to the tail before the buffer grows.
+            self.data.drain(..self.front as usize);
+            self.front = 0;
+        }
         write_entry(&mut self.data, value);
         self.count += 1;
     }
 
     pub fn push_front(&mut self, value: &[u8]) {
-        let (len, used) = varint(value.len());
-        let entry_len = 2 * used + value.len();
-        reserve_entry(&mut self.data, entry_len);
-        // One move of the old entries (a rotate moved them several times over: 9% of LPUSH's
-        // CPU with 1 KB values), then the entry is written in front.
-        let old_len = self.data.len();
-        self.data.resize(old_len + entry_len, 0);
-        self.data.copy_within(..old_len, entry_len);
-        let (header, rest) = self.data.split_at_mut(used);
-        header.copy_from_slice(&len[..used]);
-        rest[..value.len()].copy_from_slice(value);
-        for (slot, byte) in rest[value.len()..entry_len - used]
-            .iter_mut()
-            .zip(len[..used].iter().rev())
-        {
-            *slot = *byte;
+        let needed = encoded_len(value);
+        let front = self.front as usize;
+        if front < needed {
+            let grow = room_for(needed, self.len_bytes()) - front;
+            let old_len = self.data.len();
+            self.data.reserve_exact(grow);
+            self.data.resize(old_len + grow, 0);
+            self.data.copy_within(front..old_len, front + grow);
+            self.front += grow as u32;
         }
+        let start = self.front as usize - needed;
+        write_entry_at(&mut self.data[start..start + needed], value);
+        self.front = start as u32;
         self.count += 1;
     }
 
     pub fn pop_front(&mut self) -> Vec<u8> {
-        let (start, end, next) = read_forward(&self.data, 0);
+        let (start, end, next) = read_forward(&self.data, self.front as usize);
         let value = self.data[start..end].to_vec();
-        self.data.drain(..next);
+        self.front = next as u32;
         self.count -= 1;
         value
     }
@@ -147,11 +180,12 @@ impl Packed {
     }
 
     pub fn iter(&self) -> PackedIter<'_> {
-        iter_bytes(&self.data)
+        iter_bytes(&self.data[self.front as usize..])
     }
 
     /// The entries as an exact-size buffer without the count, as small hashes keep them.
-    pub fn into_bytes(self) -> Box<[u8]> {
+    pub fn into_bytes(mut self) -> Box<[u8]> {
+        self.data.drain(..self.front as usize);
         self.data.into_boxed_slice()
     }
 }
@@ -234,5 +268,34 @@ mod tests {
         assert_eq!(node.pop_front(), values[4]);
         assert_eq!(node.pop_back(), values[5]);
         assert_eq!(node.count, 4);
+    }
+
+    #[test]
+    fn pushes_and_pops_at_both_ends_match_a_deque() {
+        // Values of 1 to 300 bytes, so the head's room is made both exactly (under 1 KB of
+        // entries) and by an eighth, and pushes at the tail reclaim room freed at the head.
+        let mut node = Packed::default();
+        let mut model = std::collections::VecDeque::new();
+        for i in 0..3000usize {
+            let value: Vec<u8> = (0..1 + i * 37 % 300).map(|j| (i + j) as u8).collect();
+            match i % 7 {
+                0 | 3 | 5 => node.push_front(&value),
+                1 | 4 => node.push_back(&value),
+                2 => assert_eq!(Some(node.pop_front()), model.pop_front()),
+                _ => assert_eq!(Some(node.pop_back()), model.pop_back()),
+            }
+            match i % 7 {
+                0 | 3 | 5 => model.push_front(value),
+                1 | 4 => model.push_back(value),
+                _ => {}
+            }
+            assert_eq!(node.count as usize, model.len());
+        }
+        let entries: usize = model.iter().map(|v| encoded_len(v)).sum();
+        assert_eq!(node.len_bytes(), entries);
+        assert!(node.iter().eq(model.iter().map(Vec::as_slice)));
+        assert!(node.iter().rev().eq(model.iter().rev().map(Vec::as_slice)));
+        let bytes = node.into_bytes();
+        assert!(iter_bytes(&bytes).eq(model.iter().map(Vec::as_slice)));
     }
 }
