@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::keys::ScanOptions;
-use super::{CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, int_arg, typed_mut};
+use super::{CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, int_arg, typed_mut, typed_or_new};
 use crate::store::{Class, Hash, HashLimits, Locked, Value};
 use crate::util::{Rng, format_human_double, parse_f64, parse_i64};
 
@@ -18,10 +18,9 @@ fn hash_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Has
 
 /// The hash at `key`, created empty if absent.
 fn hash_or_new<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<&'a mut Hash, Error> {
-    if hash_mut(locked, key)?.is_none() {
-        locked.insert_new(key, Value::Hash(Box::default()));
-    }
-    Ok(hash_mut(locked, key)?.expect("present or just inserted"))
+    typed_or_new(locked, key, Value::as_hash_mut, || {
+        Value::Hash(Box::default())
+    })
 }
 
 fn set_pairs(ctx: &mut Ctx, args: &[Bytes]) -> Result<usize, Error> {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{
     CmdResult, Ctx, Error, NO_SUCH_KEY, SYNTAX, first_nonempty, int_arg, mpop_args, timeout_arg,
-    typed_mut,
+    typed_mut, typed_or_new,
 };
 use crate::config;
 use crate::store::{Class, End, Fill, List, Locked, Value};
@@ -19,6 +19,12 @@ fn fill(ctx: &Ctx) -> Fill {
 /// The list at `key`, or WRONGTYPE if the key holds another type.
 fn list_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut List>, Error> {
     typed_mut(locked, key, Value::as_list_mut)
+}
+
+fn list_or_new<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<&'a mut List, Error> {
+    typed_or_new(locked, key, Value::as_list_mut, || {
+        Value::List(Box::default())
+    })
 }
 
 /// Redis's `getRangeLongFromObjectOrReply` with a message: the same text for a value that is
@@ -388,15 +394,7 @@ fn move_element(ctx: &mut Ctx, src: &Bytes, dst: &Bytes, from: End, to: End) -> 
     let fill = fill(ctx);
     {
         let mut locked = db.lock(dst);
-        let list = match list_mut(&mut locked, dst)? {
-            Some(list) => list,
-            None => locked
-                .insert_new(dst, Value::List(Box::default()))
-                .value
-                .as_list_mut()
-                .expect("just inserted a list"),
-        };
-        list.push(to, &value, fill);
+        list_or_new(&mut locked, dst)?.push(to, &value, fill);
     }
     ctx.modified(dst, Class::List, push_event(to));
     ctx.reply.bulk(&value);

@@ -886,6 +886,22 @@ pub fn typed_mut<'a, T: ?Sized>(
     }
 }
 
+/// The value at `key` seen through `view`, created by `new` if absent; WRONGTYPE if `view`
+/// rejects it. One lookup either way (through `find`: a lookup then an insert, or a check then
+/// a second lookup, would hash and compare the key twice).
+pub fn typed_or_new<'a, T: ?Sized>(
+    locked: &'a mut Locked,
+    key: &[u8],
+    view: impl FnOnce(&'a mut Value) -> Option<&'a mut T>,
+    new: impl FnOnce() -> Value,
+) -> Result<&'a mut T, Error> {
+    let entry = match locked.find(key) {
+        Some(place) => locked.entry_at(place),
+        None => locked.insert_new(key, new()),
+    };
+    view(&mut entry.value).ok_or(Error::from(WRONGTYPE))
+}
+
 /// For the pops that take several keys (BLPOP, LMPOP, BZPOPMIN, ZMPOP ...): the first of
 /// `keys` holding a value that `view` accepts, with its shard locked. While a woken waiter is
 /// served (`client.ready_key`), only the key that got data counts, and a value of another type

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::keys::ScanOptions;
-use super::{CmdResult, Ctx, Error, SYNTAX, int_arg, intercard_limit, typed_mut};
+use super::{CmdResult, Ctx, Error, SYNTAX, int_arg, intercard_limit, typed_mut, typed_or_new};
 use crate::config;
 use crate::store::{Class, Locked, Set, Value};
 use crate::util::Rng;
@@ -14,6 +14,15 @@ fn max_intset(ctx: &Ctx) -> usize {
 
 fn set_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Set>, Error> {
     typed_mut(locked, key, Value::as_set_mut)
+}
+
+fn set_or_new<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<&'a mut Set, Error> {
+    typed_or_new(
+        locked,
+        key,
+        Value::as_set_mut,
+        || Value::Set(Box::default()),
+    )
 }
 
 /// Deletes `key` if its set became empty.
@@ -36,10 +45,7 @@ pub fn sadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let max = max_intset(ctx);
     let db = ctx.db();
     let mut locked = db.lock(key);
-    if set_mut(&mut locked, key)?.is_none() {
-        locked.insert_new(key, Value::Set(Box::default()));
-    }
-    let set = set_mut(&mut locked, key)?.expect("present or just inserted");
+    let set = set_or_new(&mut locked, key)?;
     let added = args[2..].iter().filter(|m| set.insert(m, max)).count();
     if added > 0 {
         ctx.modified(key, Class::Set, "sadd");
@@ -227,13 +233,7 @@ pub fn smove(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         delete_if_empty(ctx, &mut locked, src);
     }
     let mut locked = db.lock(dst);
-    if set_mut(&mut locked, dst)?.is_none() {
-        locked.insert_new(dst, Value::Set(Box::default()));
-    }
-    if set_mut(&mut locked, dst)?
-        .expect("present or just inserted")
-        .insert(member, max)
-    {
+    if set_or_new(&mut locked, dst)?.insert(member, max) {
         ctx.modified(dst, Class::Set, "sadd");
     }
     ctx.reply.int(1);

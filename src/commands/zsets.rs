@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::keys::ScanOptions;
 use super::{
     CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, first_nonempty, int_arg, intercard_limit, mpop_args,
-    timeout_arg, typed_mut,
+    timeout_arg, typed_mut, typed_or_new,
 };
 use crate::store::{Class, Locked, Value, Zset, ZsetLimits};
 use crate::util::{Rng, eq_ignore_case, parse_f64, parse_i64};
@@ -26,10 +26,9 @@ fn zset_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Zse
 }
 
 fn zset_or_new<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<&'a mut Zset, Error> {
-    if zset_mut(locked, key)?.is_none() {
-        locked.insert_new(key, Value::Zset(Box::default()));
-    }
-    Ok(zset_mut(locked, key)?.expect("present or just inserted"))
+    typed_or_new(locked, key, Value::as_zset_mut, || {
+        Value::Zset(Box::default())
+    })
 }
 
 fn delete_if_empty(ctx: &Ctx, locked: &mut Locked, key: &[u8]) {
