@@ -74,7 +74,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ctx.client.deny_blocking = true;
     ctx.reply.array(multi.queued.len());
     for queued in &multi.queued {
-        super::call_queued(ctx.server, ctx.client, ctx.reply, queued);
+        super::dispatch::call_queued(ctx.server, ctx.client, ctx.reply, queued);
     }
     ctx.client.deny_blocking = false;
     Ok(())

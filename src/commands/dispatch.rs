@@ -1,0 +1,388 @@
+//! Dispatch: every request, from a socket, EXEC or a served blocked client, goes through the
+//! checks Redis makes (`check`), MULTI queuing, the keyspace gate, and `call`, which runs the
+//! handler and does the bookkeeping (statistics, slow log, MONITOR, propagation).
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::meta::flag_bit;
+use super::table::{Access, Command, TxRole};
+use super::{Ctx, Error, MISCONF, acl, propagate, pubsub, transactions};
+use crate::blocking::Wake;
+use crate::client::{Blocked, Client, Queued};
+use crate::protocol::{Reply, peek_requests};
+use crate::server::Server;
+use crate::store::PREFETCH_BATCH;
+use crate::util::clock::Ticks;
+
+const WRITE: u32 = flag_bit("write");
+const DENYOOM: u32 = flag_bit("denyoom");
+const ADMIN: u32 = flag_bit("admin");
+const NO_AUTH: u32 = flag_bit("no_auth");
+const NO_MULTI: u32 = flag_bit("no_multi");
+const SKIP_MONITOR: u32 = flag_bit("skip_monitor");
+const SKIP_SLOWLOG: u32 = flag_bit("skip_slowlog");
+
+/// Prefetches the keys of the next requests waiting whole in `input` (see `Db::prefetch`).
+/// Worth its cost only for different keys, which is where lookups miss the cache: runs of one
+/// key (a client hammering one counter) and lone requests are left alone.
+pub fn prefetch_keys(server: &Server, client: &mut Client, input: &[u8]) {
+    let db = server.store.db(client.db);
+    if !db.worth_prefetching() {
+        return;
+    }
+    let mut keys: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
+    let mut count = 0;
+    peek_requests(input, PREFETCH_BATCH, |name, key| {
+        if let Some(key) = key
+            && (count == 0 || keys[count - 1] != key)
+            && server
+                .commands
+                .first_argument_is_key(name, &mut client.recent_command)
+        {
+            keys[count] = key;
+            count += 1;
+        }
+    });
+    if count > 1 {
+        db.prefetch(&keys[..count]);
+    }
+}
+
+/// Runs one request for `client` and writes its reply: command lookup, arity and
+/// authentication checks, MULTI queuing, the keyspace gate, blocking, and serving clients
+/// blocked on keys this command filled.
+pub fn execute(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
+    execute_chained(server, client, reply, args, None);
+}
+
+/// `execute` for the next command of a pipelined batch: `started` is the tick reading that
+/// ended the command before it, when that one ran and nothing waited since. Returns the
+/// reading that ended this one. Reading the cycle counter costs as much as a tenth of a
+/// pipelined command's own time in a VM, so one reading ends a command and starts the next;
+/// the next command's parsing is then timed with it.
+pub fn execute_chained(
+    server: &Server,
+    client: &mut Client,
+    reply: &mut Reply,
+    args: &[Bytes],
+    started: Option<Ticks>,
+) -> Option<Ticks> {
+    if !acl::follow_user_changes(server, client) {
+        client.close_after_reply = true;
+        return None;
+    }
+    let reply_start = reply.buf.len();
+    let command = match check(server, client, args) {
+        Ok(command) => command,
+        Err((command, message)) => {
+            if let Some(multi) = &mut client.multi {
+                multi.aborted = true;
+            }
+            if let Some(command) = command {
+                command.rejected.add(1);
+            }
+            let message = match command {
+                Some(c) if c.tx == TxRole::Exec => {
+                    transactions::discard_transaction(server, client);
+                    format!("EXECABORT Transaction discarded because of: {message}")
+                }
+                _ => message,
+            };
+            reply.error(&message);
+            server.stats.count_error(&message);
+            finish_reply(client, reply, reply_start);
+            return None;
+        }
+    };
+    if let Some(multi) = &mut client.multi
+        && command.tx == TxRole::Queued
+    {
+        multi.queued.push(Queued {
+            command: client.recent_command,
+            args: args.to_vec(),
+        });
+        reply.simple("QUEUED");
+        finish_reply(client, reply, reply_start);
+        return None;
+    }
+    let ended = {
+        let _gate = (!command.spec.key_specs.is_empty() || command.access == Access::Exclusive)
+            .then(|| {
+                server
+                    .store
+                    .enter_for(command.exclusive(args), command.flags & WRITE != 0)
+            });
+        let time = crate::util::clock::freeze_at(started.unwrap_or_else(Ticks::now));
+        let ended = call(server, client, reply, command, args, time.at());
+        if let Some(request) = client.wants_block.take() {
+            let wake = server.store.notifier.blocking.block(
+                client.id,
+                client.db,
+                request.keys,
+                args.to_vec(),
+                client.protocol,
+                client.handle.clone(),
+            );
+            client.blocked = Some(Blocked {
+                wake,
+                deadline_ms: request.deadline_ms,
+            });
+        }
+        // Serving blocked clients takes time that is not the next command's.
+        if server.store.notifier.blocking.has_ready() {
+            serve_blocked(server);
+            None
+        } else {
+            Some(ended)
+        }
+    };
+    finish_reply(client, reply, reply_start);
+    ended
+}
+
+/// The checks Redis makes before running or queuing a command; on failure, the command (if
+/// known) and the error.
+fn check<'s>(
+    server: &'s Server,
+    client: &mut Client,
+    args: &[Bytes],
+) -> Result<&'s Command, (Option<&'s Command>, String)> {
+    let command = server
+        .commands
+        .resolve_recent(args, &mut client.recent_command)
+        .map_err(|m| (None, m))?;
+    if !command.arity_ok(args.len()) {
+        let message = format!(
+            "ERR wrong number of arguments for '{}' command",
+            command.name
+        );
+        return Err((Some(command), message));
+    }
+    if auth_required(server, client) && command.flags & NO_AUTH == 0 {
+        return Err((Some(command), "NOAUTH Authentication required.".into()));
+    }
+    if client.protocol == crate::protocol::Protocol::Resp2
+        && !client.subscriptions.is_empty()
+        && !command.while_subscribed
+    {
+        let message = format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+             are allowed in this context",
+            command.name
+        );
+        return Err((Some(command), message));
+    }
+    if client.multi.is_some() && command.flags & NO_MULTI != 0 {
+        return Err((
+            Some(command),
+            "ERR Command not allowed inside a transaction".into(),
+        ));
+    }
+    acl::check_permissions(server, client, command, args).map_err(|e| (Some(command), e))?;
+    if out_of_memory(server) && needs_memory(server, client, command) {
+        return Err((
+            Some(command),
+            "OOM command not allowed when used memory > 'maxmemory'.".into(),
+        ));
+    }
+    if command.flags & WRITE != 0 || command.name == "ping" {
+        if server.snapshots.refuses_writes(&server.config) {
+            return Err((Some(command), MISCONF.into()));
+        }
+        if let Some(error) = server.store.notifier.aof.write_error() {
+            let message = format!("MISCONF Errors writing to the AOF file: {error}");
+            return Err((Some(command), message));
+        }
+    }
+    Ok(command)
+}
+
+/// Whether `maxmemory` is set and exceeded. Nothing is evicted yet, so every policy behaves
+/// as `noeviction`.
+fn out_of_memory(server: &Server) -> bool {
+    let limit = server.config.int(crate::config::MAXMEMORY);
+    limit > 0 && crate::alloc::allocated() as i64 > limit
+}
+
+/// Which commands Redis refuses when out of memory: those that may grow the dataset, every
+/// command being queued in MULTI, and EXEC of a transaction holding one of the former.
+fn needs_memory(server: &Server, client: &Client, command: &Command) -> bool {
+    match (&client.multi, command.tx) {
+        (Some(multi), TxRole::Exec) => multi.queued.iter().any(|queued| {
+            server
+                .commands
+                .resolve_queued(queued)
+                .is_ok_and(|c| c.flags & DENYOOM != 0)
+        }),
+        (Some(_), TxRole::Queued) => true,
+        _ => command.flags & DENYOOM != 0,
+    }
+}
+
+/// Runs a command queued by MULTI, inside EXEC (which holds the gate).
+pub(super) fn call_queued(
+    server: &Server,
+    client: &mut Client,
+    reply: &mut Reply,
+    queued: &Queued,
+) {
+    let args = &queued.args;
+    let checked = server
+        .commands
+        .resolve_queued(queued)
+        .and_then(|command| acl::check_queued(server, client, command, args).map(|()| command));
+    match checked {
+        Ok(command) => {
+            call(server, client, reply, command, args, Ticks::now());
+        }
+        Err(message) => reply.error(&message),
+    }
+}
+
+/// Redis's `authRequired`: the client has not logged in, and the default user needs a
+/// password (or is off).
+pub fn auth_required(server: &Server, client: &Client) -> bool {
+    !client.authenticated && !server.acl.default_open()
+}
+
+/// Runs a checked command that started at `started` and does its bookkeeping: statistics,
+/// slow log, MONITOR feed. Returns the tick reading that ended it.
+fn call(
+    server: &Server,
+    client: &mut Client,
+    reply: &mut Reply,
+    command: &Command,
+    args: &[Bytes],
+    started: Ticks,
+) -> Ticks {
+    client
+        .handle
+        .last_command
+        .store(command.id, Ordering::Relaxed);
+    let db_before = client.db;
+    let aof = &server.store.notifier.aof;
+    let dirty_before = aof
+        .is_on()
+        .then(|| server.store.notifier.dirty.load(Ordering::Relaxed));
+    if dirty_before.is_some() && command.tx == TxRole::Exec {
+        propagate::exec_started(client);
+    }
+    let result = {
+        let mut ctx = Ctx {
+            server,
+            client: &mut *client,
+            reply: &mut *reply,
+            command,
+        };
+        command.run(&mut ctx, args)
+    };
+    let ended = Ticks::now();
+    let nanos = ended.ns_since(started);
+    let micros = nanos / 1000;
+    if server.config.bool(crate::config::LATENCY_TRACKING) {
+        command.latency.get_or_init(Default::default).record(nanos);
+    }
+    if let Some(before) = dirty_before {
+        if command.tx == TxRole::Exec {
+            propagate::exec_finished(server, client, client.db);
+        } else if command.flags & WRITE != 0
+            && (server.store.notifier.dirty.load(Ordering::Relaxed) != before
+                || client.log_as.is_some())
+        {
+            propagate::log(server, client, db_before, &command.name, args);
+        }
+        client.log_as = None;
+    }
+    if let Err(Error(message)) = &result {
+        reply.error(message);
+        server.stats.count_error(message);
+        command.failed.add(1);
+    }
+    command.calls.add(1);
+    command.usec.add(micros);
+    server.stats.commands_processed.add(1);
+    let slower_than = server.config.int(crate::config::SLOWLOG_LOG_SLOWER_THAN);
+    if slower_than >= 0 && micros >= slower_than as u64 && command.flags & SKIP_SLOWLOG == 0 {
+        let name = client
+            .handle
+            .name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        let max_len = server.config.int(crate::config::SLOWLOG_MAX_LEN) as usize;
+        let mut slowlog = server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
+        slowlog.push(args, micros, client.handle.addr.clone(), name, max_len);
+    }
+    if server.monitors.is_active() && command.flags & (SKIP_MONITOR | ADMIN) == 0 {
+        server.monitors.feed(db_before, &client.handle.addr, args);
+    }
+    ended
+}
+
+/// Serves clients blocked on keys that received data, oldest first, by running each one's
+/// command again on its behalf. The caller holds the gate exclusively (see `crate::blocking`).
+fn serve_blocked(server: &Server) {
+    let blocking = &server.store.notifier.blocking;
+    while let Some(key) = blocking.next_ready() {
+        while let Some((id, waiter)) = blocking.oldest_waiter(&key) {
+            let Ok(command) = server.commands.resolve(&waiter.args) else {
+                break;
+            };
+            let mut proxy = Client::internal(waiter.handle, &server.acl);
+            proxy.db = waiter.db;
+            proxy.protocol = waiter.protocol;
+            proxy.ready_key = Some(key.1.clone());
+            let mut reply = Reply::new(waiter.protocol);
+            let dirty_before = server.store.notifier.dirty.load(Ordering::Relaxed);
+            let result = {
+                let mut ctx = Ctx {
+                    server,
+                    client: &mut proxy,
+                    reply: &mut reply,
+                    command,
+                };
+                command.run(&mut ctx, &waiter.args)
+            };
+            // Asking to block again means the key has nothing left for anyone.
+            if proxy.wants_block.is_some() {
+                break;
+            }
+            if server.store.notifier.aof.is_on()
+                && server.store.notifier.dirty.load(Ordering::Relaxed) != dirty_before
+            {
+                propagate::log(server, &mut proxy, waiter.db, &command.name, &waiter.args);
+            }
+            if let Err(Error(message)) = result {
+                reply.error(&message);
+                server.stats.count_error(&message);
+            }
+            command.calls.add(1);
+            blocking.finish(id, Wake::Reply(reply.buf));
+        }
+    }
+}
+
+/// Drops what the server keeps for a client that disconnected: watches, subscriptions.
+pub fn forget_client(server: &Server, client: &mut Client) {
+    transactions::unwatch_all(server, client);
+    pubsub::unsubscribe_all(server, client);
+}
+
+/// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote.
+fn finish_reply(client: &mut Client, reply: &mut Reply, start: usize) {
+    let keep = start.max(reply.pushed_until);
+    match client.reply_mode {
+        crate::client::ReplyMode::On => {}
+        crate::client::ReplyMode::Off => reply.buf.truncate(keep),
+        crate::client::ReplyMode::SkipNext => {
+            client.reply_mode = crate::client::ReplyMode::Skipping
+        }
+        crate::client::ReplyMode::Skipping => {
+            reply.buf.truncate(keep);
+            client.reply_mode = crate::client::ReplyMode::On;
+        }
+    }
+}
