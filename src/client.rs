@@ -58,6 +58,13 @@ pub struct Client {
     /// The command table's index of this client's last top-level command (see
     /// `CommandTable::resolve_recent`), `NO_COMMAND` before the first.
     pub recent_command: usize,
+    /// Scripts this client calls run on the script thread while its connection awaits them
+    /// (see `crate::scripting`); set for connections, which can await.
+    pub defer_scripts: bool,
+    /// A script command checked and ready to run on the script thread.
+    pub deferred_script: Option<Vec<Bytes>>,
+    /// Whether the writes this client runs reach the AOF (a script's `redis.set_repl`).
+    pub propagate: bool,
 }
 
 /// What this client is subscribed to, mirrored in the pub/sub hub.
@@ -142,7 +149,22 @@ impl Client {
             log_as: None,
             exec_logged: None,
             recent_command: NO_COMMAND,
+            defer_scripts: false,
+            deferred_script: None,
+            propagate: true,
         }
+    }
+
+    /// A stand-in with this client's identity, database, protocol and user, for running a
+    /// command on another thread (a script on the script thread).
+    pub fn stand_in(&self) -> Client {
+        let mut client = Client::new_unchecked(self.handle.clone(), self.user.clone());
+        client.db = self.db;
+        client.protocol = self.protocol;
+        client.authenticated = self.authenticated;
+        client.acl_generation = self.acl_generation;
+        client.recent_command = self.recent_command;
+        client
     }
 }
 

@@ -12,6 +12,7 @@ pub mod mailbox;
 pub mod persist;
 pub mod protocol;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod store;
 pub mod timer;

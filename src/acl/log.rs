@@ -30,6 +30,7 @@ impl Reason {
 pub enum Context {
     Toplevel,
     Multi,
+    Lua,
 }
 
 impl Context {
@@ -37,6 +38,7 @@ impl Context {
         match self {
             Context::Toplevel => "toplevel",
             Context::Multi => "multi",
+            Context::Lua => "lua",
         }
     }
 }

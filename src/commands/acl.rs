@@ -70,6 +70,23 @@ pub fn check_queued(
     ))
 }
 
+/// Checks a command a script calls, for the user who called the script (Redis's
+/// `scriptVerifyACL`); a refusal goes to ACL LOG in the `lua` context.
+pub fn check_from_script(
+    server: &Server,
+    client: &Client,
+    command: &Command,
+    args: &[Bytes],
+) -> Result<(), &'static str> {
+    checked(server, client, command, args, Context::Lua).map_err(|denied| match denied {
+        Denied::Command => "can't run this command or subcommand",
+        Denied::Key(_) => {
+            "can't access at least one of the keys mentioned in the command arguments"
+        }
+        Denied::Channel(_) => "can't publish to the channel mentioned in the command",
+    })
+}
+
 /// Where a refusal happened, for ACL LOG.
 fn context_of(client: &Client) -> Context {
     if client.multi.is_some() {

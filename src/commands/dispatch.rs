@@ -23,6 +23,9 @@ const NO_AUTH: u32 = flag_bit("no_auth");
 const NO_MULTI: u32 = flag_bit("no_multi");
 const SKIP_MONITOR: u32 = flag_bit("skip_monitor");
 const SKIP_SLOWLOG: u32 = flag_bit("skip_slowlog");
+const ALLOW_BUSY: u32 = flag_bit("allow_busy");
+const NOSCRIPT: u32 = flag_bit("noscript");
+const MAY_REPLICATE: u32 = flag_bit("may_replicate");
 
 /// Prefetches the keys of the next requests waiting whole in `input` (see `Db::prefetch`).
 /// Worth its cost only for different keys, which is where lookups miss the cache: runs of one
@@ -107,13 +110,21 @@ pub fn execute_chained(
         finish_reply(client, reply, reply_start);
         return None;
     }
+    if command.access == Access::Script && client.defer_scripts {
+        client.deferred_script = Some(args.to_vec());
+        return None;
+    }
+    // While a timed-out script holds the keyspace, the commands allowed to run (SCRIPT KILL,
+    // MULTI, WATCH ...) must not wait for it.
+    let needs_gate = (!command.spec.key_specs.is_empty()
+        || matches!(command.access, Access::Exclusive | Access::Script))
+        && !server.scripts.running.is_timed_out();
     let ended = {
-        let _gate = (!command.spec.key_specs.is_empty() || command.access == Access::Exclusive)
-            .then(|| {
-                server
-                    .store
-                    .enter_for(command.exclusive(args), command.flags & WRITE != 0)
-            });
+        let _gate = needs_gate.then(|| {
+            server
+                .store
+                .enter_for(command.exclusive(args), command.flags & WRITE != 0)
+        });
         let time = crate::util::clock::freeze_at(started.unwrap_or_else(Ticks::now));
         let ended = call(server, client, reply, command, args, time.at());
         if let Some(request) = client.wants_block.take() {
@@ -174,6 +185,7 @@ fn check<'s>(
         );
         return Err((Some(command), message));
     }
+    let flags = effective_flags(server, command, args);
     if client.multi.is_some() && command.flags & NO_MULTI != 0 {
         return Err((
             Some(command),
@@ -181,22 +193,46 @@ fn check<'s>(
         ));
     }
     acl::check_permissions(server, client, command, args).map_err(|e| (Some(command), e))?;
-    if out_of_memory(server) && needs_memory(server, client, command) {
+    let running = &server.scripts.running;
+    if !running.is_timed_out()
+        && out_of_memory(server)
+        && needs_memory(server, client, command, flags)
+    {
         return Err((
             Some(command),
             "OOM command not allowed when used memory > 'maxmemory'.".into(),
         ));
     }
-    if command.flags & WRITE != 0 || command.name == "ping" {
-        if server.snapshots.refuses_writes(&server.config) {
-            return Err((Some(command), MISCONF.into()));
-        }
-        if let Some(error) = server.store.notifier.aof.write_error() {
-            let message = format!("MISCONF Errors writing to the AOF file: {error}");
-            return Err((Some(command), message));
-        }
+    if (flags & WRITE != 0 || command.name == "ping")
+        && let Some(message) = write_refusal(server)
+    {
+        return Err((Some(command), message));
+    }
+    if running.is_timed_out() && command.flags & ALLOW_BUSY == 0 {
+        return Err((Some(command), running.busy_error().into()));
     }
     Ok(command)
+}
+
+/// Why writes are refused now (a failed background save, a failed AOF write), if they are.
+fn write_refusal(server: &Server) -> Option<String> {
+    if server.snapshots.refuses_writes(&server.config) {
+        return Some(MISCONF.into());
+    }
+    let error = server.store.notifier.aof.write_error()?;
+    Some(format!("MISCONF Errors writing to the AOF file: {error}"))
+}
+
+/// The flags a call runs with: its command's, except for a script that declares its own
+/// (Redis's `getCommandFlags`).
+pub fn effective_flags(server: &Server, command: &Command, args: &[Bytes]) -> u32 {
+    if command.access != Access::Script {
+        return command.flags;
+    }
+    match crate::scripting::declared_flags(server, &command.name, args) {
+        Some(declared) => crate::scripting::command_flags_for(command.flags, declared),
+        None => command.flags,
+    }
 }
 
 /// Whether `maxmemory` is set and exceeded. Nothing is evicted yet, so every policy behaves
@@ -208,16 +244,16 @@ fn out_of_memory(server: &Server) -> bool {
 
 /// Which commands Redis refuses when out of memory: those that may grow the dataset, every
 /// command being queued in MULTI, and EXEC of a transaction holding one of the former.
-fn needs_memory(server: &Server, client: &Client, command: &Command) -> bool {
+fn needs_memory(server: &Server, client: &Client, command: &Command, flags: u32) -> bool {
     match (&client.multi, command.tx) {
         (Some(multi), TxRole::Exec) => multi.queued.iter().any(|queued| {
             server
                 .commands
                 .resolve_queued(queued)
-                .is_ok_and(|c| c.flags & DENYOOM != 0)
+                .is_ok_and(|c| effective_flags(server, c, &queued.args) & DENYOOM != 0)
         }),
         (Some(_), TxRole::Queued) => true,
-        _ => command.flags & DENYOOM != 0,
+        _ => flags & DENYOOM != 0,
     }
 }
 
@@ -263,8 +299,7 @@ fn call(
         .store(command.id, Ordering::Relaxed);
     let db_before = client.db;
     let aof = &server.store.notifier.aof;
-    let dirty_before = aof
-        .is_on()
+    let dirty_before = (aof.is_on() && client.propagate)
         .then(|| server.store.notifier.dirty.load(Ordering::Relaxed));
     if dirty_before.is_some() && command.tx == TxRole::Exec {
         propagate::exec_started(client);
@@ -320,6 +355,127 @@ fn call(
         server.monitors.feed(db_before, &client.handle.addr, args);
     }
     ended
+}
+
+/// Runs a script command that `execute_chained` checked and left in
+/// `client.deferred_script`, on the script thread, and writes its reply. Other clients
+/// meanwhile see a script pending (`scripting::Running`) and wait for it, or get BUSY.
+pub async fn execute_deferred(
+    server: &std::sync::Arc<Server>,
+    client: &mut Client,
+    reply: &mut Reply,
+    args: Vec<Bytes>,
+) {
+    let reply_start = reply.buf.len();
+    let mut stand_in = client.stand_in();
+    let shared = server.clone();
+    let running = &server.scripts.running;
+    running.add_pending(1);
+    let (stand_in, written) = server
+        .scripts
+        .run_deferred(move || {
+            let mut out = Reply::new(stand_in.protocol);
+            run_alone(&shared, &mut stand_in, &mut out, &args);
+            (stand_in, out.buf)
+        })
+        .await;
+    running.add_pending(-1);
+    drop(stand_in);
+    reply.buf.extend_from_slice(&written);
+    finish_reply(client, reply, reply_start);
+}
+
+/// Runs a checked command with the keyspace to itself, then serves the clients blocked on
+/// keys it filled.
+fn run_alone(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
+    let Ok(command) = server.commands.resolve(args) else {
+        return;
+    };
+    let _gate = server.store.enter(true);
+    let time = crate::util::clock::freeze_at(Ticks::now());
+    call(server, client, reply, command, args, time.at());
+    if server.store.notifier.blocking.has_ready() {
+        serve_blocked(server);
+    }
+}
+
+/// What a running script allows the commands it calls (Redis's script run flags).
+pub struct ScriptRules {
+    /// EVAL_RO, FCALL_RO, or a script declared `no-writes`.
+    pub read_only: bool,
+    pub allow_oom: bool,
+    /// `maxmemory` was exceeded when the script started.
+    pub oom_at_start: bool,
+    /// A write command ran: the script can no longer be refused half-way (or killed).
+    pub wrote: bool,
+}
+
+/// Redis's `scriptCall`: checks a command a script calls, then runs it as `call` runs any
+/// command. A refusal is counted and returned as Redis words it: `-CODE message`, or a bare
+/// message to which the script adds `ERR`.
+pub fn call_from_script(
+    server: &Server,
+    client: &mut Client,
+    reply: &mut Reply,
+    args: &[Bytes],
+    rules: &mut ScriptRules,
+) -> Result<(), String> {
+    let refuse = |command: Option<&Command>, message: String| {
+        if let Some(command) = command {
+            command.rejected.add(1);
+        }
+        server
+            .stats
+            .count_error(message.strip_prefix('-').unwrap_or("ERR"));
+        Err(message)
+    };
+    let command = match server.commands.resolve(args) {
+        Ok(command) if command.arity_ok(args.len()) => command,
+        Ok(command) => {
+            let message = "Wrong number of args calling Redis command from script";
+            return refuse(Some(command), message.into());
+        }
+        Err(_) => return refuse(None, "Unknown Redis command called from script".into()),
+    };
+    if command.flags & NOSCRIPT != 0 {
+        let message = "This Redis command is not allowed from script";
+        return refuse(Some(command), message.into());
+    }
+    if let Err(reason) = acl::check_from_script(server, client, command, args) {
+        let message = format!("The user executing the script {reason}");
+        return refuse(Some(command), message);
+    }
+    if rules.read_only && command.flags & (WRITE | MAY_REPLICATE) != 0 {
+        let message = "Write commands are not allowed from read-only scripts.";
+        return refuse(Some(command), message.into());
+    }
+    let write = command.flags & WRITE != 0;
+    if write
+        && !rules.wrote
+        && let Some(message) = write_refusal(server)
+    {
+        return refuse(Some(command), format!("-{message}"));
+    }
+    if !rules.allow_oom
+        && !rules.wrote
+        && rules.oom_at_start
+        && server.config.int(crate::config::MAXMEMORY) > 0
+        && command.flags & DENYOOM != 0
+    {
+        let message = "-OOM command not allowed when used memory > 'maxmemory'.";
+        return refuse(Some(command), message.into());
+    }
+    if write {
+        rules.wrote = true;
+        server.scripts.running.wrote();
+    }
+    call(server, client, reply, command, args, Ticks::now());
+    Ok(())
+}
+
+/// Whether `maxmemory` is set and exceeded (for a script's `oom_at_start`).
+pub fn over_maxmemory(server: &Server) -> bool {
+    out_of_memory(server)
 }
 
 /// Serves clients blocked on keys that received data, oldest first, by running each one's

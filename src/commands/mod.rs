@@ -17,6 +17,7 @@ pub mod meta;
 mod persistence;
 mod propagate;
 mod pubsub;
+mod scripting;
 mod server;
 mod sets;
 mod sort;
@@ -37,7 +38,10 @@ use crate::server::Server;
 use crate::store::{Class, Db};
 
 pub use args::*;
-pub use dispatch::{auth_required, execute, execute_chained, forget_client, prefetch_keys};
+pub use dispatch::{
+    ScriptRules, auth_required, call_from_script, effective_flags, execute, execute_chained,
+    execute_deferred, forget_client, prefetch_keys,
+};
 pub use table::{
     Access, Command, CommandTable, KeyFlags, TxRole, unknown_command_error,
     unknown_subcommand_error,

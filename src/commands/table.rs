@@ -9,7 +9,8 @@ use bytes::Bytes;
 use super::meta::{self, CommandSpec, flag_bit};
 use super::{
     CmdResult, Ctx, Handler, acl, command, config, connection, hashes, keys, lists, memory,
-    persistence, printable, pubsub, server, sets, sort, spec, strings, transactions, zsets,
+    persistence, printable, pubsub, scripting, server, sets, sort, spec, strings, transactions,
+    zsets,
 };
 use crate::client::Queued;
 use crate::util::counter::Counter;
@@ -22,6 +23,9 @@ pub enum Access {
     ByKeys,
     /// Touches whole databases: always runs alone.
     Exclusive,
+    /// Runs a script (EVAL, FCALL ...): alone, and for a connection on the script thread (see
+    /// `crate::scripting`).
+    Script,
 }
 
 /// How a command behaves while its client is in MULTI.
@@ -183,6 +187,7 @@ impl Command {
                 false
             }
             Access::ByKeys => self.key_positions(args).len() > 1,
+            Access::Script => true,
         }
     }
 
@@ -356,6 +361,16 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("acl|setuser", Exclusive, acl::setuser),
         ("acl|users", ByKeys, acl::users),
         ("acl|whoami", ByKeys, acl::whoami),
+        // scripting
+        ("eval", Script, scripting::eval),
+        ("eval_ro", Script, scripting::eval_ro),
+        ("evalsha", Script, scripting::evalsha),
+        ("evalsha_ro", Script, scripting::evalsha_ro),
+        ("script|exists", ByKeys, scripting::script_exists),
+        ("script|flush", ByKeys, scripting::script_flush),
+        ("script|help", ByKeys, scripting::script_help),
+        ("script|kill", ByKeys, scripting::script_kill),
+        ("script|load", ByKeys, scripting::script_load),
         // transactions
         ("discard", ByKeys, transactions::discard),
         ("exec", Exclusive, transactions::exec),

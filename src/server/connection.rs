@@ -49,6 +49,7 @@ pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Pe
     }
     server.clients.add(handle.clone());
     let mut client = Client::new(handle.clone(), &server.acl);
+    client.defer_scripts = true;
     if let Err(e) = client_loop(&server, &mut stream, &mut client).await {
         tracing::debug!("Client id={} closed: {e}", client.id);
     }
@@ -71,7 +72,7 @@ fn refusal(server: &Server, local: bool) -> Option<&'static str> {
 }
 
 async fn client_loop(
-    server: &Server,
+    server: &Arc<Server>,
     stream: &mut impl ClientStream,
     client: &mut Client,
 ) -> std::io::Result<()> {
@@ -155,8 +156,16 @@ async fn client_loop(
                         wait_while_paused(server, &args, stream, &handle, &mut reply).await?;
                         chained = None;
                     }
+                    if server.scripts.running.is_busy() {
+                        wait_for_script(server, stream, &handle, &mut reply).await?;
+                        chained = None;
+                    }
                     chained = commands::execute_chained(server, client, &mut reply, &args, chained);
                     args.clear();
+                    if let Some(script) = client.deferred_script.take() {
+                        commands::execute_deferred(server, client, &mut reply, script).await;
+                        chained = None;
+                    }
                     if let Some(blocked) = client.blocked.take() {
                         chained = None;
                         reply.protocol = client.protocol;
@@ -519,6 +528,31 @@ async fn wait_while_paused(
             }
         }
     }
+    Ok(())
+}
+
+/// While a script runs, a client's next command waits for it (as it would behind Redis's one
+/// thread) until the script ends or runs past `busy-reply-threshold`; then the command runs,
+/// to be refused with BUSY or, if it is SCRIPT KILL and the like, to act on the script.
+async fn wait_for_script(
+    server: &Server,
+    stream: &mut impl ClientStream,
+    handle: &ClientHandle,
+    reply: &mut Reply,
+) -> std::io::Result<()> {
+    let running = &server.scripts.running;
+    if running.is_timed_out() {
+        return Ok(());
+    }
+    flush(server, stream, handle, reply).await?;
+    let threshold = server.config.int(config::BUSY_REPLY_THRESHOLD);
+    // 0 turns the threshold off: wait for the script's end.
+    let threshold = if threshold > 0 {
+        threshold as u64
+    } else {
+        u64::MAX
+    };
+    running.wait_while_young(threshold).await;
     Ok(())
 }
 

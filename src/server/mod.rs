@@ -55,6 +55,7 @@ pub struct Server {
     /// replaces them for the next connections.
     pub tls: std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>,
     pub ports: listener::Ports,
+    pub scripts: crate::scripting::Scripts,
 }
 
 #[derive(Default)]
@@ -303,6 +304,7 @@ impl Server {
             normal_output_limit: AtomicU64::new(0),
             tls: Default::default(),
             ports: Default::default(),
+            scripts: Default::default(),
         };
         server.apply_cached_settings();
         server

@@ -1,0 +1,463 @@
+//! The Lua state scripts run in, set up as Redis 7.0 sets up its own (eval.c and
+//! script_lua.c): the libraries Redis loads, the `redis` API, globals that cannot be read when
+//! undeclared or changed at all, and the cache of EVAL scripts compiled into it.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_int};
+
+use bytes::Bytes;
+
+use super::api::{self, RunCtx};
+use super::convert::{table_error, write_value};
+use super::lua::*;
+use super::{Sha, libs};
+use crate::protocol::Reply;
+
+/// EVAL scripts kept at most; the least recently used one goes first. Scripts loaded with
+/// SCRIPT LOAD are never evicted (Redis 7.4's rule; 7.0 kept every script forever, so a
+/// client sending endless different bodies grew the server without bound).
+const EVAL_CACHE_LIMIT: usize = 500;
+
+/// Redis steps Lua's collector every 50 scripts rather than letting it run full cycles.
+const GC_PERIOD: u32 = 50;
+
+/// Globals a script may see; the libraries define others (`print`, `dofile` ...) that are
+/// removed. `setfenv`, `getfenv` and `newproxy` stay with `lua-enable-deprecated-api`.
+const ALLOWED_GLOBALS: &[&str] = &[
+    "string",
+    "cjson",
+    "bit",
+    "cmsgpack",
+    "math",
+    "table",
+    "struct",
+    "redis",
+    "__redis__err__handler",
+    "xpcall",
+    "tostring",
+    "setmetatable",
+    "next",
+    "assert",
+    "tonumber",
+    "rawequal",
+    "collectgarbage",
+    "getmetatable",
+    "rawset",
+    "pcall",
+    "coroutine",
+    "type",
+    "_G",
+    "select",
+    "unpack",
+    "gcinfo",
+    "pairs",
+    "rawget",
+    "loadstring",
+    "ipairs",
+    "_VERSION",
+    "load",
+    "error",
+];
+const DEPRECATED_GLOBALS: &[&str] = &["setfenv", "getfenv", "newproxy"];
+
+/// Builds the error table of an error raised anywhere in a script: the error (a table, or a
+/// message that becomes `{err = "ERR " .. message}`) with the source and line of the Lua code
+/// that raised it, or that called the C function that did.
+const ERROR_HANDLER: &str = "\
+local getinfo = debug.getinfo
+function __redis__err__handler(err)
+  local where = getinfo(2, 'nSl')
+  if where and where.what == 'C' then
+    where = getinfo(3, 'nSl')
+  end
+  if type(err) ~= 'table' then
+    err = {err = 'ERR ' .. tostring(err)}
+  end
+  if where then
+    err['source'] = where.source
+    err['line'] = where.currentline
+  end
+  return err
+end
+";
+
+pub struct EvalScript {
+    pub body: Bytes,
+    pub flags: u8,
+    /// Came through SCRIPT LOAD: never evicted.
+    loaded: bool,
+    last_used: u64,
+}
+
+pub struct Engine {
+    l: State,
+    scripts: HashMap<Sha, EvalScript>,
+    /// Bytes of script bodies and digests, for INFO's `used_memory_scripts_eval`.
+    scripts_bytes: usize,
+    evicted: u64,
+    clock: u64,
+    runs: u32,
+}
+
+// SAFETY: the state is used by one thread at a time (the engine sits behind a mutex), and
+// nothing in it belongs to a thread.
+unsafe impl Send for Engine {}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        unsafe { lua_close(self.l) };
+    }
+}
+
+/// What running a script wrote: its reply, or an error for the caller to count.
+pub enum Outcome {
+    /// The reply is written (errors in it already counted, or counted by the commands that
+    /// raised them).
+    Replied,
+    /// The script failed; the error is the command's.
+    Failed(String),
+}
+
+impl Engine {
+    /// A state set up as Redis's; None when Lua cannot allocate it.
+    pub fn new(deprecated_api: bool) -> Option<Engine> {
+        let l = new_state()?;
+        unsafe {
+            for (name, open) in [
+                (c"", luaopen_base as lua_CFunction),
+                (c"table", luaopen_table),
+                (c"string", luaopen_string),
+                (c"math", luaopen_math),
+                (c"debug", luaopen_debug),
+            ] {
+                lua_pushcclosure(l, open, 0);
+                lua_pushstring_(l, name.as_ptr());
+                lua_call(l, 1, 0);
+            }
+            libs::open(l);
+            api::register(l);
+            if luaL_loadbuffer(
+                l,
+                ERROR_HANDLER.as_ptr().cast(),
+                ERROR_HANDLER.len(),
+                c"@err_handler_def".as_ptr(),
+            ) != 0
+                || lua_pcall(l, 0, 0, 0) != 0
+            {
+                lua_close(l);
+                return None;
+            }
+            remove_globals(l, deprecated_api);
+            lua_pushvalue(l, LUA_GLOBALSINDEX);
+            lua_createtable(l, 0, 1);
+            lua_pushcclosure(l, undeclared_global, 0);
+            raw_set_field(l, -2, c"__index");
+            lua_setmetatable(l, -2);
+            protect_recursively(l);
+            lua_pop(l, 1);
+            protect_basic_type_metatables(l);
+        }
+        Some(Engine {
+            l,
+            scripts: HashMap::new(),
+            scripts_bytes: 0,
+            evicted: 0,
+            clock: 0,
+            runs: 0,
+        })
+    }
+
+    pub fn script(&self, sha: &Sha) -> Option<&EvalScript> {
+        self.scripts.get(sha)
+    }
+
+    /// Compiles and caches `body` (Redis's `luaCreateFunction`) unless cached already; returns
+    /// its digest and flags, or the error Redis gives. `loaded` for SCRIPT LOAD, whose scripts
+    /// are never evicted. `evicted` gets the digests of scripts evicted to make room.
+    pub fn create(
+        &mut self,
+        body: &Bytes,
+        loaded: bool,
+        evicted: &mut Vec<Sha>,
+    ) -> Result<(Sha, u8), String> {
+        let sha = super::sha1_hex(body);
+        self.clock += 1;
+        if let Some(script) = self.scripts.get_mut(&sha) {
+            script.loaded |= loaded;
+            script.last_used = self.clock;
+            return Ok((sha, script.flags));
+        }
+        let (flags, shebang_len) = super::shebang_flags(body)?;
+        unsafe {
+            // The shebang line is left out, its newline kept, so line numbers stay the user's.
+            let code = &body[shebang_len..];
+            if luaL_loadbuffer(
+                self.l,
+                code.as_ptr().cast(),
+                code.len(),
+                c"@user_script".as_ptr(),
+            ) != 0
+            {
+                let message = to_bytes(self.l, -1).unwrap_or_default();
+                let error = format!(
+                    "ERR Error compiling script (new function): {}",
+                    String::from_utf8_lossy(message)
+                );
+                lua_pop(self.l, 1);
+                return Err(error);
+            }
+            lua_setfield(self.l, LUA_REGISTRYINDEX, function_key(&sha).as_ptr());
+        }
+        if !loaded && self.scripts.values().filter(|s| !s.loaded).count() >= EVAL_CACHE_LIMIT {
+            self.evict_oldest(evicted);
+        }
+        self.scripts_bytes += body.len() + sha.len();
+        self.scripts.insert(
+            sha,
+            EvalScript {
+                body: body.clone(),
+                flags,
+                loaded,
+                last_used: self.clock,
+            },
+        );
+        Ok((sha, flags))
+    }
+
+    fn evict_oldest(&mut self, evicted: &mut Vec<Sha>) {
+        let oldest = self
+            .scripts
+            .iter()
+            .filter(|(_, s)| !s.loaded)
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(sha, _)| *sha);
+        if let Some(sha) = oldest {
+            if let Some(script) = self.scripts.remove(&sha) {
+                self.scripts_bytes -= script.body.len() + sha.len();
+            }
+            unsafe {
+                lua_pushnil(self.l);
+                lua_setfield(self.l, LUA_REGISTRYINDEX, function_key(&sha).as_ptr());
+            }
+            self.evicted += 1;
+            evicted.push(sha);
+        }
+    }
+
+    /// Marks a cached script as just used (EVALSHA).
+    pub fn touch(&mut self, sha: &Sha) {
+        self.clock += 1;
+        if let Some(script) = self.scripts.get_mut(sha) {
+            script.last_used = self.clock;
+        }
+    }
+
+    /// Runs the cached script `sha` with KEYS and ARGV (Redis's `luaCallFunction` in EVAL
+    /// mode), writing its result into `reply` as the caller's reply.
+    pub fn run_eval(
+        &mut self,
+        sha: &Sha,
+        run: &mut RunCtx<'_>,
+        keys: &[Bytes],
+        argv: &[Bytes],
+        reply: &mut Reply,
+    ) -> Outcome {
+        let l = self.l;
+        let threshold = run.server.config.int(crate::config::BUSY_REPLY_THRESHOLD);
+        unsafe {
+            lua_getfield_(l, LUA_GLOBALSINDEX, c"__redis__err__handler".as_ptr());
+            lua_getfield_(l, LUA_REGISTRYINDEX, function_key(sha).as_ptr());
+            api::set_hook(l, threshold);
+            for (name, values) in [(c"KEYS", keys), (c"ARGV", argv)] {
+                push_array(l, values);
+                lua_enablereadonlytable(l, LUA_GLOBALSINDEX, 0);
+                lua_setfield(l, LUA_GLOBALSINDEX, name.as_ptr());
+                lua_enablereadonlytable(l, LUA_GLOBALSINDEX, 1);
+            }
+            let status = api::with_current(run, || lua_pcall(l, 0, 1, -2));
+            self.collect_garbage_step();
+            let outcome = if status != 0 {
+                Outcome::Failed(error_message(l, &String::from_utf8_lossy(sha)))
+            } else {
+                let server = run.server;
+                write_value(l, reply, run.client.protocol, &mut |message| {
+                    server.stats.count_error(message)
+                });
+                Outcome::Replied
+            };
+            api::set_hook(l, 0);
+            lua_settop(l, 0);
+            outcome
+        }
+    }
+
+    fn collect_garbage_step(&mut self) {
+        self.runs += 1;
+        if self.runs == GC_PERIOD {
+            unsafe { lua_gc(self.l, LUA_GCSTEP, GC_PERIOD as c_int) };
+            self.runs = 0;
+        }
+    }
+
+    /// Bytes the Lua state holds.
+    pub fn memory(&self) -> u64 {
+        unsafe {
+            lua_gc(self.l, LUA_GCCOUNT, 0) as u64 * 1024 + lua_gc(self.l, LUA_GCCOUNTB, 0) as u64
+        }
+    }
+
+    pub fn script_count(&self) -> usize {
+        self.scripts.len()
+    }
+
+    pub fn scripts_bytes(&self) -> usize {
+        self.scripts_bytes
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+}
+
+/// The registry key of a cached script's function: `f_<sha>`, as Redis names it.
+fn function_key(sha: &Sha) -> CString {
+    let mut key = Vec::with_capacity(42);
+    key.extend_from_slice(b"f_");
+    key.extend_from_slice(sha);
+    CString::new(key).expect("a digest has no NUL")
+}
+
+/// The error reply for a script that raised the error on top of the stack, as Redis's
+/// `luaCallFunction` words it.
+///
+/// # Safety
+/// `l` is a live state with the error on top.
+unsafe fn error_message(l: State, name: &str) -> String {
+    unsafe {
+        if lua_type(l, -1) != LUA_TTABLE {
+            let message = to_bytes(l, -1)
+                .map(|m| String::from_utf8_lossy(&m[..m.len().min(100)]).into_owned())
+                .unwrap_or_else(|| "execution failure".into());
+            return format!("ERR Error running script {name}, {message}\n");
+        }
+        let mut message = table_error(l, -1).map(|e| e.message).unwrap_or_default();
+        if let (Some(source), Some(line)) = (field_text(l, c"source"), field_text(l, c"line")) {
+            message.push_str(&format!(" script: {name}, on {source}:{line}."));
+        }
+        message
+    }
+}
+
+/// The string (or number) in field `name` of the table on top.
+unsafe fn field_text(l: State, name: &CStr) -> Option<String> {
+    unsafe {
+        raw_get_field(l, -1, name);
+        let text = (lua_isstring(l, -1) != 0)
+            .then(|| String::from_utf8_lossy(to_bytes(l, -1).unwrap_or_default()).into_owned());
+        lua_pop(l, 1);
+        text
+    }
+}
+
+/// Pushes a Lua array of `values`.
+unsafe fn push_array(l: State, values: &[Bytes]) {
+    unsafe {
+        lua_createtable(l, values.len() as c_int, 0);
+        for (i, value) in values.iter().enumerate() {
+            push_bytes(l, value);
+            lua_rawseti_(l, -2, i as c_int + 1);
+        }
+    }
+}
+
+/// Removes the globals the libraries define that scripts may not use.
+unsafe fn remove_globals(l: State, deprecated_api: bool) {
+    unsafe {
+        let mut remove = Vec::new();
+        lua_pushnil(l);
+        while lua_next(l, LUA_GLOBALSINDEX) != 0 {
+            lua_pop(l, 1);
+            if let Some(name) = to_bytes(l, -1).filter(|_| lua_type(l, -1) == LUA_TSTRING) {
+                let allowed = ALLOWED_GLOBALS.iter().any(|a| a.as_bytes() == name)
+                    || (deprecated_api && DEPRECATED_GLOBALS.iter().any(|a| a.as_bytes() == name));
+                if !allowed {
+                    remove.push(CString::new(name).unwrap_or_default());
+                }
+            }
+        }
+        for name in remove {
+            lua_pushnil(l);
+            lua_setfield(l, LUA_GLOBALSINDEX, name.as_ptr());
+        }
+    }
+}
+
+/// The `__index` of the globals table: reading an undeclared global is an error.
+unsafe extern "C-unwind" fn undeclared_global(l: State) -> c_int {
+    unsafe {
+        if lua_gettop(l) != 2 {
+            return luaL_error(
+                l,
+                c"Wrong number of arguments to luaProtectedTableError".as_ptr(),
+            );
+        }
+        if lua_isstring(l, -1) == 0 && lua_isnumber(l, -1) == 0 {
+            return luaL_error(
+                l,
+                c"Second argument to luaProtectedTableError must be a string or number".as_ptr(),
+            );
+        }
+        let name = lua_tolstring(l, -1, std::ptr::null_mut());
+        luaL_error(
+            l,
+            c"Script attempted to access nonexistent global variable '%s'".as_ptr(),
+            name,
+        )
+    }
+}
+
+/// Makes the table on top read-only, with every table it holds and their metatables.
+unsafe fn protect_recursively(l: State) {
+    unsafe {
+        if lua_isreadonlytable(l, -1) != 0 {
+            return;
+        }
+        lua_enablereadonlytable(l, -1, 1);
+        lua_checkstack(l, 2);
+        lua_pushnil(l);
+        while lua_next(l, -2) != 0 {
+            if lua_type(l, -1) == LUA_TTABLE {
+                protect_recursively(l);
+            }
+            lua_pop(l, 1);
+        }
+        if lua_getmetatable(l, -1) != 0 {
+            protect_recursively(l);
+            lua_pop(l, 1);
+        }
+    }
+}
+
+/// Makes the metatables of strings, numbers and the other basic types read-only.
+unsafe fn protect_basic_type_metatables(l: State) {
+    unsafe {
+        let pushers: [&dyn Fn(); 6] = [
+            &|| push_bytes(l, b""),
+            &|| lua_pushnumber(l, 0.0),
+            &|| lua_pushboolean(l, 0),
+            &|| lua_pushnil(l),
+            &|| {
+                lua_newthread(l);
+            },
+            &|| lua_pushlightuserdata(l, l.cast()),
+        ];
+        for push in pushers {
+            push();
+            if lua_getmetatable(l, -1) != 0 {
+                protect_recursively(l);
+                lua_pop(l, 1);
+            }
+            lua_pop(l, 1);
+        }
+    }
+}

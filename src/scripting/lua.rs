@@ -1,0 +1,194 @@
+//! The Lua 5.1 C API as the scripting code uses it: a few safe-to-call helpers over mlua-sys's
+//! raw bindings, and the read-only tables our Lua build adds (vendor/lua-src/OXIDIS.md).
+//!
+//! The raw API rather than mlua's high-level one, because Redis's scripting semantics live at
+//! that level: errors are Lua tables (`{err = "..."}`) raised with `lua_error`, `pcall` is
+//! replaced, a count hook raises the kill error, and globals are locked read-only. mlua wraps
+//! every error raised from Rust in a userdata of its own, which a script would then see.
+//!
+//! Errors raised by Lua (`lua_error`, `luaL_error`) unwind with longjmp: Rust frames between
+//! the raise and the catching `lua_pcall` must own nothing that needs dropping. The C
+//! functions in `api.rs` and `libs/` therefore do their work in an inner function and raise
+//! only from their outermost frame (see `raise_if`).
+
+pub use mlua_sys::lua51::*;
+use std::ffi::{CStr, c_char, c_int, c_void};
+
+pub type State = *mut lua_State;
+
+unsafe extern "C-unwind" {
+    pub fn lua_enablereadonlytable(l: State, idx: c_int, enabled: c_int);
+    pub fn lua_isreadonlytable(l: State, idx: c_int) -> c_int;
+}
+
+/// Lua's allocator: mimalloc directly, outside the counted global allocator, so that Lua's
+/// memory is reported apart from the dataset (`used_memory_vm_eval`) as Redis reports it.
+unsafe extern "C" fn allocate(
+    _ud: *mut c_void,
+    ptr: *mut c_void,
+    _old: usize,
+    new: usize,
+) -> *mut c_void {
+    unsafe {
+        if new == 0 {
+            libmimalloc_sys::mi_free(ptr);
+            std::ptr::null_mut()
+        } else {
+            libmimalloc_sys::mi_realloc(ptr, new)
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn panic_handler(l: State) -> c_int {
+    let message = unsafe { to_bytes(l, -1) }.unwrap_or(b"unknown error");
+    tracing::error!(
+        "Lua panic (unprotected error): {}",
+        String::from_utf8_lossy(message)
+    );
+    std::process::abort();
+}
+
+/// A new Lua state, or None when out of memory.
+pub fn new_state() -> Option<State> {
+    let l = unsafe { lua_newstate(allocate, std::ptr::null_mut()) };
+    if l.is_null() {
+        return None;
+    }
+    unsafe { lua_atpanic(l, panic_handler) };
+    Some(l)
+}
+
+/// The bytes of the string (or number, converted in place) at `idx`; None for other types.
+/// The slice lives as long as the value stays on the stack.
+///
+/// # Safety
+/// `l` is a live state and `idx` a valid index.
+pub unsafe fn to_bytes<'a>(l: State, idx: c_int) -> Option<&'a [u8]> {
+    let mut len = 0usize;
+    let ptr = unsafe { lua_tolstring(l, idx, &mut len) };
+    if ptr.is_null() {
+        return None;
+    }
+    Some(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+}
+
+/// # Safety
+/// `l` is a live state with room on its stack.
+pub unsafe fn push_bytes(l: State, bytes: &[u8]) {
+    unsafe { lua_pushlstring_(l, bytes.as_ptr().cast::<c_char>(), bytes.len()) };
+}
+
+/// # Safety
+/// As `push_bytes`.
+pub unsafe fn push_str(l: State, text: &str) {
+    unsafe { push_bytes(l, text.as_bytes()) };
+}
+
+/// Sets `t[name] = v` for the table at `idx` (not a pseudo-index), popping `v`, without
+/// metamethods.
+///
+/// # Safety
+/// `l` is a live state, `idx` a table, a value on top.
+pub unsafe fn raw_set_field(l: State, idx: c_int, name: &CStr) {
+    unsafe {
+        let idx = if idx < 0 {
+            lua_gettop(l) + idx + 1
+        } else {
+            idx
+        };
+        lua_pushstring_(l, name.as_ptr());
+        lua_insert(l, -2);
+        lua_rawset(l, idx);
+    }
+}
+
+/// Pushes `t[name]` for the table at `idx`, without metamethods; returns its type.
+///
+/// # Safety
+/// `l` is a live state, `idx` a table.
+pub unsafe fn raw_get_field(l: State, idx: c_int, name: &CStr) -> c_int {
+    unsafe {
+        let idx = if idx < 0 {
+            lua_gettop(l) + idx + 1
+        } else {
+            idx
+        };
+        lua_pushstring_(l, name.as_ptr());
+        lua_rawget_(l, idx);
+        lua_type(l, -1)
+    }
+}
+
+/// Registers C functions into the table on top of the stack.
+///
+/// # Safety
+/// `l` is a live state with a table on top.
+pub unsafe fn set_functions(l: State, functions: &[(&CStr, lua_CFunction)]) {
+    for &(name, function) in functions {
+        unsafe {
+            lua_pushcclosure(l, function, 0);
+            raw_set_field(l, -2, name);
+        }
+    }
+}
+
+/// Pushes Redis's error table `{err = "CODE message"}` (Redis's `luaPushErrorBuff`): a
+/// message starting with `-` carries its own code, any other gets `ERR`; a trailing newline is
+/// trimmed.
+///
+/// # Safety
+/// `l` is a live state with room on its stack.
+pub unsafe fn push_error_table(l: State, error: &[u8]) {
+    let mut text = Vec::with_capacity(error.len() + 4);
+    match error.strip_prefix(b"-") {
+        Some(coded) => match coded.iter().position(|&b| b == b' ') {
+            Some(space) => {
+                text.extend_from_slice(&coded[..space]);
+                text.push(b' ');
+                text.extend_from_slice(&coded[space + 1..]);
+            }
+            None => {
+                text.extend_from_slice(b"ERR ");
+                text.extend_from_slice(coded);
+            }
+        },
+        None => {
+            text.extend_from_slice(b"ERR ");
+            text.extend_from_slice(error);
+        }
+    }
+    while text.last().is_some_and(|&b| b == b'\r' || b == b'\n') {
+        text.pop();
+    }
+    unsafe {
+        lua_createtable(l, 0, 1);
+        push_bytes(l, &text);
+        raw_set_field(l, -2, c"err");
+    }
+}
+
+/// What a C function's inner part decided: return this many values, or raise the value it
+/// left on top of the stack.
+pub enum Outcome {
+    Return(c_int),
+    Raise,
+}
+
+/// The end of every C function: returns, or raises the value on top of the stack with
+/// `lua_error`. Called from the function's outermost frame, after its inner part (and every
+/// Rust value it owned) is gone, so the longjmp skips no destructor. A panic in the inner part
+/// becomes a Lua error rather than unwinding through Lua's C frames.
+///
+/// # Safety
+/// `l` is the state the C function was called with.
+pub unsafe fn finish(l: State, inner: impl FnOnce() -> Outcome) -> c_int {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(inner));
+    match outcome {
+        Ok(Outcome::Return(n)) => n,
+        Ok(Outcome::Raise) => unsafe { lua_error(l) },
+        Err(_) => unsafe {
+            push_error_table(l, b"internal error in a script library function");
+            lua_error(l)
+        },
+    }
+}

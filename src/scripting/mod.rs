@@ -1,0 +1,471 @@
+//! Lua scripting as Redis 7.0 runs it: EVAL scripts and their cache, the state of the script
+//! running now (for BUSY, SCRIPT KILL and FUNCTION KILL), and the thread that runs scripts for
+//! connections.
+//!
+//! One Lua state serves the whole server (`engine::Engine`, behind a mutex and made on first
+//! use, so an empty server pays nothing for it). A script runs alone: it holds the keyspace
+//! gate exclusively, and its `redis.call`s go through the same dispatch as a socket's commands
+//! (`commands::call_from_script`).
+//!
+//! Where a script runs: a connection hands its EVAL, EVALSHA or FCALL to the script thread
+//! (`Scripts::run_deferred`) and awaits the reply, so the connection's own thread stays free
+//! to answer other clients: they wait while the script is young, and once it has run past
+//! `busy-reply-threshold` they get `-BUSY`, while SCRIPT KILL, FUNCTION KILL and SHUTDOWN
+//! NOSAVE still get through. Inside EXEC, while loading the AOF and in embedded sessions the
+//! script runs on the calling thread, which already holds the gate.
+
+mod api;
+mod convert;
+pub mod engine;
+mod libs;
+mod lua;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, mpsc};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::commands::meta::flag_bit;
+use crate::server::Server;
+
+pub use api::RunCtx;
+pub use engine::Engine;
+
+/// A script's SHA1 digest in lowercase hex, as EVALSHA names it.
+pub type Sha = [u8; 40];
+
+/// The flags a script declares in its shebang (`#!lua flags=no-writes,allow-oom`) or a
+/// function in `redis.register_function`.
+pub mod flags {
+    pub const NO_WRITES: u8 = 1;
+    pub const ALLOW_OOM: u8 = 2;
+    pub const ALLOW_STALE: u8 = 4;
+    pub const NO_CLUSTER: u8 = 8;
+    pub const ALLOW_CROSS_SLOT: u8 = 16;
+    /// An EVAL script without a shebang: it runs as in Redis 6, flags taken from the commands.
+    pub const EVAL_COMPAT: u8 = 32;
+
+    pub const NAMES: &[(u8, &str)] = &[
+        (NO_WRITES, "no-writes"),
+        (ALLOW_OOM, "allow-oom"),
+        (ALLOW_STALE, "allow-stale"),
+        (NO_CLUSTER, "no-cluster"),
+        (ALLOW_CROSS_SLOT, "allow-cross-slot-keys"),
+    ];
+}
+
+pub const BUSY_EVAL: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+pub const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+
+/// The script running now, as other threads see it.
+#[derive(Default)]
+pub struct Running {
+    active: AtomicBool,
+    /// An EVAL script rather than a function (which KILL and which BUSY text apply).
+    eval: AtomicBool,
+    /// Has run past `busy-reply-threshold`: other clients get BUSY.
+    timed_out: AtomicBool,
+    /// SCRIPT KILL or FUNCTION KILL asked it to stop.
+    killed: AtomicBool,
+    /// It has called a write command, so it can no longer be killed.
+    wrote: AtomicBool,
+    /// When it started (`monotonic_ms`).
+    started: AtomicU64,
+    /// The function's name and the command that called it, for FUNCTION STATS.
+    described: Mutex<Option<(String, Vec<Bytes>)>>,
+    /// Scripts handed to the script thread and not yet answered: other clients wait for
+    /// them as for a running one.
+    pending: AtomicI64,
+    done: tokio::sync::Notify,
+}
+
+impl Running {
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub fn is_timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Acquire)
+    }
+
+    /// Whether a script runs or is about to: other clients' commands must wait (or get BUSY).
+    pub fn is_busy(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > 0 || self.is_active()
+    }
+
+    pub(crate) fn add_pending(&self, delta: i64) {
+        self.pending.fetch_add(delta, Ordering::AcqRel);
+        if delta < 0 {
+            self.done.notify_waiters();
+        }
+    }
+
+    /// The BUSY error for other clients while a timed-out script runs.
+    pub fn busy_error(&self) -> &'static str {
+        if self.eval.load(Ordering::Relaxed) {
+            BUSY_EVAL
+        } else {
+            BUSY_FUNCTION
+        }
+    }
+
+    /// How long the script has run, in milliseconds.
+    pub fn elapsed_ms(&self) -> u64 {
+        monotonic_ms().saturating_sub(self.started.load(Ordering::Relaxed))
+    }
+
+    /// The running function's name and calling command, for FUNCTION STATS.
+    pub fn described(&self) -> Option<(String, Vec<Bytes>)> {
+        self.described
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn start(&self, eval: bool, name: String, command: &[Bytes]) {
+        self.eval.store(eval, Ordering::Relaxed);
+        self.timed_out.store(false, Ordering::Relaxed);
+        self.killed.store(false, Ordering::Relaxed);
+        self.wrote.store(false, Ordering::Relaxed);
+        self.started.store(monotonic_ms(), Ordering::Relaxed);
+        *self.described.lock().unwrap_or_else(|e| e.into_inner()) = Some((name, command.to_vec()));
+        self.active.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn finish(&self) {
+        *self.described.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.timed_out.store(false, Ordering::Release);
+        self.active.store(false, Ordering::Release);
+        self.done.notify_waiters();
+    }
+
+    pub(crate) fn set_timed_out(&self) {
+        self.timed_out.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn wrote(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn kill_requested(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
+    /// SCRIPT KILL (`eval`) or FUNCTION KILL: Redis's `scriptKill`.
+    pub fn kill(&self, eval: bool) -> Result<(), &'static str> {
+        if !self.is_active() {
+            return Err("NOTBUSY No scripts in execution right now.");
+        }
+        if self.wrote.load(Ordering::Relaxed) {
+            return Err(
+                "UNKILLABLE Sorry the script already executed write commands against the dataset. \
+                 You can either wait the script termination or kill the server in a hard way \
+                 using the SHUTDOWN NOSAVE command.",
+            );
+        }
+        let running_eval = self.eval.load(Ordering::Relaxed);
+        if eval && !running_eval {
+            return Err(BUSY_FUNCTION);
+        }
+        if !eval && running_eval {
+            return Err(BUSY_EVAL);
+        }
+        self.killed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits while a script runs that has not yet timed out: a client's commands wait for it
+    /// as they would in Redis's single thread, and after `threshold_ms` they run (to get BUSY,
+    /// or to kill it).
+    pub async fn wait_while_young(&self, threshold_ms: u64) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if !self.is_busy() || self.is_timed_out() {
+                return;
+            }
+            // The script's count hook notices the threshold at its next check, within a
+            // millisecond or so; look again shortly after.
+            let left = threshold_ms.saturating_sub(self.elapsed_ms()).max(1);
+            tokio::select! {
+                _ = done => {}
+                _ = crate::timer::sleep(Duration::from_millis(left)) => {}
+            }
+        }
+    }
+}
+
+/// Milliseconds on a clock that only moves forward; unlike `util::now_ms`, never frozen at the
+/// start of the running command (a script's hook measures its own run with it).
+fn monotonic_ms() -> u64 {
+    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// A cached EVAL script's flags, readable while the engine is busy (for the flags the
+/// command runs with, `effective_flags`).
+type KnownFlags = HashMap<Sha, u8, foldhash::fast::RandomState>;
+
+/// Work for the script thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The server's scripting state.
+#[derive(Default)]
+pub struct Scripts {
+    engine: Mutex<Option<Engine>>,
+    pub running: Running,
+    known: RwLock<KnownFlags>,
+    thread: OnceLock<Mutex<mpsc::Sender<Job>>>,
+    /// The client scripts run their commands as (`lua` in MONITOR), made on first use.
+    pub client_handle: OnceLock<std::sync::Arc<crate::client::ClientHandle>>,
+    /// Lua memory and cache figures as of the last script or SCRIPT/FUNCTION command, for INFO
+    /// (which must not wait for a running script).
+    pub stats: Stats,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub vm_eval_bytes: AtomicU64,
+    pub vm_functions_bytes: AtomicU64,
+    pub eval_scripts: AtomicU64,
+    pub eval_scripts_bytes: AtomicU64,
+    pub evicted_scripts: AtomicU64,
+    pub functions: AtomicU64,
+    pub libraries: AtomicU64,
+    pub functions_bytes: AtomicU64,
+}
+
+impl Scripts {
+    /// The engine, made on first use; None when Lua cannot start (out of memory).
+    pub fn engine(&self, server: &Server) -> MutexGuard<'_, Option<Engine>> {
+        let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        if engine.is_none() {
+            *engine = Engine::new(server.config.bool(crate::config::LUA_ENABLE_DEPRECATED_API));
+        }
+        engine
+    }
+
+    /// SCRIPT FLUSH: a new Lua state and an empty cache (the next script makes the state).
+    pub fn flush_eval(&self) {
+        let old = self.engine.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.set_known(|known| known.clear());
+        drop(old);
+        for counter in [
+            &self.stats.vm_eval_bytes,
+            &self.stats.eval_scripts,
+            &self.stats.eval_scripts_bytes,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes the engine's figures for INFO.
+    pub fn publish_stats(&self, engine: &Engine) {
+        let stats = &self.stats;
+        stats
+            .vm_eval_bytes
+            .store(engine.memory(), Ordering::Relaxed);
+        stats
+            .eval_scripts
+            .store(engine.script_count() as u64, Ordering::Relaxed);
+        stats
+            .eval_scripts_bytes
+            .store(engine.scripts_bytes() as u64, Ordering::Relaxed);
+        stats
+            .evicted_scripts
+            .store(engine.evicted(), Ordering::Relaxed);
+    }
+
+    /// The flags of a cached EVAL script.
+    pub fn known_flags(&self, sha: &Sha) -> Option<u8> {
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha)
+            .copied()
+    }
+
+    pub(crate) fn set_known(&self, update: impl FnOnce(&mut KnownFlags)) {
+        update(&mut self.known.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Runs `job` on the script thread (started on first use) and returns what it returns.
+    pub async fn run_deferred<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = sender.send(job());
+        });
+        let queue = self.thread.get_or_init(|| Mutex::new(start_thread()));
+        queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .expect("the script thread runs for the server's life");
+        receiver.await.expect("the script thread answers every job")
+    }
+}
+
+fn start_thread() -> mpsc::Sender<Job> {
+    let (sender, receiver) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("scripts".into())
+        .spawn(move || {
+            for job in receiver {
+                job();
+            }
+        })
+        .expect("could not start the script thread");
+    sender
+}
+
+/// The flags a script command's script declared, if it is known (Redis's
+/// `evalGetCommandFlags`): an EVAL body's shebang, a cached script's flags.
+pub fn declared_flags(server: &Server, command: &str, args: &[Bytes]) -> Option<u8> {
+    match command {
+        "eval" | "eval_ro" => {
+            let body = args.get(1)?;
+            let sha = sha1_hex(body);
+            server
+                .scripts
+                .known_flags(&sha)
+                .or_else(|| shebang_flags(body).ok().map(|(flags, _)| flags))
+        }
+        "evalsha" | "evalsha_ro" => server.scripts.known_flags(&sha_arg(args.get(1)?)?),
+        _ => None,
+    }
+}
+
+/// The SHA1 of `body` in lowercase hex.
+pub fn sha1_hex(body: &[u8]) -> Sha {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(body);
+    let mut hex = [0u8; 40];
+    for (i, byte) in digest.iter().enumerate() {
+        hex[2 * i] = b"0123456789abcdef"[(byte >> 4) as usize];
+        hex[2 * i + 1] = b"0123456789abcdef"[(byte & 15) as usize];
+    }
+    hex
+}
+
+/// An EVALSHA argument as a lowercase digest, if it has a digest's length.
+pub fn sha_arg(arg: &[u8]) -> Option<Sha> {
+    let mut sha: Sha = arg.try_into().ok()?;
+    sha.make_ascii_lowercase();
+    Some(sha)
+}
+
+/// Redis's `evalExtractShebangFlags`: a script's flags and the length of its shebang line
+/// (0 without one, which means EVAL_COMPAT).
+pub fn shebang_flags(body: &[u8]) -> Result<(u8, usize), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((flags::EVAL_COMPAT, 0));
+    }
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err("ERR Invalid script shebang".into());
+    };
+    let parts = match crate::protocol::split_args(&body[..end]) {
+        Some(parts) if !parts.is_empty() => parts,
+        _ => return Err("ERR Invalid engine in script shebang".into()),
+    };
+    if parts[0] != b"#!lua" {
+        return Err(format!(
+            "ERR Unexpected engine in script shebang: {}",
+            String::from_utf8_lossy(&parts[0])
+        ));
+    }
+    let mut declared = 0;
+    for part in &parts[1..] {
+        let Some(list) = part.strip_prefix(b"flags=") else {
+            return Err(format!(
+                "ERR Unknown lua shebang option: {}",
+                String::from_utf8_lossy(part)
+            ));
+        };
+        declared |= parse_flag_list(list.split(|&b| b == b',').filter(|f| !f.is_empty()))
+            .map_err(|flag| format!("ERR Unexpected flag in script shebang: {flag}"))?;
+    }
+    Ok((declared, end))
+}
+
+/// The flags named in `names`, or the first unknown name.
+pub fn parse_flag_list<'a>(names: impl Iterator<Item = &'a [u8]>) -> Result<u8, String> {
+    let mut declared = 0;
+    for name in names {
+        match flags::NAMES.iter().find(|(_, n)| n.as_bytes() == name) {
+            Some((flag, _)) => declared |= flag,
+            None => return Err(String::from_utf8_lossy(name).into_owned()),
+        }
+    }
+    Ok(declared)
+}
+
+/// Redis's `scriptFlagsToCmdFlags`: the command flags an EVAL or FCALL runs with when its
+/// script declared flags.
+pub fn command_flags_for(command_flags: u32, script: u8) -> u32 {
+    if script & flags::EVAL_COMPAT != 0 {
+        return command_flags;
+    }
+    let (write, denyoom, stale) = (flag_bit("write"), flag_bit("denyoom"), flag_bit("stale"));
+    let mut result = command_flags & !(write | denyoom | stale | flag_bit("may_replicate"));
+    if script & (flags::ALLOW_OOM | flags::NO_WRITES) == 0 {
+        result |= denyoom;
+    }
+    if script & flags::NO_WRITES == 0 {
+        result |= write;
+    }
+    if script & flags::ALLOW_STALE != 0 {
+        result |= stale;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shebangs_parse_as_redis_parses_them() {
+        assert_eq!(shebang_flags(b"return 1"), Ok((flags::EVAL_COMPAT, 0)));
+        assert_eq!(shebang_flags(b"#!lua\nreturn 1"), Ok((0, 5)));
+        assert_eq!(
+            shebang_flags(b"#!lua flags=no-writes,allow-oom\nreturn 1"),
+            Ok((flags::NO_WRITES | flags::ALLOW_OOM, 31))
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua"),
+            Err("ERR Invalid script shebang".into())
+        );
+        assert_eq!(
+            shebang_flags(b"#!python\n"),
+            Err("ERR Unexpected engine in script shebang: #!python".into())
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua flags=bad\n"),
+            Err("ERR Unexpected flag in script shebang: bad".into())
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua name=x\n"),
+            Err("ERR Unknown lua shebang option: name=x".into())
+        );
+    }
+
+    #[test]
+    fn sha1_is_lowercase_hex() {
+        assert_eq!(&sha1_hex(b""), b"da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            sha_arg(b"DA39A3EE5E6B4B0D3255BFEF95601890AFD80709"),
+            Some(sha1_hex(b""))
+        );
+        assert_eq!(sha_arg(b"abc"), None);
+    }
+}
