@@ -7,6 +7,7 @@
 
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,12 +346,17 @@ static int luaB_unpack (lua_State *L) {
   i = luaL_optint(L, 2, 1);
   e = luaL_opt(L, luaL_checkint, 3, luaL_getn(L, 1));
   if (i > e) return 0;  /* empty range */
-  n = e - i + 1;  /* number of elements */
-  if (n <= 0 || !lua_checkstack(L, n))  /* n <= 0 means arith. overflow */
+  /* Oxidis: the count in 64 bits and no i++ past e, so that no int overflows (signed
+     overflow is undefined: the compiler may drop the checks that relied on it). */
+  if ((long long)e - (long long)i + 1 >= INT_MAX ||
+      !lua_checkstack(L, (int)((long long)e - (long long)i + 1)))
     return luaL_error(L, "too many results to unpack");
-  lua_rawgeti(L, 1, i);  /* push arg[i] (avoiding overflow problems) */
-  while (i++ < e)  /* push arg[i + 1...e] */
+  n = e - i + 1;
+  lua_rawgeti(L, 1, i);
+  while (i < e) {
+    i++;
     lua_rawgeti(L, 1, i);
+  }
   return n;
 }
 
