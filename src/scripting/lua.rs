@@ -167,28 +167,66 @@ pub unsafe fn push_error_table(l: State, error: &[u8]) {
     }
 }
 
-/// What a C function's inner part decided: return this many values, or raise the value it
-/// left on top of the stack.
-pub enum Outcome {
-    Return(c_int),
-    Raise,
+/// Pushes `message` prefixed with where the calling Lua code is (`user_script:3: `), as
+/// `luaL_error` raises it.
+///
+/// # Safety
+/// `l` is the state a C function was called with.
+pub unsafe fn push_located(l: State, message: &str) {
+    unsafe {
+        luaL_where(l, 1);
+        push_str(l, message);
+        lua_concat(l, 2);
+    }
 }
 
-/// The end of every C function: returns, or raises the value on top of the stack with
-/// `lua_error`. Called from the function's outermost frame, after its inner part (and every
-/// Rust value it owned) is gone, so the longjmp skips no destructor. A panic in the inner part
+/// What a C function's inner part decided: return values, or raise an error (each way of
+/// raising matches a C library call's message).
+pub enum Outcome {
+    Return(c_int),
+    /// Raise the value left on top of the stack.
+    Raise,
+    /// As `luaL_error`: the message, after where the calling Lua code is.
+    Error(String),
+    /// As `luaL_argerror` for argument `n`: `bad argument #n to 'f' (message)`.
+    ArgError(c_int, String),
+    /// The error `luaL_checknumber` gives for argument `n`, which is not a number.
+    NotNumber(c_int),
+    /// The error `luaL_checklstring` gives for argument `n`, which is not a string.
+    NotString(c_int),
+}
+
+/// The end of every C function that owns Rust values: returns, or raises as the outcome
+/// says. Called from the function's outermost frame, after its inner part (and every Rust
+/// value it owned) is gone, so Lua's longjmp skips no destructor. A panic in the inner part
 /// becomes a Lua error rather than unwinding through Lua's C frames.
 ///
 /// # Safety
 /// `l` is the state the C function was called with.
 pub unsafe fn finish(l: State, inner: impl FnOnce() -> Outcome) -> c_int {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(inner));
-    match outcome {
-        Ok(Outcome::Return(n)) => n,
-        Ok(Outcome::Raise) => unsafe { lua_error(l) },
-        Err(_) => unsafe {
-            push_error_table(l, b"internal error in a script library function");
-            lua_error(l)
-        },
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(inner))
+        .unwrap_or_else(|_| Outcome::Error("internal error in a script library function".into()));
+    unsafe {
+        match outcome {
+            Outcome::Return(n) => return n,
+            Outcome::Raise => {}
+            Outcome::Error(message) => {
+                push_located(l, &message);
+                drop(message);
+            }
+            Outcome::ArgError(n, message) => {
+                push_str(l, &message);
+                drop(message);
+                // The text is on Lua's stack, so nothing of Rust's is left when it raises.
+                luaL_argerror(l, n, lua_tolstring(l, -1, std::ptr::null_mut()));
+            }
+            Outcome::NotNumber(n) => {
+                luaL_checknumber(l, n);
+            }
+            Outcome::NotString(n) => {
+                luaL_checklstring(l, n, std::ptr::null_mut());
+            }
+        }
+        lua_error(l)
     }
 }

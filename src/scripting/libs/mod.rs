@@ -3,6 +3,9 @@
 //! writes outside its input, whatever the script hands it.
 
 mod bit;
+mod cjson;
+mod cmsgpack;
+mod structlib;
 
 use super::lua::State;
 
@@ -13,5 +16,8 @@ use super::lua::State;
 pub unsafe fn open(l: State) {
     unsafe {
         bit::open(l);
+        cjson::open(l);
+        structlib::open(l);
+        cmsgpack::open(l);
     }
 }
