@@ -178,6 +178,19 @@ impl Running {
         Ok(())
     }
 
+    /// Waits until no script runs or waits to run.
+    pub async fn wait_idle(&self) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if !self.is_busy() {
+                return;
+            }
+            done.await;
+        }
+    }
+
     /// Waits while a script runs that has not yet timed out: a client's commands wait for it
     /// as they would in Redis's single thread, and after `threshold_ms` they run (to get BUSY,
     /// or to kill it).

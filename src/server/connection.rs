@@ -446,8 +446,10 @@ async fn wait_blocked(
 ) -> std::io::Result<()> {
     let blocking = &server.store.notifier.blocking;
     // Leaving the registry under the shared gate cannot overlap a serve (see crate::blocking).
+    // A script holds the gate while it runs: wait for it without holding up the thread.
     let id = client.id;
-    let cancel = |wake: Wake| {
+    let cancel = async |wake: Wake| {
+        server.scripts.running.wait_idle().await;
         let _gate = server.store.enter(false);
         blocking.finish(id, wake);
     };
@@ -482,12 +484,12 @@ async fn wait_blocked(
             }
             _ = &mut timeout, if !timed_out => {
                 timed_out = true;
-                cancel(Wake::Timeout);
+                cancel(Wake::Timeout).await;
             }
             read = stream.read_buf(buf) => {
                 let n = read?;
                 if n == 0 {
-                    cancel(Wake::Timeout);
+                    cancel(Wake::Timeout).await;
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
                 server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -496,7 +498,7 @@ async fn wait_blocked(
                 if client.handle.killed.load(Ordering::Relaxed)
                     || !commands::acl::follow_user_changes(server, client)
                 {
-                    cancel(Wake::Timeout);
+                    cancel(Wake::Timeout).await;
                     return Err(std::io::ErrorKind::ConnectionAborted.into());
                 }
                 take_pushed(&client.handle, inbox, reply);

@@ -21,7 +21,9 @@ pub async fn run(server: Arc<Server>) {
         let hz = server.config.int(config::HZ).clamp(1, 500) as u64;
         let period = Duration::from_millis(1000 / hz);
         crate::timer::sleep(period).await;
-        if server.active_expire.load(Ordering::Relaxed) {
+        // A running script holds the keyspace: what needs it waits for the next tick.
+        let script_busy = server.scripts.running.is_busy();
+        if server.active_expire.load(Ordering::Relaxed) && !script_busy {
             // In line, within its time budget, as in Redis's serverCron. On a thread of its own
             // it kept the process multi-threaded, and the kernel then counts a reference to the
             // file on every socket system call (fdget/fput): 0.4% of the CPU at -P 1.
@@ -32,7 +34,8 @@ pub async fn run(server: Arc<Server>) {
         aof.reap(&server);
         // One child at a time, as in Redis.
         let idle = !server.snapshots.in_progress() && !aof.rewriting();
-        if idle && (server.snapshots.due(&server) || aof.rewrite_due(&server.config)) {
+        let due = server.snapshots.due(&server) || aof.rewrite_due(&server.config);
+        if idle && !script_busy && due {
             let server = server.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 let _gate = server.store.enter(true);
