@@ -88,12 +88,6 @@ pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-pub fn function_flush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    flush_mode(&args[1..])?;
-    ctx.reply.ok();
-    Ok(())
-}
-
 pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let count = ctx.server.store.dbs().len() as i64;
     let parse = |arg: &[u8], what: &'static str| -> Result<usize, Error> {
@@ -329,13 +323,18 @@ fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// DEBUG RELOAD [NOSAVE]: saves, empties the keyspace and loads the dump. (Redis's NOFLUSH
-/// and MERGE, which load on top of the current keys, are not supported.)
+/// DEBUG RELOAD [NOSAVE] [NOFLUSH] [MERGE]: saves, empties the keyspace and the function
+/// libraries, and loads the dump; NOFLUSH loads on top of what is there, MERGE lets the dump
+/// replace what it collides with.
 fn debug_reload(ctx: &mut Ctx, options: &[Bytes]) -> CmdResult {
-    let mut save = true;
+    let (mut save, mut flush, mut merge) = (true, true, false);
     for option in options {
         if eq_ignore_case(option, "nosave") {
             save = false;
+        } else if eq_ignore_case(option, "noflush") {
+            flush = false;
+        } else if eq_ignore_case(option, "merge") {
+            merge = true;
         } else {
             return Err(format!(
                 "ERR Unknown option '{}' for DEBUG RELOAD",
@@ -346,7 +345,7 @@ fn debug_reload(ctx: &mut Ctx, options: &[Bytes]) -> CmdResult {
     }
     ctx.server
         .snapshots
-        .reload(ctx.server, save)
+        .reload(ctx.server, save, flush, merge)
         .map_err(|e| Error::from(format!("ERR {e}")))?;
     tracing::info!("DB reloaded by DEBUG RELOAD");
     ctx.reply.ok();

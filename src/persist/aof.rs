@@ -242,16 +242,22 @@ impl Manifest {
     }
 }
 
-/// Writes the keyspace as a base file: an RDB snapshot, or commands that rebuild it.
-fn write_base(store: &Store, config: &Config, path: &Path) -> io::Result<()> {
+/// Writes the keyspace and the function libraries as a base file: an RDB snapshot, or
+/// commands that rebuild them.
+fn write_base(store: &Store, config: &Config, functions: &[Bytes], path: &Path) -> io::Result<()> {
     let mut file = File::create(path)?;
     if config.bool(config::AOF_USE_RDB_PREAMBLE) {
-        rdb::save(store, config, true, &mut file)?;
+        rdb::save(store, config, functions, true, &mut file)?;
     } else {
         let mut out = io::BufWriter::with_capacity(1 << 16, &mut file);
         if config.bool(config::AOF_TIMESTAMP_ENABLED) {
             write!(out, "#TS:{}\r\n", crate::util::now_ms() / 1000)?;
         }
+        let mut buf = Vec::new();
+        for code in functions {
+            encode(&mut buf, &[b"FUNCTION", b"LOAD", code]);
+        }
+        out.write_all(&buf)?;
         write_commands(store, &mut out)?;
         out.flush()?;
     }
@@ -465,7 +471,8 @@ impl Aof {
                     .map_err(|e| format!("Can't create the AOF directory: {e}"))?;
                 let seq = inner.manifest.next_base_seq();
                 let base = format!("{name}.{seq}.base.{}", base_extension(&server.config));
-                write_base(&server.store, &server.config, &dir.join(&base))
+                let functions = server.scripts.library_codes();
+                write_base(&server.store, &server.config, &functions, &dir.join(&base))
                     .map_err(|e| format!("Can't write the AOF base file: {e}"))?;
                 inner.base_size = fs::metadata(dir.join(&base)).map_or(0, |m| m.len());
                 inner.current_size = inner.base_size;
@@ -602,10 +609,13 @@ impl Aof {
         } else {
             u64::MAX
         };
+        // Read before the fork: the child must take no lock another thread might hold.
+        let functions = server.scripts.library_codes();
         let child = Child::spawn(|| {
             write_base(
                 &server.store,
                 &server.config,
+                &functions,
                 Path::new(&temp_rewrite(std::process::id() as i32)),
             )
             .is_ok()
@@ -828,7 +838,10 @@ fn load_file(server: &Server, path: &Path, last: bool) -> Result<(), String> {
             inner: &mut reader,
             count: 0,
         };
-        rdb::load(&mut counted, &server.store, &server.config)?;
+        let loaded = rdb::load(&mut counted, &server.store, &server.config, false)?;
+        server
+            .scripts
+            .load_libraries(server, &loaded.functions, false)?;
         offset = counted.count;
     }
     let mut replay = Replay::new(server);

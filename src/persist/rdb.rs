@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 
+use bytes::Bytes;
 use crc::{CRC_64_REDIS, Crc, Digest};
 
 use super::blobs::{self, Element};
@@ -202,6 +203,14 @@ impl Encoder {
         self.value_body(value);
     }
 
+    /// Each library's code after the function opcode (RDB_OPCODE_FUNCTION2).
+    fn functions(&mut self, codes: &[Bytes]) {
+        for code in codes {
+            self.buf.push(OPCODE_FUNCTION2);
+            self.string(code);
+        }
+    }
+
     fn aux(&mut self, name: &str, value: &[u8]) {
         self.buf.push(OPCODE_AUX);
         self.string(name.as_bytes());
@@ -223,16 +232,7 @@ pub fn dump(value: &Value) -> Vec<u8> {
 
 /// The value in a DUMP payload, if its version and checksum are right.
 pub fn undump(payload: &[u8], limits: &Limits) -> Result<Value, &'static str> {
-    const WRONG: &str = "ERR DUMP payload version or checksum are wrong";
-    if payload.len() < 10 {
-        return Err(WRONG);
-    }
-    let (body, footer) = payload.split_at(payload.len() - 10);
-    let version = u16::from_le_bytes([footer[0], footer[1]]);
-    let crc = u64::from_le_bytes(footer[2..].try_into().expect("8 bytes"));
-    if version > VERSION || (crc != 0 && CRC64.checksum(&payload[..payload.len() - 8]) != crc) {
-        return Err(WRONG);
-    }
+    let body = verified_body(payload).ok_or("ERR DUMP payload version or checksum are wrong")?;
     let mut decoder = Decoder::new(body, false);
     let kind = decoder.byte().map_err(|_| "ERR Bad data format")?;
     let value = decoder
@@ -244,10 +244,61 @@ pub fn undump(payload: &[u8], limits: &Limits) -> Result<Value, &'static str> {
     Ok(value)
 }
 
-/// Writes a snapshot of every database to `out`; `aof_base` marks it as the base of an
-/// append-only file. The caller makes sure nothing changes the keyspace meanwhile (the
-/// exclusive gate, or a forked child's private copy).
-pub fn save(store: &Store, config: &Config, aof_base: bool, mut out: impl Write) -> io::Result<()> {
+/// FUNCTION DUMP's payload: each library's code after the function opcode, then the RDB
+/// version and a CRC64, as DUMP's.
+pub fn dump_functions(codes: &[Bytes], compress: bool) -> Vec<u8> {
+    let mut encoder = Encoder::new(compress);
+    encoder.functions(codes);
+    let mut payload = encoder.buf;
+    payload.extend(VERSION.to_le_bytes());
+    let crc = CRC64.checksum(&payload);
+    payload.extend(crc.to_le_bytes());
+    payload
+}
+
+/// The library codes in a FUNCTION DUMP payload, if its version and checksum are right.
+pub fn undump_functions(payload: &[u8]) -> Result<Vec<Bytes>, String> {
+    let body = verified_body(payload).ok_or("ERR DUMP payload version or checksum are wrong")?;
+    let mut decoder = Decoder::new(body, false);
+    let mut codes = Vec::new();
+    while !decoder.input.is_empty() {
+        match decoder.byte() {
+            Ok(OPCODE_FUNCTION2) => {}
+            Ok(_) => return Err("ERR given type is not a function".into()),
+            Err(_) => return Err("ERR can not read data type".into()),
+        }
+        let code = decoder
+            .string()
+            .map_err(|_| "ERR failed loading the given functions payload")?;
+        codes.push(Bytes::from(code));
+    }
+    Ok(codes)
+}
+
+/// A DUMP payload's body, if the version and checksum after it are right.
+fn verified_body(payload: &[u8]) -> Option<&[u8]> {
+    if payload.len() < 10 {
+        return None;
+    }
+    let (body, footer) = payload.split_at(payload.len() - 10);
+    let version = u16::from_le_bytes([footer[0], footer[1]]);
+    let crc = u64::from_le_bytes(footer[2..].try_into().expect("8 bytes"));
+    if version > VERSION || (crc != 0 && CRC64.checksum(&payload[..payload.len() - 8]) != crc) {
+        return None;
+    }
+    Some(body)
+}
+
+/// Writes a snapshot of every database and the function libraries (their codes) to `out`;
+/// `aof_base` marks it as the base of an append-only file. The caller makes sure nothing
+/// changes the keyspace meanwhile (the exclusive gate, or a forked child's private copy).
+pub fn save(
+    store: &Store,
+    config: &Config,
+    functions: &[Bytes],
+    aof_base: bool,
+    mut out: impl Write,
+) -> io::Result<()> {
     let checksum = config.bool(config::RDBCHECKSUM);
     // `rdb-key-save-delay`: microseconds to sleep per key, so tests can catch a save running.
     let key_delay =
@@ -269,6 +320,7 @@ pub fn save(store: &Store, config: &Config, aof_base: bool, mut out: impl Write)
     encoder.aux("ctime", (now / 1000).to_string().as_bytes());
     encoder.aux("used-mem", crate::alloc::allocated().to_string().as_bytes());
     encoder.aux("aof-base", if aof_base { b"1" } else { b"0" });
+    encoder.functions(functions);
     for db in store.dbs() {
         let (size, volatile) = (db.len(), db.volatile_len());
         if size == 0 {
@@ -309,10 +361,18 @@ pub struct Loaded {
     pub keys: u64,
     pub expired: u64,
     pub empty: u64,
+    /// The function libraries' codes, for the caller to load.
+    pub functions: Vec<Bytes>,
 }
 
-/// Loads a snapshot into `store`, which the caller has emptied or wants merged into.
-pub fn load(input: impl Read, store: &Store, config: &Config) -> Result<Loaded, String> {
+/// Loads a snapshot into `store`, which the caller has emptied or wants merged into; with
+/// `merge`, a key already there is replaced (DEBUG RELOAD MERGE), otherwise it is an error.
+pub fn load(
+    input: impl Read,
+    store: &Store,
+    config: &Config,
+    merge: bool,
+) -> Result<Loaded, String> {
     let limits = Limits::from_config(config);
     let mut decoder = Decoder::new(input, config.bool(config::RDBCHECKSUM));
     let header = decoder.bytes(9).map_err(short)?;
@@ -373,9 +433,14 @@ pub fn load(input: impl Read, store: &Store, config: &Config) -> Result<Loaded, 
                 decoder.string().map_err(short)?;
                 continue;
             }
-            OPCODE_MODULE_AUX | OPCODE_FUNCTION2 => {
+            OPCODE_FUNCTION2 => {
+                let code = decoder.string().map_err(short)?;
+                loaded.functions.push(Bytes::from(code));
+                continue;
+            }
+            OPCODE_MODULE_AUX => {
                 return Err(format!(
-                    "The RDB file holds module or function data (opcode {kind}), which Oxidis does not support"
+                    "The RDB file holds module data (opcode {kind}), which Oxidis does not support"
                 ));
             }
             OPCODE_EOF => break,
@@ -393,7 +458,7 @@ pub fn load(input: impl Read, store: &Store, config: &Config) -> Result<Loaded, 
             continue;
         }
         let mut locked = store.db(db).lock(&key);
-        if locked.contains(&key) {
+        if !merge && locked.contains(&key) {
             return Err(format!(
                 "RDB has duplicated key '{}' in DB {db}",
                 String::from_utf8_lossy(&key)

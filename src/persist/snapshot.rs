@@ -1,6 +1,7 @@
 //! RDB snapshots of the running server: SAVE in the foreground, BGSAVE in a forked child
 //! (`super::child`), save points, and loading at start.
 
+use bytes::Bytes;
 use std::fs::File;
 use std::io;
 use std::sync::Mutex;
@@ -63,11 +64,11 @@ pub struct Status {
 
 /// Writes the snapshot to a temporary file, syncs it and renames it over `dbfilename`, so a
 /// crash at any point leaves the previous dump whole.
-fn write_file(store: &Store, config: &Config, pid: u32) -> io::Result<()> {
+fn write_file(store: &Store, config: &Config, functions: &[Bytes], pid: u32) -> io::Result<()> {
     let temp = format!("temp-{pid}.rdb");
     let result = (|| {
         let mut file = File::create(&temp)?;
-        rdb::save(store, config, false, &mut file)?;
+        rdb::save(store, config, functions, false, &mut file)?;
         file.sync_all()?;
         std::fs::rename(&temp, config.text(config::DBFILENAME))?;
         File::open(".")?.sync_all()
@@ -106,7 +107,13 @@ impl Snapshots {
     /// SAVE: writes the snapshot from this thread. The caller holds the gate exclusively.
     pub fn save(&self, server: &Server) -> io::Result<()> {
         let dirty = server.store.notifier.dirty.load(Ordering::Relaxed);
-        let result = write_file(&server.store, &server.config, std::process::id());
+        let functions = server.scripts.library_codes();
+        let result = write_file(
+            &server.store,
+            &server.config,
+            &functions,
+            std::process::id(),
+        );
         let mut state = self.state();
         match &result {
             Ok(()) => {
@@ -140,12 +147,21 @@ impl Snapshots {
         state.last_attempt_ms = now_ms();
         state.scheduled = false;
         let dirty_at_fork = server.store.notifier.dirty.load(Ordering::Relaxed);
-        let child =
-            Child::spawn(|| write_file(&server.store, &server.config, std::process::id()).is_ok())
-                .inspect_err(|e| {
-                    tracing::warn!("Can't save in background: fork: {e}");
-                    self.failing.store(true, Ordering::Relaxed);
-                })?;
+        // Read before the fork: the child must take no lock another thread might hold.
+        let functions = server.scripts.library_codes();
+        let child = Child::spawn(|| {
+            write_file(
+                &server.store,
+                &server.config,
+                &functions,
+                std::process::id(),
+            )
+            .is_ok()
+        })
+        .inspect_err(|e| {
+            tracing::warn!("Can't save in background: fork: {e}");
+            self.failing.store(true, Ordering::Relaxed);
+        })?;
         tracing::info!("Background saving started by pid {}", child.pid);
         state.child = Some(child);
         state.dirty_at_fork = dirty_at_fork;
@@ -236,7 +252,10 @@ impl Snapshots {
         };
         let started = Instant::now();
         let reader = io::BufReader::with_capacity(1 << 16, file);
-        let loaded = rdb::load(reader, &server.store, &server.config)?;
+        let loaded = rdb::load(reader, &server.store, &server.config, false)?;
+        server
+            .scripts
+            .load_libraries(server, &loaded.functions, false)?;
         tracing::info!(
             "Done loading RDB, keys loaded: {}, keys expired: {}, empty keys skipped: {}.",
             loaded.keys,
@@ -263,17 +282,42 @@ impl Snapshots {
         Ok(())
     }
 
-    /// DEBUG RELOAD: saves (unless `save` is false), empties the keyspace and loads the file.
-    /// The caller holds the gate exclusively.
-    pub fn reload(&self, server: &Server, save: bool) -> Result<(), String> {
+    /// DEBUG RELOAD: saves (unless `save` is false), empties the keyspace and the function
+    /// libraries (unless `flush` is false) and loads the file; with `merge`, what the file
+    /// holds replaces what is there. The caller holds the gate exclusively.
+    pub fn reload(
+        &self,
+        server: &Server,
+        save: bool,
+        flush: bool,
+        merge: bool,
+    ) -> Result<(), String> {
         if save {
             self.save(server)
                 .map_err(|e| format!("Error trying to save the DB: {e}"))?;
         }
-        server.store.empty();
-        let file = File::open(server.config.text(config::DBFILENAME))
-            .map_err(|e| format!("Error trying to load the RDB dump: {e}"))?;
-        let loaded = rdb::load(io::BufReader::new(file), &server.store, &server.config)?;
+        if flush {
+            server.store.empty();
+            server.scripts.flush_functions(server);
+        }
+        let loaded = File::open(server.config.text(config::DBFILENAME))
+            .map_err(|e| e.to_string())
+            .and_then(|file| {
+                let loaded = rdb::load(
+                    io::BufReader::new(file),
+                    &server.store,
+                    &server.config,
+                    merge,
+                )?;
+                server
+                    .scripts
+                    .load_libraries(server, &loaded.functions, merge)?;
+                Ok(loaded)
+            })
+            .map_err(|e| {
+                tracing::warn!("DEBUG RELOAD could not load the RDB dump: {e}");
+                "Error trying to load the RDB dump, check server logs.".to_string()
+            })?;
         self.state().last_load = loaded;
         Ok(())
     }

@@ -65,7 +65,7 @@ const DEPRECATED_GLOBALS: &[&str] = &["setfenv", "getfenv", "newproxy"];
 /// that raised it, or that called the C function that did.
 const ERROR_HANDLER: &str = "\
 local getinfo = debug.getinfo
-function __redis__err__handler(err)
+return function(err)
   local where = getinfo(2, 'nSl')
   if where and where.what == 'C' then
     where = getinfo(3, 'nSl')
@@ -81,6 +81,9 @@ function __redis__err__handler(err)
 end
 ";
 
+/// Where the error handler is kept, in the registry (and, for EVAL, as a global too).
+const ERROR_HANDLER_NAME: &CStr = c"__redis__err__handler";
+
 pub struct EvalScript {
     pub body: Bytes,
     pub flags: u8,
@@ -89,21 +92,18 @@ pub struct EvalScript {
     last_used: u64,
 }
 
-pub struct Engine {
-    l: State,
-    scripts: HashMap<Sha, EvalScript>,
-    /// Bytes of script bodies and digests, for INFO's `used_memory_scripts_eval`.
-    scripts_bytes: usize,
-    evicted: u64,
-    clock: u64,
+/// A Lua state set up as Redis sets up its own: the libraries, the `redis` API, only the
+/// allowed globals, and the error handler. EVAL and functions each have one.
+pub struct Sandbox {
+    pub l: State,
     runs: u32,
 }
 
-// SAFETY: the state is used by one thread at a time (the engine sits behind a mutex), and
+// SAFETY: the state is used by one thread at a time (each sandbox sits behind a mutex), and
 // nothing in it belongs to a thread.
-unsafe impl Send for Engine {}
+unsafe impl Send for Sandbox {}
 
-impl Drop for Engine {
+impl Drop for Sandbox {
     fn drop(&mut self) {
         unsafe { lua_close(self.l) };
     }
@@ -118,10 +118,11 @@ pub enum Outcome {
     Failed(String),
 }
 
-impl Engine {
-    /// A state set up as Redis's; None when Lua cannot allocate it.
-    pub fn new(deprecated_api: bool) -> Option<Engine> {
+impl Sandbox {
+    /// None when Lua cannot allocate the state.
+    pub fn new(deprecated_api: bool) -> Option<Sandbox> {
         let l = new_state()?;
+        let sandbox = Sandbox { l, runs: 0 };
         unsafe {
             for (name, open) in [
                 (c"", luaopen_base as lua_CFunction),
@@ -142,28 +143,109 @@ impl Engine {
                 ERROR_HANDLER.len(),
                 c"@err_handler_def".as_ptr(),
             ) != 0
-                || lua_pcall(l, 0, 0, 0) != 0
+                || lua_pcall(l, 0, 1, 0) != 0
             {
-                lua_close(l);
                 return None;
             }
+            lua_setfield(l, LUA_REGISTRYINDEX, ERROR_HANDLER_NAME.as_ptr());
             remove_globals(l, deprecated_api);
+        }
+        Some(sandbox)
+    }
+
+    /// Makes the globals read-only, and reading an undeclared one an error; the same for
+    /// every table reachable from them and the basic types' metatables.
+    pub fn protect_globals(&self) {
+        let l = self.l;
+        unsafe {
             lua_pushvalue(l, LUA_GLOBALSINDEX);
-            lua_createtable(l, 0, 1);
-            lua_pushcclosure(l, undeclared_global, 0);
-            raw_set_field(l, -2, c"__index");
-            lua_setmetatable(l, -2);
+            set_error_metatable(l);
             protect_recursively(l);
             lua_pop(l, 1);
             protect_basic_type_metatables(l);
         }
+    }
+
+    /// Pushes the error handler, then the function a call runs.
+    ///
+    /// # Safety
+    /// The function pushes exactly one value.
+    pub unsafe fn push_handler_and(&self, push_function: impl FnOnce(State)) {
+        unsafe {
+            lua_getfield_(self.l, LUA_REGISTRYINDEX, ERROR_HANDLER_NAME.as_ptr());
+            push_function(self.l);
+        }
+    }
+
+    /// Runs the function on the stack (above the error handler, with `nargs` arguments) as
+    /// Redis's `luaCallFunction` does: with the count hook, `run` as the current script, and
+    /// its result written into `reply`. `name` is what errors call the script.
+    pub fn call(
+        &mut self,
+        run: &mut RunCtx<'_>,
+        nargs: c_int,
+        name: &str,
+        reply: &mut Reply,
+    ) -> Outcome {
+        let l = self.l;
+        let threshold = run.server.config.int(crate::config::BUSY_REPLY_THRESHOLD);
+        unsafe {
+            api::set_hook(l, threshold);
+            let status = api::with_current(run, || lua_pcall(l, nargs, 1, -2 - nargs));
+            self.runs += 1;
+            if self.runs == GC_PERIOD {
+                lua_gc(l, LUA_GCSTEP, GC_PERIOD as c_int);
+                self.runs = 0;
+            }
+            let outcome = if status != 0 {
+                Outcome::Failed(error_message(l, name))
+            } else {
+                let server = run.server;
+                write_value(l, reply, run.client.protocol, &mut |message| {
+                    server.stats.count_error(message)
+                });
+                Outcome::Replied
+            };
+            api::set_hook(l, 0);
+            lua_settop(l, 0);
+            outcome
+        }
+    }
+
+    /// Bytes the Lua state holds.
+    pub fn memory(&self) -> u64 {
+        unsafe {
+            lua_gc(self.l, LUA_GCCOUNT, 0) as u64 * 1024 + lua_gc(self.l, LUA_GCCOUNTB, 0) as u64
+        }
+    }
+}
+
+/// The EVAL side: its sandbox and the scripts compiled into it.
+pub struct Engine {
+    sandbox: Sandbox,
+    scripts: HashMap<Sha, EvalScript>,
+    /// Bytes of script bodies and digests, for INFO's `used_memory_scripts_eval`.
+    scripts_bytes: usize,
+    evicted: u64,
+    clock: u64,
+}
+
+impl Engine {
+    /// A state set up as Redis's for EVAL; None when Lua cannot allocate it.
+    pub fn new(deprecated_api: bool) -> Option<Engine> {
+        let sandbox = Sandbox::new(deprecated_api)?;
+        unsafe {
+            // EVAL scripts see the handler as a global, as in Redis.
+            lua_getfield_(sandbox.l, LUA_REGISTRYINDEX, ERROR_HANDLER_NAME.as_ptr());
+            lua_setfield(sandbox.l, LUA_GLOBALSINDEX, ERROR_HANDLER_NAME.as_ptr());
+        }
+        sandbox.protect_globals();
         Some(Engine {
-            l,
+            sandbox,
             scripts: HashMap::new(),
             scripts_bytes: 0,
             evicted: 0,
             clock: 0,
-            runs: 0,
         })
     }
 
@@ -188,25 +270,26 @@ impl Engine {
             return Ok((sha, script.flags));
         }
         let (flags, shebang_len) = super::shebang_flags(body)?;
+        let l = self.sandbox.l;
         unsafe {
             // The shebang line is left out, its newline kept, so line numbers stay the user's.
             let code = &body[shebang_len..];
             if luaL_loadbuffer(
-                self.l,
+                l,
                 code.as_ptr().cast(),
                 code.len(),
                 c"@user_script".as_ptr(),
             ) != 0
             {
-                let message = to_bytes(self.l, -1).unwrap_or_default();
+                let message = to_bytes(l, -1).unwrap_or_default();
                 let error = format!(
                     "ERR Error compiling script (new function): {}",
                     String::from_utf8_lossy(message)
                 );
-                lua_pop(self.l, 1);
+                lua_pop(l, 1);
                 return Err(error);
             }
-            lua_setfield(self.l, LUA_REGISTRYINDEX, function_key(&sha).as_ptr());
+            lua_setfield(l, LUA_REGISTRYINDEX, function_key(&sha).as_ptr());
         }
         if !loaded && self.scripts.values().filter(|s| !s.loaded).count() >= EVAL_CACHE_LIMIT {
             self.evict_oldest(evicted);
@@ -236,8 +319,12 @@ impl Engine {
                 self.scripts_bytes -= script.body.len() + sha.len();
             }
             unsafe {
-                lua_pushnil(self.l);
-                lua_setfield(self.l, LUA_REGISTRYINDEX, function_key(&sha).as_ptr());
+                lua_pushnil(self.sandbox.l);
+                lua_setfield(
+                    self.sandbox.l,
+                    LUA_REGISTRYINDEX,
+                    function_key(&sha).as_ptr(),
+                );
             }
             self.evicted += 1;
             evicted.push(sha);
@@ -252,8 +339,8 @@ impl Engine {
         }
     }
 
-    /// Runs the cached script `sha` with KEYS and ARGV (Redis's `luaCallFunction` in EVAL
-    /// mode), writing its result into `reply` as the caller's reply.
+    /// Runs the cached script `sha` with KEYS and ARGV as globals (Redis's `luaCallFunction`
+    /// in EVAL mode), writing its result into `reply` as the caller's reply.
     pub fn run_eval(
         &mut self,
         sha: &Sha,
@@ -262,48 +349,24 @@ impl Engine {
         argv: &[Bytes],
         reply: &mut Reply,
     ) -> Outcome {
-        let l = self.l;
-        let threshold = run.server.config.int(crate::config::BUSY_REPLY_THRESHOLD);
+        let l = self.sandbox.l;
         unsafe {
-            lua_getfield_(l, LUA_GLOBALSINDEX, c"__redis__err__handler".as_ptr());
-            lua_getfield_(l, LUA_REGISTRYINDEX, function_key(sha).as_ptr());
-            api::set_hook(l, threshold);
+            self.sandbox.push_handler_and(|l| {
+                lua_getfield_(l, LUA_REGISTRYINDEX, function_key(sha).as_ptr());
+            });
             for (name, values) in [(c"KEYS", keys), (c"ARGV", argv)] {
                 push_array(l, values);
                 lua_enablereadonlytable(l, LUA_GLOBALSINDEX, 0);
                 lua_setfield(l, LUA_GLOBALSINDEX, name.as_ptr());
                 lua_enablereadonlytable(l, LUA_GLOBALSINDEX, 1);
             }
-            let status = api::with_current(run, || lua_pcall(l, 0, 1, -2));
-            self.collect_garbage_step();
-            let outcome = if status != 0 {
-                Outcome::Failed(error_message(l, &String::from_utf8_lossy(sha)))
-            } else {
-                let server = run.server;
-                write_value(l, reply, run.client.protocol, &mut |message| {
-                    server.stats.count_error(message)
-                });
-                Outcome::Replied
-            };
-            api::set_hook(l, 0);
-            lua_settop(l, 0);
-            outcome
         }
+        self.sandbox
+            .call(run, 0, &String::from_utf8_lossy(sha), reply)
     }
 
-    fn collect_garbage_step(&mut self) {
-        self.runs += 1;
-        if self.runs == GC_PERIOD {
-            unsafe { lua_gc(self.l, LUA_GCSTEP, GC_PERIOD as c_int) };
-            self.runs = 0;
-        }
-    }
-
-    /// Bytes the Lua state holds.
     pub fn memory(&self) -> u64 {
-        unsafe {
-            lua_gc(self.l, LUA_GCCOUNT, 0) as u64 * 1024 + lua_gc(self.l, LUA_GCCOUNTB, 0) as u64
-        }
+        self.sandbox.memory()
     }
 
     pub fn script_count(&self) -> usize {
@@ -360,7 +423,7 @@ unsafe fn field_text(l: State, name: &CStr) -> Option<String> {
 }
 
 /// Pushes a Lua array of `values`.
-unsafe fn push_array(l: State, values: &[Bytes]) {
+pub unsafe fn push_array(l: State, values: &[Bytes]) {
     unsafe {
         lua_createtable(l, values.len() as c_int, 0);
         for (i, value) in values.iter().enumerate() {
@@ -392,6 +455,17 @@ unsafe fn remove_globals(l: State, deprecated_api: bool) {
     }
 }
 
+/// Gives the table on top a metatable whose `__index` raises Redis's error for a name that
+/// does not exist.
+pub unsafe fn set_error_metatable(l: State) {
+    unsafe {
+        lua_createtable(l, 0, 1);
+        lua_pushcclosure(l, undeclared_global, 0);
+        raw_set_field(l, -2, c"__index");
+        lua_setmetatable(l, -2);
+    }
+}
+
 /// The `__index` of the globals table: reading an undeclared global is an error.
 unsafe extern "C-unwind" fn undeclared_global(l: State) -> c_int {
     unsafe {
@@ -417,7 +491,7 @@ unsafe extern "C-unwind" fn undeclared_global(l: State) -> c_int {
 }
 
 /// Makes the table on top read-only, with every table it holds and their metatables.
-unsafe fn protect_recursively(l: State) {
+pub unsafe fn protect_recursively(l: State) {
     unsafe {
         if lua_isreadonlytable(l, -1) != 0 {
             return;

@@ -17,6 +17,7 @@
 mod api;
 mod convert;
 pub mod engine;
+pub mod functions;
 mod libs;
 mod lua;
 
@@ -32,6 +33,9 @@ use crate::server::Server;
 
 pub use api::RunCtx;
 pub use engine::Engine;
+pub use functions::Functions;
+
+pub const LUA_FAILED: &str = "ERR the Lua interpreter could not be started (out of memory)";
 
 /// A script's SHA1 digest in lowercase hex, as EVALSHA names it.
 pub type Sha = [u8; 40];
@@ -233,8 +237,11 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 pub struct Scripts {
     engine: Mutex<Option<Engine>>,
+    functions: Mutex<Option<Functions>>,
     pub running: Running,
     known: RwLock<KnownFlags>,
+    /// Each function's flags by lowercase name, readable while a function runs.
+    function_flags: RwLock<HashMap<String, u8>>,
     thread: OnceLock<Mutex<mpsc::Sender<Job>>>,
     /// The client scripts run their commands as (`lua` in MONITOR), made on first use.
     pub client_handle: OnceLock<std::sync::Arc<crate::client::ClientHandle>>,
@@ -252,7 +259,6 @@ pub struct Stats {
     pub evicted_scripts: AtomicU64,
     pub functions: AtomicU64,
     pub libraries: AtomicU64,
-    pub functions_bytes: AtomicU64,
 }
 
 impl Scripts {
@@ -263,6 +269,81 @@ impl Scripts {
             *engine = Engine::new(server.config.bool(crate::config::LUA_ENABLE_DEPRECATED_API));
         }
         engine
+    }
+
+    /// The function libraries, made on first use; None when Lua cannot start.
+    pub fn functions(&self, server: &Server) -> MutexGuard<'_, Option<Functions>> {
+        let mut functions = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        if functions.is_none() {
+            let deprecated = server.config.bool(crate::config::LUA_ENABLE_DEPRECATED_API);
+            *functions = Functions::new(deprecated);
+        }
+        functions
+    }
+
+    /// The code of every library, for the RDB, the AOF and FUNCTION DUMP; without making the
+    /// function sandbox if no library was ever loaded.
+    pub fn library_codes(&self) -> Vec<Bytes> {
+        let functions = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        functions.as_ref().map_or_else(Vec::new, |f| {
+            f.libraries().iter().map(|l| l.code.clone()).collect()
+        })
+    }
+
+    /// After a change to the libraries: the flags other threads read, and INFO's figures.
+    pub fn publish_functions(&self, functions: &Functions) {
+        let mut flags = self
+            .function_flags
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        flags.clear();
+        for library in functions.libraries() {
+            for function in &library.functions {
+                flags.insert(function.name.to_ascii_lowercase(), function.flags);
+            }
+        }
+        let stats = &self.stats;
+        stats
+            .vm_functions_bytes
+            .store(functions.memory(), Ordering::Relaxed);
+        stats
+            .functions
+            .store(functions.function_count() as u64, Ordering::Relaxed);
+        stats
+            .libraries
+            .store(functions.libraries().len() as u64, Ordering::Relaxed);
+    }
+
+    /// Loads the libraries a dump held (at start, DEBUG RELOAD, an AOF's RDB preamble); one
+    /// already there is an error unless `replace`.
+    pub fn load_libraries(
+        &self,
+        server: &Server,
+        codes: &[Bytes],
+        replace: bool,
+    ) -> Result<(), String> {
+        if codes.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.functions(server);
+        let functions = guard.as_mut().ok_or(LUA_FAILED)?;
+        for code in codes {
+            functions.load(code, replace, false)?;
+        }
+        self.publish_functions(functions);
+        Ok(())
+    }
+
+    /// Drops every library (FLUSHALL does not; FUNCTION FLUSH and DEBUG RELOAD do).
+    pub fn flush_functions(&self, server: &Server) {
+        let mut guard = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_some() {
+            let deprecated = server.config.bool(crate::config::LUA_ENABLE_DEPRECATED_API);
+            *guard = Functions::new(deprecated);
+            if let Some(functions) = guard.as_ref() {
+                self.publish_functions(functions);
+            }
+        }
     }
 
     /// SCRIPT FLUSH: a new Lua state and an empty cache (the next script makes the state).
@@ -354,6 +435,11 @@ pub fn declared_flags(server: &Server, command: &str, args: &[Bytes]) -> Option<
                 .or_else(|| shebang_flags(body).ok().map(|(flags, _)| flags))
         }
         "evalsha" | "evalsha_ro" => server.scripts.known_flags(&sha_arg(args.get(1)?)?),
+        "fcall" | "fcall_ro" => {
+            let name = String::from_utf8_lossy(args.get(1)?).to_ascii_lowercase();
+            let flags = server.scripts.function_flags.read();
+            flags.unwrap_or_else(|e| e.into_inner()).get(&name).copied()
+        }
         _ => None,
     }
 }
