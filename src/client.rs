@@ -65,6 +65,8 @@ pub struct Client {
     pub deferred_script: Option<Vec<Bytes>>,
     /// Whether the writes this client runs reach the AOF (a script's `redis.set_repl`).
     pub propagate: bool,
+    /// The client a script runs its commands as.
+    pub in_script: bool,
 }
 
 /// What this client is subscribed to, mirrored in the pub/sub hub.
@@ -152,6 +154,7 @@ impl Client {
             defer_scripts: false,
             deferred_script: None,
             propagate: true,
+            in_script: false,
         }
     }
 

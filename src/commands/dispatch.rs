@@ -208,6 +208,9 @@ fn check<'s>(
     {
         return Err((Some(command), message));
     }
+    if flags & WRITE != 0 && too_few_replicas(server) {
+        return Err((Some(command), NOREPLICAS.into()));
+    }
     if running.is_timed_out() && command.flags & ALLOW_BUSY == 0 {
         return Err((Some(command), running.busy_error().into()));
     }
@@ -221,6 +224,15 @@ fn write_refusal(server: &Server) -> Option<String> {
     }
     let error = server.store.notifier.aof.write_error()?;
     Some(format!("MISCONF Errors writing to the AOF file: {error}"))
+}
+
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+
+/// `min-replicas-to-write` with `min-replicas-max-lag`: Oxidis has no replicas yet, so any
+/// required number refuses writes, as Redis does when none is connected.
+pub fn too_few_replicas(server: &Server) -> bool {
+    server.config.int(crate::config::MIN_REPLICAS_TO_WRITE) > 0
+        && server.config.int(crate::config::MIN_REPLICAS_MAX_LAG) > 0
 }
 
 /// The flags a call runs with: its command's, except for a script that declares its own
@@ -429,17 +441,27 @@ pub fn call_from_script(
             .count_error(message.strip_prefix('-').unwrap_or("ERR"));
         Err(message)
     };
+    const NOT_ALLOWED: &str = "This Redis command is not allowed from script";
     let command = match server.commands.resolve(args) {
         Ok(command) if command.arity_ok(args.len()) => command,
         Ok(command) => {
             let message = "Wrong number of args calling Redis command from script";
             return refuse(Some(command), message.into());
         }
+        // A Redis command Oxidis does not have is refused as Redis refuses it in a script.
+        Err(_)
+            if server
+                .commands
+                .any_called(args)
+                .is_some_and(|c| c.flags & NOSCRIPT != 0) =>
+        {
+            return refuse(None, NOT_ALLOWED.into());
+        }
         Err(_) => return refuse(None, "Unknown Redis command called from script".into()),
     };
-    if command.flags & NOSCRIPT != 0 {
-        let message = "This Redis command is not allowed from script";
-        return refuse(Some(command), message.into());
+    let allow_noscript = server.scripts.allow_noscript.load(Ordering::Relaxed);
+    if command.flags & NOSCRIPT != 0 && !allow_noscript {
+        return refuse(Some(command), NOT_ALLOWED.into());
     }
     if let Err(reason) = acl::check_from_script(server, client, command, args) {
         let message = format!("The user executing the script {reason}");
@@ -453,6 +475,7 @@ pub fn call_from_script(
     if write
         && !rules.wrote
         && let Some(message) = write_refusal(server)
+            .or_else(|| too_few_replicas(server).then(|| NOREPLICAS.to_string()))
     {
         return refuse(Some(command), format!("-{message}"));
     }

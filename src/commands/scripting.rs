@@ -194,11 +194,13 @@ fn run_script(
     client.db = ctx.client.db;
     client.protocol = Protocol::Resp2;
     client.deny_blocking = true;
+    client.in_script = true;
     if server.store.notifier.aof.is_on() {
         propagate::exec_started(&mut client);
     }
     let mut run = RunCtx {
         server,
+        caller: ctx.command,
         client,
         rules,
         reply: Reply::with_capacity(Protocol::Resp2, 1024),

@@ -375,6 +375,12 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx.reply.ok();
     } else if eq_ignore_case(sub, "reload") {
         debug_reload(ctx, &args[2..])?;
+    } else if eq_ignore_case(sub, "set-disable-deny-scripts") && argc == 3 {
+        ctx.server
+            .scripts
+            .allow_noscript
+            .store(&args[2][..] != b"0", Ordering::Relaxed);
+        ctx.reply.ok();
     } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {
         ctx.server
             .active_expire
@@ -448,7 +454,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {
     let db = ctx.db();
     let mut locked = db.lock(key);
-    let Some(entry) = locked.get(key) else {
+    let Some(entry) = locked.get_even_expired(key) else {
         return Err(super::NO_SUCH_KEY.into());
     };
     let value = &entry.value;
@@ -700,7 +706,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  used_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\n\
                  used_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{}\r\nused_memory_startup:{}\r\n\
                  used_memory_dataset:{}\r\nused_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{system}\r\n\
-                 total_system_memory_human:{}\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nmaxmemory:{maxmemory}\r\n\
+                 total_system_memory_human:{}\r\n{}maxmemory:{maxmemory}\r\n\
                  maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n\
                  lazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
                 human_bytes(used),
@@ -712,6 +718,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 memory.dataset(),
                 memory.dataset_percentage(),
                 human_bytes(system),
+                server.scripts.stats.info_memory(human_bytes),
                 human_bytes(maxmemory),
                 server.config.text(config::MAXMEMORY_POLICY),
                 if used > 0 {
@@ -771,7 +778,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  instantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\n\
                  sync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\n\
                  expired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:0\r\n\
-                 evicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
+                 evicted_clients:0\r\nevicted_scripts:{}\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
                  keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
                  pubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n\
                  slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n\
@@ -787,6 +794,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 load(&stats.net_output_bytes),
                 load(&server.clients.rejected_connections),
                 load(&server.store.notifier.expired_keys),
+                load(&server.scripts.stats.evicted_scripts),
                 stats.keyspace_hits.get(),
                 stats.keyspace_misses.get(),
                 hub.len(Space::Channel),

@@ -124,8 +124,9 @@ fn sort_generic(ctx: &mut Ctx, args: &[Bytes], allow_store: bool) -> CmdResult {
         matches!(locked.get(&args[1]).map(|e| &e.value), Some(Value::Set(_)))
     };
     let mut items = elements(db, &args[1])?;
-    // An unsorted set has no defined order, so a stored result is sorted anyway.
-    if o.dont_sort && is_set && o.store.is_some() {
+    // An unsorted set has no defined order, so a stored result, or one a script sees, is
+    // sorted anyway (what a script does must be the same on every replica).
+    if o.dont_sort && is_set && (o.store.is_some() || ctx.client.in_script) {
         o.dont_sort = false;
         o.alpha = true;
         o.by = None;

@@ -727,6 +727,19 @@ impl CommandTable {
         }
     }
 
+    /// The command or subcommand a request names, whether Oxidis has it or not.
+    pub fn any_called(&self, args: &[Bytes]) -> Option<&Command> {
+        let container = self.any_by_full_name(&args[0])?;
+        let sub = args.get(1).filter(|_| !container.subcommands.is_empty());
+        match sub {
+            Some(sub) => {
+                let full = [&args[0][..], b"|", &sub[..]].concat();
+                self.any_by_full_name(&full)
+            }
+            None => Some(container),
+        }
+    }
+
     pub fn by_id(&self, id: usize) -> Option<&Command> {
         self.every_with_subcommands().find(|c| c.id == id)
     }

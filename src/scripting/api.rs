@@ -18,6 +18,8 @@ use crate::server::Server;
 /// The script being run on this thread: what its `redis.call`s need.
 pub struct RunCtx<'a> {
     pub server: &'a Server,
+    /// The EVAL or FCALL that runs the script, whose failures it counts.
+    pub caller: &'a crate::commands::Command,
     /// The script's own client: the caller's user and database, RESP2 until
     /// `redis.setresp(3)`.
     pub client: Client,

@@ -174,9 +174,9 @@ pub struct ReturnedError {
 }
 
 /// Writes the value on top of the stack as a reply and pops it. `script_protocol` is the
-/// protocol the script set with `redis.setresp` (booleans differ). Errors inside the value
-/// are passed to `count_error` before they are written (top-level ones too, unless the
-/// command that raised them counted them already).
+/// protocol the script set with `redis.setresp` (booleans differ). Each error inside the
+/// value goes to `on_error` before it is written, with whether the command that raised it
+/// already counted it in the error statistics.
 ///
 /// # Safety
 /// `l` is a live state with a value on top.
@@ -184,13 +184,13 @@ pub unsafe fn write_value(
     l: State,
     reply: &mut Reply,
     script_protocol: Protocol,
-    count_error: &mut dyn FnMut(&str),
+    on_error: &mut dyn FnMut(&str, bool),
 ) {
     unsafe {
         if lua_checkstack(l, 8) == 0 {
             lua_pop(l, 1);
+            on_error("ERR reached lua stack limit", false);
             reply.error("ERR reached lua stack limit");
-            count_error("ERR reached lua stack limit");
             return;
         }
         match lua_type(l, -1) {
@@ -205,7 +205,7 @@ pub unsafe fn write_value(
             }
             LUA_TNUMBER => reply.int(lua_tonumber(l, -1) as i64),
             LUA_TTABLE => {
-                write_table(l, reply, script_protocol, count_error);
+                write_table(l, reply, script_protocol, on_error);
                 return;
             }
             _ => reply.null(),
@@ -242,15 +242,13 @@ unsafe fn write_table(
     l: State,
     reply: &mut Reply,
     script_protocol: Protocol,
-    count_error: &mut dyn FnMut(&str),
+    on_error: &mut dyn FnMut(&str, bool),
 ) {
     unsafe {
         let table = lua_gettop(l);
         if let Some(error) = table_error(l, table) {
             let message = error.message.replace(['\r', '\n'], " ");
-            if !error.counted {
-                count_error(&message);
-            }
+            on_error(&message, error.counted);
             reply.error(&message);
         } else if field(l, table, c"ok") == LUA_TSTRING {
             let status = String::from_utf8_lossy(to_bytes(l, -1).unwrap_or_default())
@@ -273,8 +271,8 @@ unsafe fn write_table(
             lua_pushnil(l);
             while lua_next(l, -2) != 0 {
                 lua_pushvalue(l, -2);
-                write_value(l, reply, script_protocol, count_error);
-                write_value(l, reply, script_protocol, count_error);
+                write_value(l, reply, script_protocol, on_error);
+                write_value(l, reply, script_protocol, on_error);
             }
         } else if field(l, table, c"set") == LUA_TTABLE {
             reply.set(count_pairs(l));
@@ -282,7 +280,7 @@ unsafe fn write_table(
             while lua_next(l, -2) != 0 {
                 lua_pop(l, 1);
                 lua_pushvalue(l, -1);
-                write_value(l, reply, script_protocol, count_error);
+                write_value(l, reply, script_protocol, on_error);
             }
         } else {
             // An array: elements 1, 2 ... up to the first nil.
@@ -299,7 +297,7 @@ unsafe fn write_table(
             reply.array(len);
             for i in 0..len {
                 lua_rawgeti_(l, table, i as c_int + 1);
-                write_value(l, reply, script_protocol, count_error);
+                write_value(l, reply, script_protocol, on_error);
             }
         }
         lua_settop(l, table - 1);

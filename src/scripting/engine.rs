@@ -197,13 +197,31 @@ impl Sandbox {
                 lua_gc(l, LUA_GCSTEP, GC_PERIOD as c_int);
                 self.runs = 0;
             }
+            // Errors the commands that raised them counted already still make the call
+            // a failed one, without counting them again (Redis's ERR_REPLY_FLAG_NO_STATS_UPDATE).
+            let (server, caller) = (run.server, run.caller);
             let outcome = if status != 0 {
-                Outcome::Failed(error_message(l, name))
+                let (message, counted) = error_message(l, name);
+                if counted {
+                    reply.error(&message);
+                    caller.failed.add(1);
+                    Outcome::Replied
+                } else {
+                    Outcome::Failed(message)
+                }
             } else {
-                let server = run.server;
-                write_value(l, reply, run.client.protocol, &mut |message| {
-                    server.stats.count_error(message)
+                let mut failed = false;
+                write_value(l, reply, run.client.protocol, &mut |message, counted| {
+                    if counted {
+                        caller.failed.add(1);
+                    } else {
+                        server.stats.count_error(message);
+                        failed = true;
+                    }
                 });
+                if failed {
+                    caller.failed.add(1);
+                }
                 Outcome::Replied
             };
             api::set_hook(l, 0);
@@ -391,23 +409,28 @@ fn function_key(sha: &Sha) -> CString {
 }
 
 /// The error reply for a script that raised the error on top of the stack, as Redis's
-/// `luaCallFunction` words it.
+/// `luaCallFunction` words it, and whether a command counted it already.
 ///
 /// # Safety
 /// `l` is a live state with the error on top.
-unsafe fn error_message(l: State, name: &str) -> String {
+unsafe fn error_message(l: State, name: &str) -> (String, bool) {
     unsafe {
         if lua_type(l, -1) != LUA_TTABLE {
             let message = to_bytes(l, -1)
                 .map(|m| String::from_utf8_lossy(&m[..m.len().min(100)]).into_owned())
                 .unwrap_or_else(|| "execution failure".into());
-            return format!("ERR Error running script {name}, {message}\n");
+            return (
+                format!("ERR Error running script {name}, {message}\n"),
+                false,
+            );
         }
-        let mut message = table_error(l, -1).map(|e| e.message).unwrap_or_default();
+        let (mut message, counted) = table_error(l, -1)
+            .map(|e| (e.message, e.counted))
+            .unwrap_or_default();
         if let (Some(source), Some(line)) = (field_text(l, c"source"), field_text(l, c"line")) {
             message.push_str(&format!(" script: {name}, on {source}:{line}."));
         }
-        message
+        (message, counted)
     }
 }
 
@@ -423,7 +446,7 @@ unsafe fn field_text(l: State, name: &CStr) -> Option<String> {
 }
 
 /// Pushes a Lua array of `values`.
-pub unsafe fn push_array(l: State, values: &[Bytes]) {
+pub(super) unsafe fn push_array(l: State, values: &[Bytes]) {
     unsafe {
         lua_createtable(l, values.len() as c_int, 0);
         for (i, value) in values.iter().enumerate() {
@@ -457,7 +480,7 @@ unsafe fn remove_globals(l: State, deprecated_api: bool) {
 
 /// Gives the table on top a metatable whose `__index` raises Redis's error for a name that
 /// does not exist.
-pub unsafe fn set_error_metatable(l: State) {
+pub(super) unsafe fn set_error_metatable(l: State) {
     unsafe {
         lua_createtable(l, 0, 1);
         lua_pushcclosure(l, undeclared_global, 0);
@@ -491,7 +514,7 @@ unsafe extern "C-unwind" fn undeclared_global(l: State) -> c_int {
 }
 
 /// Makes the table on top read-only, with every table it holds and their metatables.
-pub unsafe fn protect_recursively(l: State) {
+pub(super) unsafe fn protect_recursively(l: State) {
     unsafe {
         if lua_isreadonlytable(l, -1) != 0 {
             return;

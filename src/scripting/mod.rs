@@ -243,6 +243,8 @@ pub struct Scripts {
     /// Each function's flags by lowercase name, readable while a function runs.
     function_flags: RwLock<HashMap<String, u8>>,
     thread: OnceLock<Mutex<mpsc::Sender<Job>>>,
+    /// DEBUG SET-DISABLE-DENY-SCRIPTS: scripts may call commands flagged `noscript`.
+    pub allow_noscript: AtomicBool,
     /// The client scripts run their commands as (`lua` in MONITOR), made on first use.
     pub client_handle: OnceLock<std::sync::Arc<crate::client::ClientHandle>>,
     /// Lua memory and cache figures as of the last script or SCRIPT/FUNCTION command, for INFO
@@ -259,6 +261,30 @@ pub struct Stats {
     pub evicted_scripts: AtomicU64,
     pub functions: AtomicU64,
     pub libraries: AtomicU64,
+}
+
+impl Stats {
+    /// INFO's script lines of the memory section, in Redis's order.
+    pub fn info_memory(&self, human: fn(u64) -> String) -> String {
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let (eval, functions) = (load(&self.vm_eval_bytes), load(&self.vm_functions_bytes));
+        let scripts = load(&self.eval_scripts_bytes);
+        format!(
+            "used_memory_lua:{eval}\r\nused_memory_vm_eval:{eval}\r\nused_memory_lua_human:{}\r\n\
+             used_memory_scripts_eval:{scripts}\r\nnumber_of_cached_scripts:{}\r\n\
+             number_of_functions:{}\r\nnumber_of_libraries:{}\r\n\
+             used_memory_vm_functions:{functions}\r\nused_memory_vm_total:{}\r\n\
+             used_memory_vm_total_human:{}\r\nused_memory_functions:0\r\n\
+             used_memory_scripts:{scripts}\r\nused_memory_scripts_human:{}\r\n",
+            human(eval),
+            load(&self.eval_scripts),
+            load(&self.functions),
+            load(&self.libraries),
+            eval + functions,
+            human(eval + functions),
+            human(scripts),
+        )
+    }
 }
 
 impl Scripts {

@@ -340,6 +340,12 @@ impl Locked<'_> {
         self.shard.dict.at_mut(place)
     }
 
+    /// The entry for `key` even if it has expired, which stays (DEBUG OBJECT looks this way).
+    pub fn get_even_expired(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let (place, _) = self.shard.dict.find(key)?;
+        Some(self.entry_at(place))
+    }
+
     /// Whether `key` is present but past its expiry, without deleting it (WATCH needs this).
     pub fn is_expired(&self, key: &[u8]) -> bool {
         self.shard
