@@ -141,8 +141,9 @@ pub fn execute_chained(
                 deadline_ms: request.deadline_ms,
             });
         }
-        // Serving blocked clients takes time that is not the next command's.
-        if server.store.notifier.blocking.has_ready() {
+        // Serving blocked clients takes time that is not the next command's. While a script
+        // runs, the keys it filled are served when it ends, not by a command let through.
+        if needs_gate && server.store.notifier.blocking.has_ready() {
             serve_blocked(server);
             None
         } else {
