@@ -204,11 +204,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(oxidis::server::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match runtime.block_on(oxidis::server::run(config)) {
+        Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e}");
-            ExitCode::from(1)
+            1
         }
-    }
+    };
+    // Out at once, as Redis's exit(): dropping the runtime would first wait for threads
+    // that may be stuck behind a script that never ends (SHUTDOWN NOSAVE during a busy
+    // script), while the listening sockets still took connections.
+    std::process::exit(code)
 }

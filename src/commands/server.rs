@@ -148,9 +148,12 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         );
         return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
     }
-    ctx.server.shutdown.notify_one();
-    ctx.client.close_after_reply = true;
-    Ok(())
+    // Out at once, as Redis exits inside SHUTDOWN: the client must find the server gone, not
+    // still accepting connections while it winds down (or runs exit handlers). Everything is
+    // written already.
+    tracing::warn!("Oxidis is now ready to exit, bye bye...");
+    // SAFETY: ends the process; nothing after it runs.
+    unsafe { libc::_exit(0) }
 }
 
 pub fn time(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {

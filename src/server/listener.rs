@@ -72,8 +72,6 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         tokio::select! {
             _ = sigterm.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
             _ = sigint.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
-            // SHUTDOWN has done its saving already.
-            _ = server.shutdown.notified() => break,
         }
         tracing::warn!("User requested shutdown...");
         let saving = server.clone();

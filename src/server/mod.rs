@@ -45,7 +45,6 @@ pub struct Server {
     pub run_id: String,
     /// Turned off by DEBUG SET-ACTIVE-EXPIRE 0.
     pub active_expire: AtomicBool,
-    pub shutdown: Notify,
     pub lastsave: AtomicU64,
     pub snapshots: Snapshots,
     pub listen_port: AtomicU64,
@@ -297,7 +296,6 @@ impl Server {
             started: Instant::now(),
             run_id,
             active_expire: AtomicBool::new(true),
-            shutdown: Notify::new(),
             lastsave: AtomicU64::new(now_ms() / 1000),
             snapshots: Snapshots::default(),
             listen_port: AtomicU64::new(0),
