@@ -193,7 +193,11 @@ impl Sandbox {
             api::set_hook(l, threshold);
             let status = api::with_current(run, || lua_pcall(l, nargs, 1, -2 - nargs));
             self.runs += 1;
-            if self.runs == GC_PERIOD {
+            if status == LUA_ERRMEM {
+                // Lua 5.1 does not collect before it gives up: what the failed script built is
+                // garbage now, and would make the next script fail too.
+                lua_gc(l, LUA_GCCOLLECT, 0);
+            } else if self.runs == GC_PERIOD {
                 lua_gc(l, LUA_GCSTEP, GC_PERIOD as c_int);
                 self.runs = 0;
             }

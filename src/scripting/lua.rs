@@ -13,6 +13,7 @@
 
 pub use mlua_sys::lua51::*;
 use std::ffi::{CStr, c_char, c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub type State = *mut lua_State;
 
@@ -21,21 +22,39 @@ unsafe extern "C-unwind" {
     pub fn lua_isreadonlytable(l: State, idx: c_int) -> c_int;
 }
 
+/// What every Lua state together may hold. Redis sets no limit; without one a script that
+/// builds an endless table grows until the kernel kills the server. Past it Lua raises "not
+/// enough memory" in the script, which fails cleanly.
+const LUA_MEMORY_LIMIT: usize = 1 << 30;
+
+/// Bytes all Lua states hold now.
+static LUA_MEMORY: AtomicUsize = AtomicUsize::new(0);
+
 /// Lua's allocator: mimalloc directly, outside the counted global allocator, so that Lua's
 /// memory is reported apart from the dataset (`used_memory_vm_eval`) as Redis reports it.
 unsafe extern "C" fn allocate(
     _ud: *mut c_void,
     ptr: *mut c_void,
-    _old: usize,
+    old: usize,
     new: usize,
 ) -> *mut c_void {
+    // Lua passes the old size of a block it frees or resizes, and a type tag for a new one.
+    let old = if ptr.is_null() { 0 } else { old };
     unsafe {
         if new == 0 {
             libmimalloc_sys::mi_free(ptr);
-            std::ptr::null_mut()
-        } else {
-            libmimalloc_sys::mi_realloc(ptr, new)
+            LUA_MEMORY.fetch_sub(old, Ordering::Relaxed);
+            return std::ptr::null_mut();
         }
+        if new > old && LUA_MEMORY.load(Ordering::Relaxed) + (new - old) > LUA_MEMORY_LIMIT {
+            return std::ptr::null_mut();
+        }
+        let block = libmimalloc_sys::mi_realloc(ptr, new);
+        if !block.is_null() {
+            LUA_MEMORY.fetch_add(new, Ordering::Relaxed);
+            LUA_MEMORY.fetch_sub(old, Ordering::Relaxed);
+        }
+        block
     }
 }
 

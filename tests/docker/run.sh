@@ -81,7 +81,10 @@ docker volume create "$volume" >/dev/null
 cid=$(docker run -d --network host -v "$volume:/data" "$image" --port "$port")
 wait_ping
 [ "$(redis-cli -p "$port" config get protected-mode | tail -1)" = no ] || fail "protected mode on"
-python3 - "$port" <<'PY'
+# redis-py from the tests' virtual environment (made by tests/run-all.sh, or here).
+py=target/venv/bin/python
+[ -x "$py" ] || { python3 -m venv target/venv && "$py" -m pip install -q -r tests/python/requirements.txt; }
+"$py" - "$port" <<'PY'
 import json, sys, time
 import redis
 r = redis.Redis(port=int(sys.argv[1]), decode_responses=True)

@@ -95,6 +95,10 @@ static int str_rep (lua_State *L) {
   luaL_Buffer b;
   const char *s = luaL_checklstring(L, 1, &l);
   int n = luaL_checkint(L, 2);
+  /* Oxidis: a result over 512 MB (Redis's largest string) is refused before it is built,
+     as Lua 5.2 does, rather than after a loop no script timeout can interrupt. */
+  if (n > 0 && l > 0 && (size_t)n > ((size_t)512 << 20) / l)
+    return luaL_error(L, "resulting string too large");
   luaL_buffinit(L, &b);
   while (n-- > 0)
     luaL_addlstring(&b, s, l);
