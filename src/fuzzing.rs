@@ -183,3 +183,94 @@ impl CommandFuzzer {
         self.session.execute(args);
     }
 }
+
+/// What the script fuzzer hands its payload to: the libraries Redis has had CVEs in, each
+/// reading the payload (ARGV[1], and ARGV[2] where a second input is taken).
+const LIBRARY_CALLS: &[&[u8]] = &[
+    b"return cjson.decode(ARGV[1])",
+    b"return cjson.encode(cjson.decode(ARGV[1]))",
+    b"return cmsgpack.unpack(ARGV[1])",
+    b"return {cmsgpack.unpack_limit(ARGV[1], 3, 1)}",
+    b"return cmsgpack.pack(cmsgpack.unpack(ARGV[1]))",
+    b"return {struct.unpack(ARGV[1], ARGV[2])}",
+    b"return {struct.unpack(ARGV[1], ARGV[2], 3)}",
+    b"return struct.pack(ARGV[1], 1, -2.5, 'abc', 4, 'de', 7)",
+    b"return struct.size(ARGV[1])",
+    b"return bit.tohex(#ARGV[1] * 977, #ARGV[2] - 9)",
+];
+
+/// Pieces of script the fuzzer strings together: calls into the libraries and the `redis`
+/// API with awkward arguments, on values the script builds. None loops.
+const SNIPPETS: &[&[u8]] = &[
+    b"local t = cjson.decode(ARGV[1]) ",
+    b"local t = {cmsgpack.unpack(ARGV[1])} ",
+    b"local t = {1, 'a', {b = 2}, 3.5, true} ",
+    b"t = cjson.encode(t) ",
+    b"t = cmsgpack.pack(t, t, ARGV[2]) ",
+    b"t = {struct.unpack('>i2h!4d', ARGV[1] .. ARGV[2] .. string.rep('x', 20))} ",
+    b"t = string.rep(ARGV[2], #ARGV[1] % 50) ",
+    b"t = bit.bxor(#ARGV[1], bit.lshift(1, #ARGV[2])) ",
+    b"t = redis.pcall('set', KEYS[1], ARGV[1]) ",
+    b"t = redis.pcall('lpush', KEYS[1], ARGV[2]) ",
+    b"t = redis.pcall('hgetall', KEYS[1]) ",
+    b"t = redis.pcall(ARGV[2], KEYS[1]) ",
+    b"t = redis.pcall() ",
+    b"redis.setresp(3) ",
+    b"t = redis.sha1hex(ARGV[1]) ",
+    b"t = redis.error_reply(ARGV[1]) ",
+    b"t = {unpack({1, 2, 3}, #ARGV[1] - 3, #ARGV[2])} ",
+    b"t = tostring(t) .. ARGV[1] ",
+    b"t = pcall(error, ARGV[1]) ",
+    b"t = loadstring(ARGV[1]) ",
+    b"return t ",
+    b"return {t, ARGV[1], {ok = ARGV[2]}, {double = 1.5}, {map = {a = 1}}} ",
+];
+
+/// Runs scripts built from the input against one server: library calls on the input's own
+/// bytes, and scripts strung together from snippets the input picks.
+pub struct ScriptFuzzer {
+    session: Session,
+}
+
+impl Default for ScriptFuzzer {
+    fn default() -> Self {
+        ScriptFuzzer {
+            session: Session::default(),
+        }
+    }
+}
+
+impl ScriptFuzzer {
+    /// The first byte picks a library call (below 128) or a snippet count; the next bytes
+    /// pick snippets; the next one where the rest splits into the two arguments.
+    /// Returns the reply.
+    pub fn run(&mut self, data: &[u8]) -> &[u8] {
+        let Some((&pick, rest)) = data.split_first() else {
+            return b"";
+        };
+        let (script, rest) = if pick < 128 {
+            (
+                LIBRARY_CALLS[usize::from(pick) % LIBRARY_CALLS.len()].to_vec(),
+                rest,
+            )
+        } else {
+            let count = usize::from(pick % 8).min(rest.len());
+            let script = rest[..count]
+                .iter()
+                .flat_map(|&s| SNIPPETS[usize::from(s) % SNIPPETS.len()].iter().copied())
+                .collect();
+            (script, &rest[count..])
+        };
+        let (split, rest) = rest.split_first().unwrap_or((&0, &[]));
+        let (first, second) = rest.split_at(usize::from(*split).min(rest.len()));
+        let args = [
+            Bytes::from_static(b"EVAL"),
+            Bytes::from(script),
+            Bytes::from_static(b"1"),
+            Bytes::from_static(b"fuzz"),
+            Bytes::copy_from_slice(first),
+            Bytes::copy_from_slice(second),
+        ];
+        self.session.execute(&args)
+    }
+}
