@@ -228,16 +228,9 @@ const SNIPPETS: &[&[u8]] = &[
 
 /// Runs scripts built from the input against one server: library calls on the input's own
 /// bytes, and scripts strung together from snippets the input picks.
+#[derive(Default)]
 pub struct ScriptFuzzer {
     session: Session,
-}
-
-impl Default for ScriptFuzzer {
-    fn default() -> Self {
-        ScriptFuzzer {
-            session: Session::default(),
-        }
-    }
 }
 
 impl ScriptFuzzer {
