@@ -6,6 +6,7 @@
 # Rounds alternate A B A B and the median of each figure is kept.
 # Every redis-benchmark test runs in three variants (VARIANTS, default all): `base` (3-byte
 # values, one key), `1KB` (1024-byte values) and `rand` (keys drawn from 100,000 with -r).
+# EVALSHA rows (SCRIPTS, default all) run a read, a counter and a lock script by digest.
 # Usage: benches/compare.sh [rounds] [requests]    Needs redis-server and redis-benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ rounds=${1:-3}
 requests=${2:-200000}
 tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 LRANGE_600 HSET SADD SPOP ZADD ZPOPMIN ZRANGE_100})
 variants=(${VARIANTS:-base 1KB rand})
+# Lua scripts run by EVALSHA (SCRIPTS="" leaves them out).
+scripts=(${SCRIPTS-EVALSHA_GET EVALSHA_INCR EVALSHA_LOCK})
 pipelines=(1 16)
 cargo build --release --quiet
 source benches/lib.sh
@@ -74,6 +77,31 @@ measure() {
     esac
     before=$(cpu_us "$pid")
     read -r rps p99 < <(bench "$port" "$n" "$p" "${extra[@]}" "${args[@]}")
+    after=$(cpu_us "$pid")
+    python3 -c "print($rps, ($after-$before)/$n, $p99)"
+}
+
+# script_body NAME -> the Lua of an EVALSHA row: a read, a counter, and a lock taken and
+# released (SET NX PX, then the owner check and DEL that redis-py's Lock.release runs).
+script_body() {
+    case $1 in
+        EVALSHA_GET) echo "return redis.call('GET', KEYS[1])" ;;
+        EVALSHA_INCR) echo "return redis.call('INCR', KEYS[1])" ;;
+        EVALSHA_LOCK) echo "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', 30000) then
+  if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+end
+return 0" ;;
+    esac
+}
+
+# evalsha NAME PIPELINE PORT PID -> "rps cpu_us_per_request p99_us" of EVALSHA of the script,
+# loaded beforehand, on keys drawn from 100,000.
+evalsha() {
+    local name=$1 p=$2 port=$3 pid=$4 sha before after rps p99
+    local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
+    sha=$(redis-cli -p "$port" script load "$(script_body "$name")")
+    before=$(cpu_us "$pid")
+    read -r rps p99 < <(bench "$port" "$n" "$p" -r 100000 evalsha "$sha" 1 'key:__rand_int__' token)
     after=$(cpu_us "$pid")
     python3 -c "print($rps, ($after-$before)/$n, $p99)"
 }
@@ -177,6 +205,11 @@ for v in "${variants[@]}"; do
         for p in "${pipelines[@]}"; do
             row "$label" "$p" measure "$t" "$p" "$v"
         done
+    done
+done
+for s in "${scripts[@]}"; do
+    for p in "${pipelines[@]}"; do
+        row "$s" "$p" evalsha "$s" "$p"
     done
 done
 row SET_IDLE1000 16 idle

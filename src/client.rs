@@ -157,18 +157,6 @@ impl Client {
             in_script: false,
         }
     }
-
-    /// A stand-in with this client's identity, database, protocol and user, for running a
-    /// command on another thread (a script on the script thread).
-    pub fn stand_in(&self) -> Client {
-        let mut client = Client::new_unchecked(self.handle.clone(), self.user.clone());
-        client.db = self.db;
-        client.protocol = self.protocol;
-        client.authenticated = self.authenticated;
-        client.acl_generation = self.acl_generation;
-        client.recent_command = self.recent_command;
-        client
-    }
 }
 
 impl Client {

@@ -371,30 +371,22 @@ fn call(
 }
 
 /// Runs a script command that `execute_chained` checked and left in
-/// `client.deferred_script`, on the script thread, and writes its reply. Other clients
-/// meanwhile see a script pending (`scripting::Running`) and wait for it, or get BUSY.
+/// `client.deferred_script`, and writes its reply: on this thread, in slices once it runs too
+/// long (see `scripting::slices`), or with `io-threads` in `block_in_place`, so that the other
+/// clients are answered meanwhile.
 pub async fn execute_deferred(
-    server: &std::sync::Arc<Server>,
+    server: &Server,
     client: &mut Client,
     reply: &mut Reply,
     args: Vec<Bytes>,
 ) {
     let reply_start = reply.buf.len();
-    let mut stand_in = client.stand_in();
-    let shared = server.clone();
-    let running = &server.scripts.running;
-    running.add_pending(1);
-    let (stand_in, written) = server
-        .scripts
-        .run_deferred(move || {
-            let mut out = Reply::new(stand_in.protocol);
-            run_alone(&shared, &mut stand_in, &mut out, &args);
-            (stand_in, out.buf)
-        })
-        .await;
-    running.add_pending(-1);
-    drop(stand_in);
-    reply.buf.extend_from_slice(&written);
+    let flavor = tokio::runtime::Handle::current().runtime_flavor();
+    if flavor == tokio::runtime::RuntimeFlavor::CurrentThread {
+        crate::scripting::slices::run_in_slices(|| run_alone(server, client, reply, &args)).await;
+    } else {
+        tokio::task::block_in_place(|| run_alone(server, client, reply, &args));
+    }
     finish_reply(client, reply, reply_start);
 }
 

@@ -158,6 +158,7 @@ unsafe extern "C-unwind" fn count_hook(l: State, _ar: *mut lua_Debug) {
             );
             running.set_timed_out();
         }
+        super::slices::let_others_run();
         running.kill_requested()
     };
     if killed {

@@ -1,18 +1,15 @@
-//! Lua scripting as Redis 7.0 runs it: EVAL scripts and their cache, the state of the script
-//! running now (for BUSY, SCRIPT KILL and FUNCTION KILL), and the thread that runs scripts for
-//! connections.
+//! Lua scripting as Redis 7.0 runs it: EVAL scripts and their cache, function libraries, and
+//! the state of the script running now (for BUSY, SCRIPT KILL and FUNCTION KILL).
 //!
-//! One Lua state serves the whole server (`engine::Engine`, behind a mutex and made on first
-//! use, so an empty server pays nothing for it). A script runs alone: it holds the keyspace
-//! gate exclusively, and its `redis.call`s go through the same dispatch as a socket's commands
-//! (`commands::call_from_script`).
+//! One Lua state serves EVAL and one serves functions (`engine::Engine`, `Functions`, each
+//! behind a mutex and made on first use, so an empty server pays nothing for them). A script
+//! runs alone: it holds the keyspace gate exclusively, and its `redis.call`s go through the
+//! same dispatch as a socket's commands (`commands::call_from_script`).
 //!
-//! Where a script runs: a connection hands its EVAL, EVALSHA or FCALL to the script thread
-//! (`Scripts::run_deferred`) and awaits the reply, so the connection's own thread stays free
-//! to answer other clients: they wait while the script is young, and once it has run past
-//! `busy-reply-threshold` they get `-BUSY`, while SCRIPT KILL, FUNCTION KILL and SHUTDOWN
-//! NOSAVE still get through. Inside EXEC, while loading the AOF and in embedded sessions the
-//! script runs on the calling thread, which already holds the gate.
+//! A connection runs its script on its own thread, in slices once the script has run past
+//! `busy-reply-threshold` (`slices`), so that other clients then get `-BUSY` and SCRIPT KILL,
+//! FUNCTION KILL and SHUTDOWN NOSAVE get through. Inside EXEC, while loading the AOF and in
+//! embedded sessions the script runs straight through on the calling thread.
 
 mod api;
 mod convert;
@@ -20,10 +17,11 @@ pub mod engine;
 pub mod functions;
 mod libs;
 mod lua;
+pub mod slices;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,9 +79,6 @@ pub struct Running {
     started: AtomicU64,
     /// The function's name and the command that called it, for FUNCTION STATS.
     described: Mutex<Option<(String, Vec<Bytes>)>>,
-    /// Scripts handed to the script thread and not yet answered: other clients wait for
-    /// them as for a running one.
-    pending: AtomicI64,
     done: tokio::sync::Notify,
 }
 
@@ -94,18 +89,6 @@ impl Running {
 
     pub fn is_timed_out(&self) -> bool {
         self.timed_out.load(Ordering::Acquire)
-    }
-
-    /// Whether a script runs or is about to: other clients' commands must wait (or get BUSY).
-    pub fn is_busy(&self) -> bool {
-        self.pending.load(Ordering::Acquire) > 0 || self.is_active()
-    }
-
-    pub(crate) fn add_pending(&self, delta: i64) {
-        self.pending.fetch_add(delta, Ordering::AcqRel);
-        if delta < 0 {
-            self.done.notify_waiters();
-        }
     }
 
     /// The BUSY error for other clients while a timed-out script runs.
@@ -188,7 +171,7 @@ impl Running {
             let done = self.done.notified();
             tokio::pin!(done);
             done.as_mut().enable();
-            if !self.is_busy() {
+            if !self.is_active() {
                 return;
             }
             done.await;
@@ -203,7 +186,7 @@ impl Running {
             let done = self.done.notified();
             tokio::pin!(done);
             done.as_mut().enable();
-            if !self.is_busy() || self.is_timed_out() {
+            if !self.is_active() || self.is_timed_out() {
                 return;
             }
             // The script's count hook notices the threshold at its next check, within a
@@ -230,9 +213,6 @@ fn monotonic_ms() -> u64 {
 /// command runs with, `effective_flags`).
 type KnownFlags = HashMap<Sha, u8, foldhash::fast::RandomState>;
 
-/// Work for the script thread.
-type Job = Box<dyn FnOnce() + Send>;
-
 /// The server's scripting state.
 #[derive(Default)]
 pub struct Scripts {
@@ -242,7 +222,6 @@ pub struct Scripts {
     known: RwLock<KnownFlags>,
     /// Each function's flags by lowercase name, readable while a function runs.
     function_flags: RwLock<HashMap<String, u8>>,
-    thread: OnceLock<Mutex<mpsc::Sender<Job>>>,
     /// DEBUG SET-DISABLE-DENY-SCRIPTS: scripts may call commands flagged `noscript`.
     pub allow_noscript: AtomicBool,
     /// The client scripts run their commands as (`lua` in MONITOR), made on first use.
@@ -415,37 +394,6 @@ impl Scripts {
     pub(crate) fn set_known(&self, update: impl FnOnce(&mut KnownFlags)) {
         update(&mut self.known.write().unwrap_or_else(|e| e.into_inner()));
     }
-
-    /// Runs `job` on the script thread (started on first use) and returns what it returns.
-    pub async fn run_deferred<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> T {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = sender.send(job());
-        });
-        let queue = self.thread.get_or_init(|| Mutex::new(start_thread()));
-        queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .expect("the script thread runs for the server's life");
-        receiver.await.expect("the script thread answers every job")
-    }
-}
-
-fn start_thread() -> mpsc::Sender<Job> {
-    let (sender, receiver) = mpsc::channel::<Job>();
-    std::thread::Builder::new()
-        .name("scripts".into())
-        .spawn(move || {
-            for job in receiver {
-                job();
-            }
-        })
-        .expect("could not start the script thread");
-    sender
 }
 
 /// The flags a script command's script declared, if it is known (Redis's

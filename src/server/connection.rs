@@ -156,7 +156,7 @@ async fn client_loop(
                         wait_while_paused(server, &args, stream, &handle, &mut reply).await?;
                         chained = None;
                     }
-                    if server.scripts.running.is_busy() {
+                    if server.scripts.running.is_active() {
                         wait_for_script(server, stream, &handle, &mut reply).await?;
                         chained = None;
                     }

@@ -22,7 +22,7 @@ pub async fn run(server: Arc<Server>) {
         let period = Duration::from_millis(1000 / hz);
         crate::timer::sleep(period).await;
         // A running script holds the keyspace: what needs it waits for the next tick.
-        let script_busy = server.scripts.running.is_busy();
+        let script_busy = server.scripts.running.is_active();
         if server.active_expire.load(Ordering::Relaxed) && !script_busy {
             // In line, within its time budget, as in Redis's serverCron. On a thread of its own
             // it kept the process multi-threaded, and the kernel then counts a reference to the

@@ -52,6 +52,17 @@ thread_local! {
     static HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Takes away this thread's mark of holding the gate (a script holding it is set aside while
+/// other tasks run on the thread, which must not think they hold it); `restore_held` puts
+/// it back.
+pub fn take_held() -> bool {
+    HELD.replace(false)
+}
+
+pub fn restore_held(held: bool) {
+    HELD.set(held);
+}
+
 /// Marks this thread as holding the gate until dropped.
 pub struct HeldMarker;
 

@@ -69,6 +69,16 @@ pub fn freeze_at(at: Ticks) -> Frozen {
     Frozen { outer, at }
 }
 
+/// Takes this thread's frozen time away (a script set aside while other tasks run on the
+/// thread); `restore_frozen` puts it back.
+pub fn take_frozen() -> u64 {
+    FROZEN_MS.replace(0)
+}
+
+pub fn restore_frozen(ms: u64) {
+    FROZEN_MS.set(ms);
+}
+
 impl Frozen {
     /// When the freeze began: the start of the command it covers.
     pub fn at(&self) -> Ticks {
