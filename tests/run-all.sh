@@ -25,5 +25,5 @@ cargo test --release --locked
 "$venv/bin/python" -m pytest -q tests/python
 # The atomicity, queue and fan-out tests again with commands running on two threads.
 OXIDIS_ARGS="--io-threads 2" "$venv/bin/python" -m pytest -q tests/python/test_transactions.py \
-    tests/python/test_lists.py tests/python/test_pubsub.py
+    tests/python/test_lists.py tests/python/test_pubsub.py tests/python/test_scripting.py
 tests/redis-suite/run.sh
