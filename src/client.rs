@@ -58,11 +58,12 @@ pub struct Client {
     /// The command table's index of this client's last top-level command (see
     /// `CommandTable::resolve_recent`), `NO_COMMAND` before the first.
     pub recent_command: usize,
-    /// Scripts this client calls run on the script thread while its connection awaits them
-    /// (see `crate::scripting`); set for connections, which can await.
+    /// Scripts this client calls are left to its connection, which can let other tasks run
+    /// while a long one does (see `crate::scripting::slices`); set for connections.
     pub defer_scripts: bool,
-    /// A script command checked and ready to run on the script thread.
-    pub deferred_script: Option<Vec<Bytes>>,
+    /// The request just checked is a script command for the connection to run (see
+    /// `commands::execute_deferred`).
+    pub script_deferred: bool,
     /// Whether the writes this client runs reach the AOF (a script's `redis.set_repl`).
     pub propagate: bool,
     /// The client a script runs its commands as.
@@ -152,7 +153,7 @@ impl Client {
             exec_logged: None,
             recent_command: NO_COMMAND,
             defer_scripts: false,
-            deferred_script: None,
+            script_deferred: false,
             propagate: true,
             in_script: false,
         }

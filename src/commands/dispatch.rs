@@ -111,7 +111,7 @@ pub fn execute_chained(
         return None;
     }
     if command.access == Access::Script && client.defer_scripts {
-        client.deferred_script = Some(args.to_vec());
+        client.script_deferred = true;
         return None;
     }
     // While a timed-out script holds the keyspace, the commands allowed to run (SCRIPT KILL,
@@ -370,22 +370,22 @@ fn call(
     ended
 }
 
-/// Runs a script command that `execute_chained` checked and left in
-/// `client.deferred_script`, and writes its reply: on this thread, in slices once it runs too
+/// Runs the script command that `execute_chained` checked and left to the connection
+/// (`client.script_deferred`), and writes its reply: on this thread, in slices once it runs too
 /// long (see `scripting::slices`), or with `io-threads` in `block_in_place`, so that the other
 /// clients are answered meanwhile.
 pub async fn execute_deferred(
     server: &Server,
     client: &mut Client,
     reply: &mut Reply,
-    args: Vec<Bytes>,
+    args: &[Bytes],
 ) {
     let reply_start = reply.buf.len();
     let flavor = tokio::runtime::Handle::current().runtime_flavor();
     if flavor == tokio::runtime::RuntimeFlavor::CurrentThread {
-        crate::scripting::slices::run_in_slices(|| run_alone(server, client, reply, &args)).await;
+        crate::scripting::slices::run_in_slices(|| run_alone(server, client, reply, args)).await;
     } else {
-        tokio::task::block_in_place(|| run_alone(server, client, reply, &args));
+        tokio::task::block_in_place(|| run_alone(server, client, reply, args));
     }
     finish_reply(client, reply, reply_start);
 }
@@ -393,7 +393,10 @@ pub async fn execute_deferred(
 /// Runs a checked command with the keyspace to itself, then serves the clients blocked on
 /// keys it filled.
 fn run_alone(server: &Server, client: &mut Client, reply: &mut Reply, args: &[Bytes]) {
-    let Ok(command) = server.commands.resolve(args) else {
+    let Ok(command) = server
+        .commands
+        .resolve_recent(args, &mut client.recent_command)
+    else {
         return;
     };
     let _gate = server.store.enter(true);

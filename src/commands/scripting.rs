@@ -66,12 +66,10 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, read_only: bool) ->
         oom_at_start: over_maxmemory(server),
         wrote: false,
     };
-    let name = String::from_utf8_lossy(&sha).into_owned();
-    let outcome = run_script(ctx, args, rules, name, true, |run, reply| {
+    let name = std::str::from_utf8(&sha).unwrap_or_default();
+    run_script(ctx, rules, name, None, |run, reply| {
         engine.run_eval(&sha, run, keys, argv, reply)
-    });
-    server.scripts.publish_stats(engine);
-    outcome
+    })
 }
 
 /// KEYS and ARGV of an EVAL or FCALL with `numkeys` keys.
@@ -116,10 +114,10 @@ fn fcall_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) -> CmdResult {
         oom_at_start: over_maxmemory(server),
         wrote: false,
     };
-    let outcome = run_script(ctx, args, rules, name, false, |run, reply| {
+    let outcome = run_script(ctx, rules, &name, Some(args), |run, reply| {
         functions.call(&args[1], run, keys, argv, reply)
     });
-    server.scripts.publish_functions(functions);
+    server.scripts.publish_functions_memory(functions);
     outcome
 }
 
@@ -131,13 +129,17 @@ fn create_script(
     loaded: bool,
 ) -> Result<(Sha, u8), Error> {
     let mut evicted = Vec::new();
+    let known_before = engine.script_count();
     let (sha, declared) = engine.create(body, loaded, &mut evicted)?;
-    server.scripts.set_known(|known| {
-        for gone in &evicted {
-            known.remove(gone);
-        }
-        known.insert(sha, declared);
-    });
+    if engine.script_count() != known_before || !evicted.is_empty() {
+        server.scripts.set_known(|known| {
+            for gone in &evicted {
+                known.remove(gone);
+            }
+            known.insert(sha, declared);
+        });
+        server.scripts.publish_stats(engine);
+    }
     Ok((sha, declared))
 }
 
@@ -182,36 +184,41 @@ fn prepare(server: &Server, declared: u8, read_only: bool) -> CmdResult {
 /// writes to the AOF in MULTI/EXEC.
 fn run_script(
     ctx: &mut Ctx,
-    args: &[Bytes],
     rules: ScriptRules,
-    name: String,
-    eval: bool,
+    name: &str,
+    function: Option<&[Bytes]>,
     body: impl FnOnce(&mut RunCtx<'_>, &mut Reply) -> Outcome,
 ) -> CmdResult {
     let server = ctx.server;
-    let mut client = Client::internal(script_client_handle(server), &server.acl);
+    let (mut client, reply) = server.scripts.spare_client().unwrap_or_else(|| {
+        let mut client = Client::internal(script_client_handle(server), &server.acl);
+        client.deny_blocking = true;
+        client.in_script = true;
+        (client, Reply::with_capacity(Protocol::Resp2, 1024))
+    });
     client.user = ctx.client.user.clone();
     client.db = ctx.client.db;
     client.protocol = Protocol::Resp2;
-    client.deny_blocking = true;
-    client.in_script = true;
+    client.propagate = true;
     if server.store.notifier.aof.is_on() {
         propagate::exec_started(&mut client);
     }
+    let eval = function.is_none();
     let mut run = RunCtx {
         server,
         caller: ctx.command,
         client,
         rules,
-        reply: Reply::with_capacity(Protocol::Resp2, 1024),
+        reply,
         eval,
     };
     let running = &server.scripts.running;
-    running.start(eval, name, args);
+    running.start(eval, function.map(|command| (name, command)));
     let outcome = body(&mut run, ctx.reply);
     running.finish();
     let db = run.client.db;
     propagate::exec_finished(server, &mut run.client, db);
+    server.scripts.keep_client(run.client, run.reply);
     match outcome {
         Outcome::Replied => Ok(()),
         Outcome::Failed(message) => Err(message.into()),

@@ -269,28 +269,43 @@ unsafe fn command_args(l: State) -> Result<Vec<Bytes>, &'static [u8]> {
         if argc == 0 {
             return Err(b"Please specify at least one argument for this redis lib call");
         }
-        let mut args = Vec::with_capacity(argc as usize);
+        // Every argument in one buffer: one allocation for the call, not one per argument.
+        let mut text = bytes::BytesMut::new();
+        let mut ends = Vec::with_capacity(argc as usize);
         for i in 1..=argc {
-            let arg = if lua_type(l, i) == LUA_TNUMBER {
-                Bytes::from(format_g17(lua_tonumber(l, i)))
+            if lua_type(l, i) == LUA_TNUMBER {
+                text.extend_from_slice(&format_g17(lua_tonumber(l, i)));
             } else {
                 match to_bytes(l, i) {
-                    Some(bytes) => Bytes::copy_from_slice(bytes),
+                    Some(bytes) => text.extend_from_slice(bytes),
                     None => break,
                 }
-            };
-            args.push(arg);
+            }
+            ends.push(text.len());
         }
         lua_settop(l, 0);
-        if args.len() != argc as usize {
+        if ends.len() != argc as usize {
             return Err(b"Lua redis lib command arguments must be strings or integers");
         }
-        Ok(args)
+        let text = text.freeze();
+        let mut start = 0;
+        Ok(ends
+            .into_iter()
+            .map(|end| {
+                let arg = text.slice(start..end);
+                start = end;
+                arg
+            })
+            .collect())
     }
 }
 
 /// A number as C's `%.17g` prints it (what Redis passes to commands for Lua numbers).
 pub fn format_g17(value: f64) -> Vec<u8> {
+    // Whole numbers, what scripts mostly pass, print as integers.
+    if value.fract() == 0.0 && value.abs() < 1e17 && !(value == 0.0 && value.is_sign_negative()) {
+        return itoa::Buffer::new().format(value as i64).as_bytes().to_vec();
+    }
     let mut buf = [0u8; 64];
     // SAFETY: the format takes one double, and snprintf writes at most buf.len() bytes.
     let len = unsafe {
@@ -554,6 +569,8 @@ mod tests {
         assert_eq!(format_g17(0.1), b"0.10000000000000001");
         assert_eq!(format_g17(-3.5), b"-3.5");
         assert_eq!(format_g17(1e20), b"1e+20");
+        assert_eq!(format_g17(-0.0), b"-0");
+        assert_eq!(format_g17(12345678901234567.0), b"12345678901234568");
     }
 
     #[test]

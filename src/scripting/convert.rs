@@ -40,15 +40,11 @@ pub unsafe fn push_reply(l: State, input: &[u8]) -> usize {
         match kind {
             b':' => lua_pushnumber(l, number().unwrap_or(0) as f64),
             b'$' | b'=' => {
-                let Some(len) = number() else {
+                // A null bulk string (or an unreadable length) is false, as in Redis.
+                let Some(len) = number().and_then(|n| usize::try_from(n).ok()) else {
                     lua_pushboolean(l, 0);
                     return used;
                 };
-                if len < 0 {
-                    lua_pushboolean(l, 0);
-                    return used;
-                }
-                let len = len as usize;
                 let body = input.get(used..used + len).unwrap_or_default();
                 used += len + 2;
                 if kind == b'$' {
@@ -80,15 +76,11 @@ pub unsafe fn push_reply(l: State, input: &[u8]) -> usize {
                 raw_set_field(l, -2, c"ignore_error_stats_update");
             }
             b'*' | b'~' | b'%' | b'>' => {
-                let Some(len) = number() else {
+                // A null array is false.
+                let Some(len) = number().and_then(|n| usize::try_from(n).ok()) else {
                     lua_pushboolean(l, 0);
                     return used;
                 };
-                if len < 0 {
-                    lua_pushboolean(l, 0);
-                    return used;
-                }
-                let len = len as usize;
                 match kind {
                     b'%' => {
                         lua_createtable(l, 0, 1);

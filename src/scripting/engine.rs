@@ -87,6 +87,8 @@ const ERROR_HANDLER_NAME: &CStr = c"__redis__err__handler";
 pub struct EvalScript {
     pub body: Bytes,
     pub flags: u8,
+    /// The compiled function, as a reference in Lua's registry.
+    reference: c_int,
     /// Came through SCRIPT LOAD: never evicted.
     loaded: bool,
     last_used: u64,
@@ -311,8 +313,8 @@ impl Engine {
                 lua_pop(l, 1);
                 return Err(error);
             }
-            lua_setfield(l, LUA_REGISTRYINDEX, function_key(&sha).as_ptr());
         }
+        let reference = unsafe { luaL_ref(l, LUA_REGISTRYINDEX) };
         if !loaded && self.scripts.values().filter(|s| !s.loaded).count() >= EVAL_CACHE_LIMIT {
             self.evict_oldest(evicted);
         }
@@ -322,6 +324,7 @@ impl Engine {
             EvalScript {
                 body: body.clone(),
                 flags,
+                reference,
                 loaded,
                 last_used: self.clock,
             },
@@ -339,14 +342,7 @@ impl Engine {
         if let Some(sha) = oldest {
             if let Some(script) = self.scripts.remove(&sha) {
                 self.scripts_bytes -= script.body.len() + sha.len();
-            }
-            unsafe {
-                lua_pushnil(self.sandbox.l);
-                lua_setfield(
-                    self.sandbox.l,
-                    LUA_REGISTRYINDEX,
-                    function_key(&sha).as_ptr(),
-                );
+                unsafe { luaL_unref(self.sandbox.l, LUA_REGISTRYINDEX, script.reference) };
             }
             self.evicted += 1;
             evicted.push(sha);
@@ -372,9 +368,10 @@ impl Engine {
         reply: &mut Reply,
     ) -> Outcome {
         let l = self.sandbox.l;
+        let reference = self.scripts.get(sha).map_or(LUA_REFNIL, |s| s.reference);
         unsafe {
             self.sandbox.push_handler_and(|l| {
-                lua_getfield_(l, LUA_REGISTRYINDEX, function_key(sha).as_ptr());
+                lua_rawgeti_(l, LUA_REGISTRYINDEX, reference);
             });
             for (name, values) in [(c"KEYS", keys), (c"ARGV", argv)] {
                 push_array(l, values);
@@ -402,14 +399,6 @@ impl Engine {
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
-}
-
-/// The registry key of a cached script's function: `f_<sha>`, as Redis names it.
-fn function_key(sha: &Sha) -> CString {
-    let mut key = Vec::with_capacity(42);
-    key.extend_from_slice(b"f_");
-    key.extend_from_slice(sha);
-    CString::new(key).expect("a digest has no NUL")
 }
 
 /// The error reply for a script that raised the error on top of the stack, as Redis's

@@ -113,18 +113,25 @@ impl Running {
             .clone()
     }
 
-    pub(crate) fn start(&self, eval: bool, name: String, command: &[Bytes]) {
+    /// A script starts: `function` is the function's name and its FCALL, for FUNCTION STATS
+    /// (which refuses to describe an EVAL script).
+    pub(crate) fn start(&self, eval: bool, function: Option<(&str, &[Bytes])>) {
         self.eval.store(eval, Ordering::Relaxed);
         self.timed_out.store(false, Ordering::Relaxed);
         self.killed.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         self.started.store(monotonic_ms(), Ordering::Relaxed);
-        *self.described.lock().unwrap_or_else(|e| e.into_inner()) = Some((name, command.to_vec()));
+        if let Some((name, command)) = function {
+            *self.described.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((name.to_string(), command.to_vec()));
+        }
         self.active.store(true, Ordering::Release);
     }
 
     pub(crate) fn finish(&self) {
-        *self.described.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if !self.eval.load(Ordering::Relaxed) {
+            *self.described.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         self.timed_out.store(false, Ordering::Release);
         self.active.store(false, Ordering::Release);
         self.done.notify_waiters();
@@ -226,6 +233,8 @@ pub struct Scripts {
     pub allow_noscript: AtomicBool,
     /// The client scripts run their commands as (`lua` in MONITOR), made on first use.
     pub client_handle: OnceLock<std::sync::Arc<crate::client::ClientHandle>>,
+    /// That client and its reply buffer between scripts, so a script does not make them anew.
+    spare: Mutex<Option<(crate::client::Client, crate::protocol::Reply)>>,
     /// Lua memory and cache figures as of the last script or SCRIPT/FUNCTION command, for INFO
     /// (which must not wait for a running script).
     pub stats: Stats,
@@ -293,6 +302,23 @@ impl Scripts {
         functions.as_ref().map_or_else(Vec::new, |f| {
             f.libraries().iter().map(|l| l.code.clone()).collect()
         })
+    }
+
+    /// The script client kept from the last script, if any.
+    pub fn spare_client(&self) -> Option<(crate::client::Client, crate::protocol::Reply)> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    pub fn keep_client(&self, client: crate::client::Client, mut reply: crate::protocol::Reply) {
+        reply.clear();
+        *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some((client, reply));
+    }
+
+    /// The function sandbox's memory, for INFO, after a call.
+    pub fn publish_functions_memory(&self, functions: &Functions) {
+        self.stats
+            .vm_functions_bytes
+            .store(functions.memory(), Ordering::Relaxed);
     }
 
     /// After a change to the libraries: the flags other threads read, and INFO's figures.

@@ -161,11 +161,11 @@ async fn client_loop(
                         chained = None;
                     }
                     chained = commands::execute_chained(server, client, &mut reply, &args, chained);
-                    args.clear();
-                    if let Some(script) = client.deferred_script.take() {
-                        commands::execute_deferred(server, client, &mut reply, script).await;
+                    if std::mem::take(&mut client.script_deferred) {
+                        commands::execute_deferred(server, client, &mut reply, &args).await;
                         chained = None;
                     }
+                    args.clear();
                     if let Some(blocked) = client.blocked.take() {
                         chained = None;
                         reply.protocol = client.protocol;

@@ -11,27 +11,28 @@ use crate::scripting::lua::*;
 /// upvalue (so `cjson.new()` makes an independent copy, as in lua-cjson).
 #[repr(C)]
 struct Config {
-    sparse_convert: bool,
+    /// The on/off settings are 0 or 1, as `enum_option` sets them.
+    sparse_convert: c_int,
     sparse_ratio: c_int,
     sparse_safe: c_int,
     encode_max_depth: c_int,
     decode_max_depth: c_int,
     /// 0: refuse NaN and Inf; 1: write them (`nan`, `inf`); 2: write `null`.
     encode_invalid_numbers: c_int,
-    decode_invalid_numbers: bool,
-    encode_keep_buffer: bool,
+    decode_invalid_numbers: c_int,
+    encode_keep_buffer: c_int,
     number_precision: c_int,
 }
 
 const DEFAULTS: Config = Config {
-    sparse_convert: false,
+    sparse_convert: 0,
     sparse_ratio: 2,
     sparse_safe: 10,
     encode_max_depth: 1000,
     decode_max_depth: 1000,
     encode_invalid_numbers: 0,
-    decode_invalid_numbers: true,
-    encode_keep_buffer: true,
+    decode_invalid_numbers: 1,
+    encode_keep_buffer: 1,
     number_precision: 14,
 };
 
@@ -147,9 +148,7 @@ unsafe extern "C-unwind" fn cfg_encode_sparse_array(l: State) -> c_int {
     unsafe {
         setting_args(l, 3);
         let cfg = config(l);
-        let mut convert = cfg.sparse_convert as c_int;
-        enum_option(l, 1, &mut convert, ON_OFF);
-        cfg.sparse_convert = convert != 0;
+        enum_option(l, 1, &mut cfg.sparse_convert, ON_OFF);
         integer_option(l, 2, &mut cfg.sparse_ratio, 0, c_int::MAX);
         integer_option(l, 3, &mut cfg.sparse_safe, 0, c_int::MAX);
         3
@@ -183,10 +182,7 @@ unsafe extern "C-unwind" fn cfg_encode_number_precision(l: State) -> c_int {
 unsafe extern "C-unwind" fn cfg_encode_keep_buffer(l: State) -> c_int {
     unsafe {
         setting_args(l, 1);
-        let cfg = config(l);
-        let mut keep = cfg.encode_keep_buffer as c_int;
-        enum_option(l, 1, &mut keep, ON_OFF);
-        cfg.encode_keep_buffer = keep != 0;
+        enum_option(l, 1, &mut config(l).encode_keep_buffer, ON_OFF);
         1
     }
 }
@@ -207,10 +203,7 @@ unsafe extern "C-unwind" fn cfg_encode_invalid_numbers(l: State) -> c_int {
 unsafe extern "C-unwind" fn cfg_decode_invalid_numbers(l: State) -> c_int {
     unsafe {
         setting_args(l, 1);
-        let cfg = config(l);
-        let mut decode = cfg.decode_invalid_numbers as c_int;
-        enum_option(l, 1, &mut decode, ON_OFF);
-        cfg.decode_invalid_numbers = decode != 0;
+        enum_option(l, 1, &mut config(l).decode_invalid_numbers, ON_OFF);
         1
     }
 }
@@ -356,7 +349,7 @@ unsafe fn array_length(l: State, cfg: &Config) -> Result<Option<u64>, String> {
             && max > items * cfg.sparse_ratio as f64
             && max > cfg.sparse_safe as f64
         {
-            if !cfg.sparse_convert {
+            if cfg.sparse_convert == 0 {
                 return Err(cannot_serialise(l, -1, "excessively sparse array"));
             }
             return Ok(None);
@@ -692,7 +685,7 @@ unsafe extern "C-unwind" fn decode(l: State) -> c_int {
                 text: Vec::new(),
                 depth: 0,
                 max_depth: cfg.decode_max_depth,
-                invalid_numbers: cfg.decode_invalid_numbers,
+                invalid_numbers: cfg.decode_invalid_numbers != 0,
             };
             let first = parser.next();
             let result = push_value(l, &mut parser, first).and_then(|()| match parser.next() {

@@ -469,6 +469,6 @@ mod tests {
         );
         assert_eq!(packed(|o| encode_number(0.5, o)), [0xca, 0x3f, 0, 0, 0]);
         assert_eq!(packed(|o| encode_number(0.1, o))[0], 0xcb);
-        assert_eq!(packed(|o| encode_number(2f64.powi(63), o))[0], 0xcb);
+        assert_eq!(packed(|o| encode_number(2f64.powi(63), o))[0], 0xca);
     }
 }

@@ -38,7 +38,11 @@ struct Format<'a> {
     pos: usize,
 }
 
-impl Format<'_> {
+impl<'a> Format<'a> {
+    fn new(text: &'a [u8]) -> Format<'a> {
+        Format { text, pos: 0 }
+    }
+
     fn next(&mut self) -> Option<u8> {
         let c = self.text.get(self.pos).copied().filter(|&c| c != 0)?;
         self.pos += 1;
@@ -146,11 +150,7 @@ unsafe extern "C-unwind" fn pack(l: State) -> c_int {
 unsafe fn pack_inner(l: State) -> Result<Outcome, Outcome> {
     unsafe {
         let text = format_arg(l)?;
-        let mut format = Format {
-            text: &text,
-            pos: 0,
-        };
-        let mut header = Header::default();
+        let (mut format, mut header) = (Format::new(&text), Header::default());
         let mut arg: c_int = 2;
         let mut out = Vec::new();
         while let Some(opt) = format.next() {
@@ -255,11 +255,7 @@ unsafe fn unpack_inner(l: State) -> Result<Outcome, Outcome> {
             return Err(Outcome::ArgError(3, "offset must be 1 or greater".into()));
         }
         pos -= 1;
-        let mut format = Format {
-            text: &text,
-            pos: 0,
-        };
-        let mut header = Header::default();
+        let (mut format, mut header) = (Format::new(&text), Header::default());
         let mut results: c_int = 0;
         let too_short = || Outcome::ArgError(2, "data string too short".into());
         while let Some(opt) = format.next() {
@@ -338,11 +334,7 @@ unsafe extern "C-unwind" fn size(l: State) -> c_int {
 unsafe fn size_inner(l: State) -> Result<Outcome, Outcome> {
     unsafe {
         let text = format_arg(l)?;
-        let mut format = Format {
-            text: &text,
-            pos: 0,
-        };
-        let mut header = Header::default();
+        let (mut format, mut header) = (Format::new(&text), Header::default());
         let mut pos: usize = 0;
         while let Some(opt) = format.next() {
             let size = format.size_of(opt)?;
