@@ -68,7 +68,7 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, read_only: bool) ->
     };
     let name = std::str::from_utf8(&sha).unwrap_or_default();
     run_script(ctx, rules, name, None, |run, reply| {
-        engine.run_eval(&sha, run, keys, argv, reply)
+        engine.run_eval(&sha, name, run, keys, argv, reply)
     })
 }
 

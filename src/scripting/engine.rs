@@ -247,7 +247,7 @@ impl Sandbox {
 /// The EVAL side: its sandbox and the scripts compiled into it.
 pub struct Engine {
     sandbox: Sandbox,
-    scripts: HashMap<Sha, EvalScript>,
+    scripts: HashMap<Sha, EvalScript, foldhash::fast::RandomState>,
     /// Bytes of script bodies and digests, for INFO's `used_memory_scripts_eval`.
     scripts_bytes: usize,
     evicted: u64,
@@ -266,7 +266,7 @@ impl Engine {
         sandbox.protect_globals();
         Some(Engine {
             sandbox,
-            scripts: HashMap::new(),
+            scripts: HashMap::default(),
             scripts_bytes: 0,
             evicted: 0,
             clock: 0,
@@ -362,6 +362,7 @@ impl Engine {
     pub fn run_eval(
         &mut self,
         sha: &Sha,
+        name: &str,
         run: &mut RunCtx<'_>,
         keys: &[Bytes],
         argv: &[Bytes],
@@ -380,8 +381,7 @@ impl Engine {
                 lua_enablereadonlytable(l, LUA_GLOBALSINDEX, 1);
             }
         }
-        self.sandbox
-            .call(run, 0, &String::from_utf8_lossy(sha), reply)
+        self.sandbox.call(run, 0, name, reply)
     }
 
     pub fn memory(&self) -> u64 {
