@@ -76,6 +76,10 @@ pub fn execute_chained(
         client.close_after_reply = true;
         return None;
     }
+    if is_cross_protocol(&args[0]) {
+        refuse_cross_protocol(client, reply);
+        return None;
+    }
     let reply_start = reply.buf.len();
     let command = match check(server, client, args) {
         Ok(command) => command,
@@ -152,6 +156,36 @@ pub fn execute_chained(
     };
     finish_reply(client, reply, reply_start);
     ended
+}
+
+/// Whether a request is a line of HTTP (`POST ...`, `Host: ...`): a web page can make a
+/// browser send one to a server on localhost, with Redis commands in its body ("cross
+/// protocol scripting").
+fn is_cross_protocol(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")
+}
+
+/// Redis's `securityWarningCommand`: no reply, nothing more from this connection (not even
+/// the replies of the commands before it in the same read), the connection closed, and a
+/// warning at most once a minute.
+#[cold]
+fn refuse_cross_protocol(client: &mut Client, reply: &mut Reply) {
+    static LOGGED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = crate::util::now_ms() / 1000;
+    let logged_at = LOGGED_AT.load(Ordering::Relaxed);
+    if now.abs_diff(logged_at) > 60
+        && LOGGED_AT
+            .compare_exchange(logged_at, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: \
+             commands to Redis. This is likely due to an attacker attempting to use Cross \
+             Protocol Scripting to compromise your Redis instance. Connection aborted."
+        );
+    }
+    reply.clear();
+    client.close_after_reply = true;
 }
 
 /// The checks Redis makes before running or queuing a command; on failure, the command (if

@@ -260,3 +260,46 @@ def test_maxclients_follows_the_open_files_limit(tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert "maxclients has been reduced to 480 to compensate for low ulimit" in out
+
+
+def send_and_read_until_closed(port, payload):
+    """Sends raw bytes; returns everything the server sent before closing (or b"?" if the
+    connection was still open after 5 s)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(5)
+    s.sendall(payload)
+    received = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return received
+            received += chunk
+    except socket.timeout:
+        return received + b"?"
+    except ConnectionResetError:
+        return received
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("payload", [
+    # What a web page makes a browser send to 127.0.0.1:6379, commands in the body.
+    b"POST / HTTP/1.1\r\nHost: 127.0.0.1:6379\r\nContent-Length: 18\r\n\r\n\r\nSET pwned 1\r\n",
+    b"Host: x\r\nPING\r\nSET pwned 1\r\n",
+    b"*3\r\n$4\r\npost\r\n$1\r\n/\r\n$8\r\nHTTP/1.1\r\n*3\r\n$3\r\nSET\r\n$5\r\npwned\r\n$1\r\n1\r\n",
+])
+def test_http_requests_close_the_connection_without_reply(port, payload):
+    assert send_and_read_until_closed(port, payload) == b""
+    r = redis.Redis(port=port)
+    assert r.get("pwned") is None
+    assert r.ping()
+
+
+def test_post_in_a_pipeline_runs_nothing_after_it(port):
+    pipeline = b"SET a 1\r\nPOST / HTTP/1.1\r\nSET b 1\r\n"
+    assert send_and_read_until_closed(port, pipeline) == b""
+    r = redis.Redis(port=port)
+    assert (r.get("a"), r.get("b")) == (b"1", None)
+    assert r.ping()
