@@ -220,7 +220,6 @@ fn check<'s>(
         );
         return Err((Some(command), message));
     }
-    let flags = effective_flags(server, command, args);
     if client.multi.is_some() && command.flags & NO_MULTI != 0 {
         return Err((
             Some(command),
@@ -228,22 +227,24 @@ fn check<'s>(
         ));
     }
     acl::check_permissions(server, client, command, args).map_err(|e| (Some(command), e))?;
+    // A script's own flags are looked up only when a refusal could depend on them.
+    let flags = || effective_flags(server, command, args);
     let running = &server.scripts.running;
     if !running.is_timed_out()
         && out_of_memory(server)
-        && needs_memory(server, client, command, flags)
+        && needs_memory(server, client, command, flags())
     {
         return Err((
             Some(command),
             "OOM command not allowed when used memory > 'maxmemory'.".into(),
         ));
     }
-    if (flags & WRITE != 0 || command.name == "ping")
-        && let Some(message) = write_refusal(server)
+    if let Some(message) = write_refusal(server)
+        && (command.name == "ping" || flags() & WRITE != 0)
     {
         return Err((Some(command), message));
     }
-    if flags & WRITE != 0 && too_few_replicas(server) {
+    if too_few_replicas(server) && flags() & WRITE != 0 {
         return Err((Some(command), NOREPLICAS.into()));
     }
     if running.is_timed_out() && command.flags & ALLOW_BUSY == 0 {

@@ -270,7 +270,7 @@ unsafe fn command_args(l: State) -> Result<Vec<Bytes>, &'static [u8]> {
             return Err(b"Please specify at least one argument for this redis lib call");
         }
         // Every argument in one buffer: one allocation for the call, not one per argument.
-        let mut text = bytes::BytesMut::new();
+        let mut text = bytes::BytesMut::with_capacity(256);
         let mut ends = Vec::with_capacity(argc as usize);
         for i in 1..=argc {
             if lua_type(l, i) == LUA_TNUMBER {
