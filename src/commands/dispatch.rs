@@ -234,10 +234,7 @@ fn check<'s>(
         && out_of_memory(server)
         && needs_memory(server, client, command, flags())
     {
-        return Err((
-            Some(command),
-            "OOM command not allowed when used memory > 'maxmemory'.".into(),
-        ));
+        return Err((Some(command), OOM.into()));
     }
     if let Some(message) = write_refusal(server)
         && (command.name == "ping" || flags() & WRITE != 0)
@@ -262,6 +259,8 @@ fn write_refusal(server: &Server) -> Option<String> {
     Some(format!("MISCONF Errors writing to the AOF file: {error}"))
 }
 
+const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
 pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 
 /// `min-replicas-to-write` with `min-replicas-max-lag`: Oxidis has no replicas yet, so any
@@ -285,7 +284,7 @@ pub fn effective_flags(server: &Server, command: &Command, args: &[Bytes]) -> u3
 
 /// Whether `maxmemory` is set and exceeded. Nothing is evicted yet, so every policy behaves
 /// as `noeviction`.
-fn out_of_memory(server: &Server) -> bool {
+pub(super) fn out_of_memory(server: &Server) -> bool {
     let limit = server.config.int(crate::config::MAXMEMORY);
     limit > 0 && crate::alloc::allocated() as i64 > limit
 }
@@ -516,8 +515,7 @@ pub fn call_from_script(
         && server.config.int(crate::config::MAXMEMORY) > 0
         && command.flags & DENYOOM != 0
     {
-        let message = "-OOM command not allowed when used memory > 'maxmemory'.";
-        return refuse(Some(command), message.into());
+        return refuse(Some(command), format!("-{OOM}"));
     }
     if write {
         rules.wrote = true;
@@ -525,11 +523,6 @@ pub fn call_from_script(
     }
     call(server, client, reply, command, args, Ticks::now());
     Ok(())
-}
-
-/// Whether `maxmemory` is set and exceeded (for a script's `oom_at_start`).
-pub fn over_maxmemory(server: &Server) -> bool {
-    out_of_memory(server)
 }
 
 /// Serves clients blocked on keys that received data, oldest first, by running each one's

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::dispatch::over_maxmemory;
+use super::dispatch::{NOREPLICAS, out_of_memory, too_few_replicas};
 use super::{CmdResult, Ctx, Error, NOT_INTEGER, ScriptRules, propagate, reply_help};
 use crate::client::{Client, ClientHandle};
 use crate::protocol::{Protocol, Reply};
@@ -36,13 +36,7 @@ pub fn evalsha_ro(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// Redis's `evalGenericCommand`.
 fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, read_only: bool) -> CmdResult {
     let server = ctx.server;
-    // Fed here, before its commands, so that MONITOR shows them after it (EVAL itself skips
-    // MONITOR in `call`).
-    if server.monitors.is_active() {
-        server
-            .monitors
-            .feed(ctx.client.db, &ctx.client.handle.addr, args);
-    }
+    feed_monitors(ctx, args);
     if by_sha && args[1].len() != 40 {
         return Err(NOSCRIPT.into());
     }
@@ -58,18 +52,20 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, read_only: bool) ->
     } else {
         create_script(server, engine, &args[1], false)?
     };
-    prepare(server, declared, read_only)?;
-    let compat = declared & flags::EVAL_COMPAT != 0;
-    let rules = ScriptRules {
-        read_only: read_only || (!compat && declared & flags::NO_WRITES != 0),
-        allow_oom: !compat && declared & flags::ALLOW_OOM != 0,
-        oom_at_start: over_maxmemory(server),
-        wrote: false,
-    };
+    let rules = prepare(server, declared, read_only)?;
     let name = std::str::from_utf8(&sha).unwrap_or_default();
     run_script(ctx, rules, name, None, |run, reply| {
         engine.run_eval(&sha, name, run, keys, argv, reply)
     })
+}
+
+/// Feeds an EVAL or FCALL to MONITOR before the commands it runs, so that they show after it
+/// (the command itself skips MONITOR in `call`).
+fn feed_monitors(ctx: &Ctx, args: &[Bytes]) {
+    let monitors = &ctx.server.monitors;
+    if monitors.is_active() {
+        monitors.feed(ctx.client.db, &ctx.client.handle.addr, args);
+    }
 }
 
 /// KEYS and ARGV of an EVAL or FCALL with `numkeys` keys.
@@ -94,11 +90,7 @@ pub fn fcall_ro(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// Redis's `fcallCommandGeneric`.
 fn fcall_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) -> CmdResult {
     let server = ctx.server;
-    if server.monitors.is_active() {
-        server
-            .monitors
-            .feed(ctx.client.db, &ctx.client.handle.addr, args);
-    }
+    feed_monitors(ctx, args);
     let mut guard = server.scripts.functions(server);
     let functions = guard.as_mut().ok_or(Error::from(LUA_FAILED))?;
     let (name, declared) = match functions.function(&args[1]) {
@@ -107,13 +99,7 @@ fn fcall_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) -> CmdResult {
     };
     let numkeys = parse_i64(&args[2]).ok_or(Error::from("ERR Bad number of keys provided"))?;
     let (keys, argv) = split_keys(args, numkeys)?;
-    prepare(server, declared, read_only)?;
-    let rules = ScriptRules {
-        read_only: read_only || declared & flags::NO_WRITES != 0,
-        allow_oom: declared & flags::ALLOW_OOM != 0,
-        oom_at_start: over_maxmemory(server),
-        wrote: false,
-    };
+    let rules = prepare(server, declared, read_only)?;
     let outcome = run_script(ctx, rules, &name, Some(args), |run, reply| {
         functions.call(&args[1], run, keys, argv, reply)
     });
@@ -143,12 +129,13 @@ fn create_script(
     Ok((sha, declared))
 }
 
-/// Redis's `scriptPrepareForRun`: refusals that depend on the script's declared flags.
-fn prepare(server: &Server, declared: u8, read_only: bool) -> CmdResult {
-    if declared & flags::EVAL_COMPAT != 0 {
-        return Ok(());
-    }
-    if declared & flags::NO_WRITES == 0 {
+/// Redis's `scriptPrepareForRun`: refusals that depend on the script's declared flags, and
+/// the rules the commands it calls run under. An EVAL script without a shebang (EVAL_COMPAT)
+/// declares nothing: only the command it is run with can make it read-only.
+fn prepare(server: &Server, declared: u8, read_only: bool) -> Result<ScriptRules, Error> {
+    let compat = declared & flags::EVAL_COMPAT != 0;
+    let oom = out_of_memory(server);
+    if !compat && declared & flags::NO_WRITES == 0 {
         if server.snapshots.refuses_writes(&server.config) {
             return Err(
                 "MISCONF Redis is configured to save RDB snapshots, but it's currently \
@@ -168,15 +155,23 @@ fn prepare(server: &Server, declared: u8, read_only: bool) -> CmdResult {
         if read_only {
             return Err("ERR Can not execute a script with write flag using *_ro command.".into());
         }
+        if too_few_replicas(server) {
+            return Err(NOREPLICAS.into());
+        }
     }
-    if over_maxmemory(server) && declared & (flags::ALLOW_OOM | flags::NO_WRITES) == 0 {
+    if !compat && oom && declared & (flags::ALLOW_OOM | flags::NO_WRITES) == 0 {
         return Err(
             "OOM allow-oom flag is not set on the script, can not run it when used \
                     memory > 'maxmemory'"
                 .into(),
         );
     }
-    Ok(())
+    Ok(ScriptRules {
+        read_only: read_only || (!compat && declared & flags::NO_WRITES != 0),
+        allow_oom: !compat && declared & flags::ALLOW_OOM != 0,
+        oom_at_start: oom,
+        wrote: false,
+    })
 }
 
 /// Runs a script for the caller: sets up the script's client (the caller's user and

@@ -212,11 +212,7 @@ pub unsafe fn write_value(
 /// `l` is a live state with a table at `idx`.
 pub unsafe fn table_error(l: State, idx: c_int) -> Option<ReturnedError> {
     unsafe {
-        let idx = if idx < 0 {
-            lua_gettop(l) + idx + 1
-        } else {
-            idx
-        };
+        let idx = absolute(l, idx);
         if raw_get_field(l, idx, c"err") != LUA_TSTRING {
             lua_pop(l, 1);
             return None;

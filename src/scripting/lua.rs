@@ -103,6 +103,18 @@ pub unsafe fn push_str(l: State, text: &str) {
     unsafe { push_bytes(l, text.as_bytes()) };
 }
 
+/// `idx` counted from the bottom of the stack, so it stays valid as values are pushed.
+///
+/// # Safety
+/// `l` is a live state; `idx` a valid stack index (not a pseudo-index).
+pub unsafe fn absolute(l: State, idx: c_int) -> c_int {
+    if idx < 0 {
+        unsafe { lua_gettop(l) + idx + 1 }
+    } else {
+        idx
+    }
+}
+
 /// Sets `t[name] = v` for the table at `idx` (not a pseudo-index), popping `v`, without
 /// metamethods.
 ///
@@ -110,11 +122,7 @@ pub unsafe fn push_str(l: State, text: &str) {
 /// `l` is a live state, `idx` a table, a value on top.
 pub unsafe fn raw_set_field(l: State, idx: c_int, name: &CStr) {
     unsafe {
-        let idx = if idx < 0 {
-            lua_gettop(l) + idx + 1
-        } else {
-            idx
-        };
+        let idx = absolute(l, idx);
         lua_pushstring_(l, name.as_ptr());
         lua_insert(l, -2);
         lua_rawset(l, idx);
@@ -127,11 +135,7 @@ pub unsafe fn raw_set_field(l: State, idx: c_int, name: &CStr) {
 /// `l` is a live state, `idx` a table.
 pub unsafe fn raw_get_field(l: State, idx: c_int, name: &CStr) -> c_int {
     unsafe {
-        let idx = if idx < 0 {
-            lua_gettop(l) + idx + 1
-        } else {
-            idx
-        };
+        let idx = absolute(l, idx);
         lua_pushstring_(l, name.as_ptr());
         lua_rawget_(l, idx);
         lua_type(l, -1)

@@ -620,6 +620,18 @@ impl Parser<'_> {
         }
     }
 
+    /// After an object's or array's item: the next item's first token, or None at `end`.
+    fn next_item(&mut self, end: Token, what: &str) -> Result<Option<(Token, usize)>, String> {
+        let token = self.next();
+        if token.0 == end {
+            return Ok(None);
+        }
+        if token.0 != Token::Comma {
+            return Err(expected(what, token));
+        }
+        Ok(Some(self.next()))
+    }
+
     fn hex4(&self, at: usize) -> Option<u32> {
         let mut value = 0;
         for i in 0..4 {
@@ -730,51 +742,33 @@ unsafe fn push_value(l: State, parser: &mut Parser, token: (Token, usize)) -> Re
             Token::ObjectBegin => {
                 descend(l, parser, 3)?;
                 lua_createtable(l, 0, 0);
-                let mut token = parser.next();
-                if token.0 != Token::ObjectEnd {
-                    loop {
-                        if token.0 != Token::String {
-                            return Err(expected("object key string", token));
-                        }
-                        push_bytes(l, &parser.text);
-                        let colon = parser.next();
-                        if colon.0 != Token::Colon {
-                            return Err(expected("colon", colon));
-                        }
-                        let value = parser.next();
-                        push_value(l, parser, value)?;
-                        lua_rawset(l, -3);
-                        token = parser.next();
-                        if token.0 == Token::ObjectEnd {
-                            break;
-                        }
-                        if token.0 != Token::Comma {
-                            return Err(expected("comma or object end", token));
-                        }
-                        token = parser.next();
+                let mut item = Some(parser.next()).filter(|t| t.0 != Token::ObjectEnd);
+                while let Some(key) = item {
+                    if key.0 != Token::String {
+                        return Err(expected("object key string", key));
                     }
+                    push_bytes(l, &parser.text);
+                    let colon = parser.next();
+                    if colon.0 != Token::Colon {
+                        return Err(expected("colon", colon));
+                    }
+                    let value = parser.next();
+                    push_value(l, parser, value)?;
+                    lua_rawset(l, -3);
+                    item = parser.next_item(Token::ObjectEnd, "comma or object end")?;
                 }
                 parser.depth -= 1;
             }
             Token::ArrayBegin => {
                 descend(l, parser, 2)?;
                 lua_createtable(l, 0, 0);
-                let mut token = parser.next();
-                if token.0 != Token::ArrayEnd {
-                    let mut i: c_int = 1;
-                    loop {
-                        push_value(l, parser, token)?;
-                        lua_rawseti_(l, -2, i);
-                        i = i.wrapping_add(1);
-                        token = parser.next();
-                        if token.0 == Token::ArrayEnd {
-                            break;
-                        }
-                        if token.0 != Token::Comma {
-                            return Err(expected("comma or array end", token));
-                        }
-                        token = parser.next();
-                    }
+                let mut item = Some(parser.next()).filter(|t| t.0 != Token::ArrayEnd);
+                let mut i: c_int = 1;
+                while let Some(value) = item {
+                    push_value(l, parser, value)?;
+                    lua_rawseti_(l, -2, i);
+                    i = i.wrapping_add(1);
+                    item = parser.next_item(Token::ArrayEnd, "comma or array end")?;
                 }
                 parser.depth -= 1;
             }
