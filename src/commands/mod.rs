@@ -5,6 +5,7 @@
 
 pub mod acl;
 mod args;
+mod bitmaps;
 mod command;
 mod config;
 mod connection;

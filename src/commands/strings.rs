@@ -1,4 +1,4 @@
-//! String commands (Redis's t_string.c), plus GETBIT/SETBIT which string tests rely on.
+//! String commands (Redis's t_string.c); the bit commands are in `bitmaps.rs`.
 
 use bytes::Bytes;
 
@@ -683,72 +683,5 @@ pub fn lcs(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     } else {
         ctx.reply.bulk(&result);
     }
-    Ok(())
-}
-
-/// Redis's bit offset rule: 0 to 2^32-1 (proto-max-bulk-len permitting).
-fn bit_offset(ctx: &Ctx, arg: &[u8]) -> Result<usize, Error> {
-    const ERR: &str = "ERR bit offset is not an integer or out of range";
-    let offset = crate::util::parse_i64(arg)
-        .filter(|o| *o >= 0)
-        .ok_or(Error::from(ERR))? as u64;
-    let max = ctx.server.config.int(config::PROTO_MAX_BULK_LEN) as u64;
-    if offset >> 3 >= max {
-        Err(ERR.into())
-    } else {
-        Ok(offset as usize)
-    }
-}
-
-pub fn getbit(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let offset = bit_offset(ctx, &args[2])?;
-    let db = ctx.db();
-    let mut locked = db.lock(&args[1]);
-    let bit = match string_mut(&mut locked, &args[1])? {
-        Some(s) => {
-            let mut scratch = itoa::Buffer::new();
-            let data = s.bytes(&mut scratch);
-            data.get(offset >> 3)
-                .map_or(0, |byte| (byte >> (7 - (offset & 7))) & 1)
-        }
-        None => 0,
-    };
-    ctx.reply.int(bit as i64);
-    Ok(())
-}
-
-pub fn setbit(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let offset = bit_offset(ctx, &args[2])?;
-    let on = match &args[3][..] {
-        b"1" => true,
-        b"0" => false,
-        _ => return Err("ERR bit is not an integer or out of range".into()),
-    };
-    let key = &args[1];
-    let db = ctx.db();
-    let mut locked = db.lock(key);
-    let byte = offset >> 3;
-    let raw = match string_mut(&mut locked, key)? {
-        Some(s) => s.make_raw(),
-        None => locked
-            .insert_new(key, Value::Str(Str::Raw(Box::default())))
-            .value
-            .as_str_mut()
-            .expect("just inserted a string")
-            .make_raw(),
-    };
-    if raw.len() <= byte {
-        raw.resize(byte + 1, 0);
-    }
-    let mask = 1u8 << (7 - (offset & 7));
-    let old = (raw[byte] & mask != 0) as i64;
-    if on {
-        raw[byte] |= mask;
-    } else {
-        raw[byte] &= !mask;
-    }
-    drop(locked);
-    ctx.modified(key, Class::String, "setbit");
-    ctx.reply.int(old);
     Ok(())
 }

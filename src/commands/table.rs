@@ -8,9 +8,9 @@ use bytes::Bytes;
 
 use super::meta::{self, CommandSpec, flag_bit};
 use super::{
-    CmdResult, Ctx, Handler, acl, command, config, connection, hashes, keys, lists, memory,
-    persistence, printable, pubsub, scripting, server, sets, sort, spec, strings, transactions,
-    zsets,
+    CmdResult, Ctx, Handler, acl, bitmaps, command, config, connection, hashes, keys, lists,
+    memory, persistence, printable, pubsub, scripting, server, sets, sort, spec, strings,
+    transactions, zsets,
 };
 use crate::client::Queued;
 use crate::util::counter::Counter;
@@ -236,8 +236,14 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("setrange", ByKeys, strings::setrange),
         ("strlen", ByKeys, strings::strlen),
         ("substr", ByKeys, strings::getrange),
-        ("getbit", ByKeys, strings::getbit),
-        ("setbit", ByKeys, strings::setbit),
+        // bitmaps
+        ("bitcount", ByKeys, bitmaps::bitcount),
+        ("bitfield", ByKeys, bitmaps::bitfield),
+        ("bitfield_ro", ByKeys, bitmaps::bitfield_ro),
+        ("bitop", ByKeys, bitmaps::bitop),
+        ("bitpos", ByKeys, bitmaps::bitpos),
+        ("getbit", ByKeys, bitmaps::getbit),
+        ("setbit", ByKeys, bitmaps::setbit),
         // hashes
         ("hdel", ByKeys, hashes::hdel),
         ("hexists", ByKeys, hashes::hexists),
