@@ -11,6 +11,7 @@ mod config;
 mod connection;
 mod dispatch;
 mod hashes;
+mod hyperloglog;
 mod keys;
 mod lists;
 mod memory;
@@ -97,6 +98,14 @@ impl<'a> Ctx<'a> {
             .store
             .notifier
             .modified(self.client.db, key, class, event);
+    }
+
+    /// A change with no keyspace event (see `Notifier::modified_quietly`).
+    pub fn modified_quietly(&self, key: &[u8]) {
+        self.server
+            .store
+            .notifier
+            .modified_quietly(self.client.db, key);
     }
 
     /// Asks to wait until one of `keys` gets data (0: no deadline). The caller has found

@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::meta::{self, CommandSpec, flag_bit};
 use super::{
-    CmdResult, Ctx, Handler, acl, bitmaps, command, config, connection, hashes, keys, lists,
-    memory, persistence, printable, pubsub, scripting, server, sets, sort, spec, strings,
+    CmdResult, Ctx, Handler, acl, bitmaps, command, config, connection, hashes, hyperloglog, keys,
+    lists, memory, persistence, printable, pubsub, scripting, server, sets, sort, spec, strings,
     transactions, zsets,
 };
 use crate::client::Queued;
@@ -244,6 +244,12 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("bitpos", ByKeys, bitmaps::bitpos),
         ("getbit", ByKeys, bitmaps::getbit),
         ("setbit", ByKeys, bitmaps::setbit),
+        // HyperLogLog
+        ("pfadd", ByKeys, hyperloglog::pfadd),
+        ("pfcount", ByKeys, hyperloglog::pfcount),
+        ("pfdebug", ByKeys, hyperloglog::pfdebug),
+        ("pfmerge", ByKeys, hyperloglog::pfmerge),
+        ("pfselftest", ByKeys, hyperloglog::pfselftest),
         // hashes
         ("hdel", ByKeys, hashes::hdel),
         ("hexists", ByKeys, hashes::hexists),

@@ -2,6 +2,7 @@
 
 pub mod dict;
 pub mod hash;
+pub mod hll;
 mod key;
 pub mod keyspace;
 pub mod list;

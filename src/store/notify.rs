@@ -59,6 +59,14 @@ impl Notifier {
         self.touched(db, key, class, event);
     }
 
+    /// A change that sends no keyspace event and wakes no one: PFCOUNT caching its count,
+    /// PFDEBUG changing an HLL's encoding. Redis signals the key to WATCH and counts the
+    /// change (so it is saved and logged), nothing more.
+    pub fn modified_quietly(&self, db: usize, key: &[u8]) {
+        self.dirty.fetch_add(1, Ordering::Relaxed);
+        self.watches.touch(db, key, false);
+    }
+
     /// What every change sets off, counted as a change to save or not.
     fn touched(&self, db: usize, key: &[u8], class: Class, event: &str) {
         self.notify(db, key, class, event);
