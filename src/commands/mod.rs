@@ -10,6 +10,7 @@ mod command;
 mod config;
 mod connection;
 mod dispatch;
+mod geo;
 mod hashes;
 mod hyperloglog;
 mod keys;

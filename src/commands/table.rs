@@ -8,9 +8,9 @@ use bytes::Bytes;
 
 use super::meta::{self, CommandSpec, flag_bit};
 use super::{
-    CmdResult, Ctx, Handler, acl, bitmaps, command, config, connection, hashes, hyperloglog, keys,
-    lists, memory, persistence, printable, pubsub, scripting, server, sets, sort, spec, strings,
-    transactions, zsets,
+    CmdResult, Ctx, Handler, acl, bitmaps, command, config, connection, geo, hashes, hyperloglog,
+    keys, lists, memory, persistence, printable, pubsub, scripting, server, sets, sort, spec,
+    strings, transactions, zsets,
 };
 use crate::client::Queued;
 use crate::util::counter::Counter;
@@ -244,6 +244,17 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("bitpos", ByKeys, bitmaps::bitpos),
         ("getbit", ByKeys, bitmaps::getbit),
         ("setbit", ByKeys, bitmaps::setbit),
+        // geo
+        ("geoadd", ByKeys, geo::geoadd),
+        ("geodist", ByKeys, geo::geodist),
+        ("geohash", ByKeys, geo::geohash),
+        ("geopos", ByKeys, geo::geopos),
+        ("georadius", ByKeys, geo::georadius),
+        ("georadius_ro", ByKeys, geo::georadius_ro),
+        ("georadiusbymember", ByKeys, geo::georadiusbymember),
+        ("georadiusbymember_ro", ByKeys, geo::georadiusbymember_ro),
+        ("geosearch", ByKeys, geo::geosearch),
+        ("geosearchstore", ByKeys, geo::geosearchstore),
         // HyperLogLog
         ("pfadd", ByKeys, hyperloglog::pfadd),
         ("pfcount", ByKeys, hyperloglog::pfcount),

@@ -134,7 +134,11 @@ impl Reply {
     }
 
     pub fn double(&mut self, value: f64) {
-        let text = format_double(value);
+        self.double_text(&format_double(value));
+    }
+
+    /// A double already printed: a RESP3 double, or a bulk string in RESP2.
+    pub fn double_text(&mut self, text: &str) {
         if self.is_resp3() {
             self.buf.push(b',');
             self.buf.extend_from_slice(text.as_bytes());

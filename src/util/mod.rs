@@ -2,13 +2,17 @@
 
 pub mod clock;
 pub mod counter;
+pub mod geohash;
 mod glob;
 pub mod histogram;
 mod number;
 
 pub use clock::{now_ms, now_us};
 pub use glob::glob_match;
-pub use number::{format_double, format_human_double, parse_f64, parse_i64};
+pub use number::{
+    format_double, format_fixed4, format_human_double, format_long_double_human, parse_f64,
+    parse_i64,
+};
 
 /// Asks the CPU to start loading the cache line at `address`. Only a hint: any address may be
 /// given, and nothing is read.

@@ -151,6 +151,21 @@ pub fn format_human_double(value: f64) -> String {
     if text == "-0" { "0".into() } else { text }
 }
 
+/// A double as Redis's `addReplyHumanLongDouble` prints it: its exact value to 17 decimals
+/// (`%.17Lf`), trailing zeros removed (GEOPOS coordinates).
+pub fn format_long_double_human(value: f64) -> String {
+    trim_fraction(&format!("{value:.17}")).to_owned()
+}
+
+/// `value` rounded to 4 decimals, ties to even, always with 4 digits after the point (Redis's
+/// `fixedpoint_d2string`, which geo distances go through).
+pub fn format_fixed4(value: f64) -> String {
+    let scaled = (value * 10_000.0).round_ties_even() as i64;
+    let sign = if scaled < 0 { "-" } else { "" };
+    let abs = scaled.unsigned_abs();
+    format!("{sign}{}.{:04}", abs / 10_000, abs % 10_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
