@@ -557,6 +557,8 @@ fn bitfield_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) -> CmdResult
                 replies.push(Some(old as i64));
                 continue;
             }
+            // Redis reads an unsigned field's new value as unsigned: -1 is 2^64-1.
+            FieldOp::Set(value) if !ty.signed => (ty.fit(value as u64 as i128, f.overflow), false),
             FieldOp::Set(value) => (ty.fit(value as i128, f.overflow), false),
             FieldOp::IncrBy(by) => (ty.fit(old + by as i128, f.overflow), true),
         };
