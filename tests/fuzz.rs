@@ -2,7 +2,7 @@
 //! in the repository, then pseudo-random inputs from a fixed seed, so a failure can be
 //! replayed. A panic anywhere fails the test.
 
-use oxidis::fuzzing::{CommandFuzzer, ScriptFuzzer, parse_requests};
+use oxidis::fuzzing::{CommandFuzzer, ScriptFuzzer, hll_payload, parse_requests};
 
 /// SplitMix64: a fixed, seedable stream for the generated inputs.
 fn generator(mut seed: u64) -> impl FnMut() -> u64 {
@@ -105,5 +105,31 @@ fn scripts_and_their_libraries_survive_their_corpus_and_random_input() {
         let len = (next() % 96) as usize;
         let input: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         fuzzer.run(&input);
+    }
+}
+
+#[test]
+fn hll_payloads_survive_their_corpus_and_mutations() {
+    let inputs = corpus("hll");
+    for input in &inputs {
+        hll_payload(input);
+    }
+    // Real HLLs (sparse and dense, written by redis-server) with a few bytes changed, cut or
+    // extended: the damage Redis's own corrupt-HLL tests make.
+    let mut next = generator(0x4b11_0000);
+    for _ in 0..20_000 {
+        let mut input = inputs[(next() as usize) % inputs.len()].clone();
+        for _ in 0..=(next() % 4) {
+            match next() % 6 {
+                0 => input.truncate((next() as usize) % (input.len() + 1)),
+                1 => input.push(next() as u8),
+                _ if input.len() > 1 => {
+                    let at = 1 + (next() as usize) % (input.len() - 1);
+                    input[at] = next() as u8;
+                }
+                _ => {}
+            }
+        }
+        hll_payload(&input);
     }
 }
