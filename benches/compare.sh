@@ -7,6 +7,10 @@
 # Every redis-benchmark test runs in three variants (VARIANTS, default all): `base` (3-byte
 # values, one key), `1KB` (1024-byte values) and `rand` (keys drawn from 100,000 with -r).
 # EVALSHA rows (SCRIPTS, default all) run a read, a counter and a lock script by digest.
+# Bitmap, HyperLogLog and geo rows (FAMILIES, default all) read data benches/families_setup.py
+# writes beforehand: BITCOUNT of a 1 MB bitmap, BITOP AND of two, PFADD of 10 random elements,
+# PFCOUNT of one key (its cached count) and of three (a merge), GEOADD of random points, and
+# GEOSEARCH of a 2 km radius among 100,000 points, nearest first.
 # Usage: benches/compare.sh [rounds] [requests]    Needs redis-server and redis-benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,7 @@ tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 LRANGE_600 HS
 variants=(${VARIANTS:-base 1KB rand})
 # Lua scripts run by EVALSHA (SCRIPTS="" leaves them out).
 scripts=(${SCRIPTS-EVALSHA_GET EVALSHA_INCR EVALSHA_LOCK})
+families=(${FAMILIES-BITCOUNT_1MB BITOP_AND_1MB PFADD_10 PFCOUNT_1 PFCOUNT_3 GEOADD GEOSEARCH_100K})
 pipelines=(1 16)
 cargo build --release --quiet
 source benches/lib.sh
@@ -102,6 +107,32 @@ evalsha() {
     sha=$(redis-cli -p "$port" script load "$(script_body "$name")")
     before=$(cpu_us "$pid")
     read -r rps p99 < <(bench "$port" "$n" "$p" -r 100000 evalsha "$sha" 1 'key:__rand_int__' token)
+    after=$(cpu_us "$pid")
+    python3 -c "print($rps, ($after-$before)/$n, $p99)"
+}
+
+# family_args NAME -> "requests_divisor command..." of a bitmap, HyperLogLog or geo row
+family_args() {
+    local r=__rand_int__
+    case $1 in
+        BITCOUNT_1MB) echo 20 bitcount bm1 ;;
+        BITOP_AND_1MB) echo 40 bitop and bm3 bm1 bm2 ;;
+        PFADD_10) echo 1 pfadd hll4 $r $r $r $r $r $r $r $r $r $r ;;
+        PFCOUNT_1) echo 1 pfcount hll1 ;;
+        PFCOUNT_3) echo 10 pfcount hll1 hll2 hll3 ;;
+        GEOADD) echo 1 geoadd pts2 13.$r 52.$r p:$r ;;
+        GEOSEARCH_100K) echo 10 geosearch pts fromlonlat 13.4 52.5 byradius 2 km asc ;;
+    esac
+}
+
+# family NAME PIPELINE PORT PID -> "rps cpu_us_per_request p99_us" (data set up beforehand;
+# the heavier commands send fewer requests).
+family() {
+    local p=$2 port=$3 pid=$4 before after rps p99
+    local args=($(family_args "$1"))
+    local n=$(((requests * p / 2 > requests ? requests * p / 2 : requests) / args[0]))
+    before=$(cpu_us "$pid")
+    read -r rps p99 < <(bench "$port" "$n" "$p" -r 1000000 "${args[@]:1}")
     after=$(cpu_us "$pid")
     python3 -c "print($rps, ($after-$before)/$n, $p99)"
 }
@@ -210,6 +241,15 @@ done
 for s in "${scripts[@]}"; do
     for p in "${pipelines[@]}"; do
         row "$s" "$p" evalsha "$s" "$p"
+    done
+done
+if [ ${#families[@]} -gt 0 ]; then
+    python3 benches/families_setup.py "$redis_port"
+    python3 benches/families_setup.py "$oxidis_port"
+fi
+for f in "${families[@]}"; do
+    for p in "${pipelines[@]}"; do
+        row "$f" "$p" family "$f" "$p"
     done
 done
 row SET_IDLE1000 16 idle

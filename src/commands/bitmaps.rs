@@ -266,9 +266,28 @@ fn first_bit_between(data: &[u8], first: u64, last: u64, bit: bool) -> Option<u6
     (pos <= last).then_some(pos)
 }
 
-/// Combines `src` into `acc` with `op`, a word at a time; `acc` is at least as long as `src`,
-/// and its bytes past `src` are left to the caller.
-fn combine(op: fn(u64, u64) -> u64, acc: &mut [u8], src: &[u8]) {
+#[derive(Clone, Copy, PartialEq)]
+enum BitOp {
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
+/// Combines `src` into `acc` a word at a time; `acc` is at least as long as `src`, and its
+/// bytes past `src` are left to the caller. One copy of the loop per operation, each inlined
+/// and vectorised by the compiler (through a function pointer it ran at half Redis's speed).
+fn combine(op: BitOp, acc: &mut [u8], src: &[u8]) {
+    match op {
+        BitOp::And => combine_with(acc, src, |a, s| a & s),
+        BitOp::Or => combine_with(acc, src, |a, s| a | s),
+        BitOp::Xor => combine_with(acc, src, |a, s| a ^ s),
+        BitOp::Not => combine_with(acc, src, |_, s| !s),
+    }
+}
+
+#[inline(always)]
+fn combine_with(acc: &mut [u8], src: &[u8], op: impl Fn(u64, u64) -> u64) {
     let acc = &mut acc[..src.len()];
     let mut acc_words = acc.chunks_exact_mut(8);
     let mut src_words = src.chunks_exact(8);
@@ -289,19 +308,18 @@ fn combine(op: fn(u64, u64) -> u64, acc: &mut [u8], src: &[u8]) {
 }
 
 pub fn bitop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    type Op = fn(u64, u64) -> u64;
-    let ops: [(&str, Op); 4] = [
-        ("and", |a, s| a & s),
-        ("or", |a, s| a | s),
-        ("xor", |a, s| a ^ s),
-        // NOT has one source: it is inverted in place below.
-        ("not", |a, _| a),
+    let ops = [
+        ("and", BitOp::And),
+        ("or", BitOp::Or),
+        ("xor", BitOp::Xor),
+        ("not", BitOp::Not),
     ];
-    let (name, op) = *ops
+    let op = ops
         .iter()
         .find(|(name, _)| eq_ignore_case(&args[1], name))
-        .ok_or(Error::from(SYNTAX))?;
-    if name == "not" && args.len() != 4 {
+        .ok_or(Error::from(SYNTAX))?
+        .1;
+    if op == BitOp::Not && args.len() != 4 {
         return Err("ERR BITOP NOT must be called with a single source key.".into());
     }
     let db = ctx.db();
@@ -313,24 +331,27 @@ pub fn bitop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         lengths.push(with_bytes(ctx, key, |data| data.map_or(0, <[u8]>::len))?);
     }
     let longest = lengths.iter().copied().max().unwrap_or(0);
-    let mut result = vec![0u8; longest];
+    let mut result = Vec::with_capacity(longest);
     for (i, key) in sources.iter().enumerate() {
         with_bytes(ctx, key, |data| {
             let data = data.unwrap_or_default();
-            if i == 0 {
-                result[..data.len()].copy_from_slice(data);
-            } else {
-                combine(op, &mut result, data);
+            match (i, op) {
+                // NOT has one source, as long as the result.
+                (0, BitOp::Not) => {
+                    result.resize(longest, 0);
+                    combine(op, &mut result, data);
+                }
+                (0, _) => {
+                    result.extend_from_slice(data);
+                    result.resize(longest, 0);
+                }
+                _ => combine(op, &mut result, data),
             }
         })?;
         // Shorter sources are zero-padded: AND clears the rest.
-        if i > 0 && name == "and" {
+        if i > 0 && op == BitOp::And {
             result[lengths[i]..].fill(0);
         }
-    }
-    if name == "not" {
-        // A plain loop over bytes that the compiler turns into vector instructions.
-        result.iter_mut().for_each(|b| *b = !*b);
     }
     let dst = &args[2];
     let mut locked = db.lock(dst);

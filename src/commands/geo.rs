@@ -3,17 +3,14 @@
 
 use bytes::Bytes;
 
-use super::{CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, SYNTAX, typed_mut, zsets};
+use super::zsets::{self, zset_mut};
+use super::{CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, SYNTAX};
 use crate::store::zset::ZsetLimits;
-use crate::store::{Class, Locked, Value, Zset};
+use crate::store::{Class, Value, Zset};
 use crate::util::geohash::{self, Extent, Shape};
 use crate::util::{eq_ignore_case, format_fixed4, format_long_double_human, parse_f64, parse_i64};
 
 const BAD_MEMBER: &str = "ERR could not decode requested zset member";
-
-fn zset_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Zset>, Error> {
-    typed_mut(locked, key, Value::as_zset_mut)
-}
 
 /// A longitude and latitude argument pair within Redis's limits.
 fn lon_lat(args: &[Bytes]) -> Result<(f64, f64), Error> {
@@ -38,35 +35,21 @@ fn unit(arg: &[u8]) -> Result<f64, Error> {
         ))
 }
 
-fn non_negative(
-    arg: &[u8],
-    not_numeric: &'static str,
-    negative: &'static str,
-) -> Result<f64, Error> {
-    let n = parse_f64(arg).ok_or(Error::from(not_numeric))?;
-    if n < 0.0 {
-        return Err(negative.into());
-    }
-    Ok(n)
-}
-
 /// A radius and its unit.
 fn radius(args: &[Bytes]) -> Result<(Extent, f64), Error> {
-    let r = non_negative(
-        &args[0],
-        "ERR need numeric radius",
-        "ERR radius cannot be negative",
-    )?;
+    let r = parse_f64(&args[0]).ok_or(Error::from("ERR need numeric radius"))?;
+    if r < 0.0 {
+        return Err("ERR radius cannot be negative".into());
+    }
     Ok((Extent::Radius(r), unit(&args[1])?))
 }
 
 /// A box's width, height and unit.
 fn boxed(args: &[Bytes]) -> Result<(Extent, f64), Error> {
-    let negative = "ERR height or width cannot be negative";
     let width = parse_f64(&args[0]).ok_or(Error::from("ERR need numeric width"))?;
     let height = parse_f64(&args[1]).ok_or(Error::from("ERR need numeric height"))?;
     if width < 0.0 || height < 0.0 {
-        return Err(negative.into());
+        return Err("ERR height or width cannot be negative".into());
     }
     Ok((Extent::Box { width, height }, unit(&args[2])?))
 }

@@ -21,7 +21,10 @@ fn limits(ctx: &Ctx) -> ZsetLimits {
     ZsetLimits::from_config(&ctx.server.config)
 }
 
-fn zset_mut<'a>(locked: &'a mut Locked, key: &[u8]) -> Result<Option<&'a mut Zset>, Error> {
+pub(super) fn zset_mut<'a>(
+    locked: &'a mut Locked,
+    key: &[u8],
+) -> Result<Option<&'a mut Zset>, Error> {
     typed_mut(locked, key, Value::as_zset_mut)
 }
 

@@ -1,0 +1,42 @@
+"""Fills a server with the data the bitmap, HyperLogLog and geo rows read, outside the
+measurement: two 1 MB bitmaps, three dense HLLs, and 100,000 points around Berlin.
+
+Usage: python3 benches/families_setup.py PORT
+Raw RESP over a socket, so it needs nothing beyond Python."""
+import random
+import socket
+import sys
+
+
+def command(*args):
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(parts)
+
+
+def run(sock, commands):
+    """Sends the commands in one write and reads one reply line per command (none of them
+    gets a multi-line reply)."""
+    sock.sendall(b"".join(commands))
+    lines = 0
+    while lines < len(commands):
+        lines += sock.recv(1 << 20).count(b"\r\n")
+
+
+def main():
+    sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    rng = random.Random(7)
+    run(sock, [command("DEL", "bm1", "bm2", "hll1", "hll2", "hll3", "pts")])
+    run(sock, [command("SET", "bm1", rng.randbytes(1 << 20)), command("SET", "bm2", rng.randbytes(1 << 20))])
+    for key in ("hll1", "hll2", "hll3"):
+        run(sock, [command("PFADD", key, *(f"{key}:{i}" for i in range(start, start + 1000)))
+                   for start in range(0, 100_000, 1000)])
+    points = []
+    for i in range(100_000):
+        points += [f"{13.4 + rng.uniform(-0.7, 0.7):.6f}", f"{52.5 + rng.uniform(-0.45, 0.45):.6f}", f"p{i}"]
+    run(sock, [command("GEOADD", "pts", *points[i:i + 3000]) for i in range(0, len(points), 3000)])
+
+
+main()
