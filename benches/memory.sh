@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Memory per key, oxidis against redis-server, each shape loaded into a fresh server.
 # Shapes: 16-byte keys with 32-byte string values; 100-element lists; 5-field hashes;
-# one sorted set of N members. Data is sent with `redis-cli --pipe`.
+# one sorted set of N members; with SHAPES, also `hll` (a 20-element HyperLogLog per key,
+# sparse) and `geo` (one geo set of N points). Data is sent with `redis-cli --pipe`.
 # Prints used_memory and RSS growth per key (per member for the sorted set) and appends
 # them to the CSV given as the second argument, or to benches/results/memory-<time>.csv.
 # Usage: benches/memory.sh [N] [csv]    (N defaults to 1,000,000)
@@ -39,6 +40,11 @@ for i in range(n):
                          b"pressure", b"1013", b"status", b"ok", b"name", b"sensor-%d" % i))
     elif shape == "zset":
         batch.append(cmd(b"ZADD", b"board", b"%d" % (i * 7 % 1000003), b"member:%d" % i))
+    elif shape == "hll":
+        batch.append(cmd(b"PFADD", key, *[b"reading-%d-%d" % (i, j) for j in range(20)]))
+    elif shape == "geo":
+        lon, lat = -180 + (i * 7919 % 360000) / 1000, -85 + (i * 104729 % 170000) / 1000
+        batch.append(cmd(b"GEOADD", b"fleet", b"%.3f" % lon, b"%.3f" % lat, b"robot:%d" % i))
     if len(batch) == 10000:
         out.write(b"".join(batch)); batch.clear()
 out.write(b"".join(batch))

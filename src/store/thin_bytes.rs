@@ -38,6 +38,13 @@ impl ThinBytes {
         })
     }
 
+    /// The bytes back as the Box they came in, without copying.
+    pub fn into_boxed(self) -> Box<[u8]> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the Box leaked in `new`, still owned by this value, which is never dropped.
+        unsafe { Box::from_raw(this.raw()) }
+    }
+
     /// The owned bytes as the raw slice that `new` leaked.
     fn raw(&self) -> *mut [u8] {
         std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len as usize)

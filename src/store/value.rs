@@ -147,6 +147,21 @@ impl Str {
         Str::whole(data.into())
     }
 
+    /// Bytes stored as they are, in one allocation of their length.
+    pub fn from_vec(data: Vec<u8>) -> Str {
+        Str::whole(data.into_boxed_slice())
+    }
+
+    /// Takes the bytes out to edit them (without copying unless the string is an integer),
+    /// leaving an empty string; `from_vec` puts them back.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        match std::mem::replace(self, Str::Int(0)) {
+            Str::Int(n) => itoa::Buffer::new().format(n).as_bytes().to_vec(),
+            Str::Whole(b) => b.into_boxed().into_vec(),
+            Str::Raw(v) => *v,
+        }
+    }
+
     /// Bytes stored as they are; only strings longer than 4 GB need the growable form.
     fn whole(data: Box<[u8]>) -> Str {
         match ThinBytes::new(data) {
