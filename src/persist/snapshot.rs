@@ -15,8 +15,9 @@ use crate::server::Server;
 use crate::store::Store;
 use crate::util::now_ms;
 
-/// How long to wait after a failed background save before a save point retries.
-const RETRY_DELAY_MS: u64 = 5000;
+/// How long to wait after a failed background save before a save point retries (Redis's
+/// CONFIG_BGSAVE_RETRY_DELAY).
+const RETRY_DELAY_SECONDS: u64 = 5;
 
 #[derive(Default)]
 pub struct Snapshots {
@@ -229,17 +230,20 @@ impl Snapshots {
         if state.scheduled {
             return true;
         }
-        let now = now_ms();
+        // In whole seconds and strictly more than the limits, as Redis's serverCron counts:
+        // `save 1 1` fires between 1 and 2 seconds after the last save, a retry after a failed
+        // save between 5 and 6 seconds after it.
+        let now = now_ms() / 1000;
         if self.failing.load(Ordering::Relaxed)
-            && now.saturating_sub(state.last_attempt_ms) < RETRY_DELAY_MS
+            && now.saturating_sub(state.last_attempt_ms / 1000) <= RETRY_DELAY_SECONDS
         {
             return false;
         }
         let dirty = server.store.notifier.dirty.load(Ordering::Relaxed);
-        let since_save = (now / 1000).saturating_sub(server.lastsave.load(Ordering::Relaxed));
+        let since_save = now.saturating_sub(server.lastsave.load(Ordering::Relaxed));
         save_points(&server.config)
             .iter()
-            .any(|&(seconds, changes)| dirty >= changes && since_save >= seconds)
+            .any(|&(seconds, changes)| dirty >= changes && since_save > seconds)
     }
 
     /// Loads `dbfilename` if it exists; called once at start, before clients are accepted.

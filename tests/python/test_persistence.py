@@ -1,6 +1,7 @@
 """RDB persistence with real processes: files move between oxidis and redis-server 7.0.15 in
 both directions with the same contents, redis-check-rdb accepts ours, DUMP payloads cross
 over, and snapshots survive SIGTERM, save points and a SIGKILL in the middle of BGSAVE."""
+import datetime
 import os
 import shutil
 import signal
@@ -260,6 +261,56 @@ def test_save_point_triggers_a_background_save(tmp_path):
         assert sorted(ox.client.keys("*")) == [b"k0", b"k1", b"k2"]
     finally:
         ox.stop()
+
+
+def test_save_point_waits_strictly_more_than_its_seconds(tmp_path):
+    """`save 2 1` saves once more than 2 whole seconds have passed since the last save (the
+    start), as redis-server does: 3 seconds later on its whole-second clock, not 2."""
+    servers = []
+    for start, name in ((oxidis, "ox"), (redis_server, "rs")):
+        (tmp_path / name).mkdir()
+        servers.append(start(tmp_path / name, "--save", "2 1"))
+    try:
+        started = {}
+        for server in servers:
+            started[server] = server.client.info("persistence")["rdb_last_save_time"]
+            server.client.set("k", "v")
+        deadline = time.time() + 10
+        for server in servers:
+            # The time of the last save changes when the background save ends.
+            while (saved := server.client.info("persistence")["rdb_last_save_time"]) == started[server]:
+                assert time.time() < deadline, "no save after the save point"
+                time.sleep(0.05)
+            # 3 seconds on, or 4 when the save ends just past the second that started it.
+            assert saved - started[server] in (3, 4), (server.proc.args[0], started[server], saved)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_failed_background_save_is_retried_after_more_than_5_seconds(tmp_path):
+    """After a failed background save, a save point tries again once more than 5 whole seconds
+    have passed, as redis-server does (its attempts come 6 seconds apart)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    log = tmp_path / "oxidis.log"
+    ox = oxidis(data, "--save", "1 1", "--logfile", str(log))
+    try:
+        ox.client.set("k", "v")
+        shutil.rmtree(data)  # the dump can no longer be written
+        deadline = time.time() + 20
+        while True:
+            starts = [datetime.datetime.fromisoformat(line.split()[0])
+                      for line in log.read_text().splitlines() if "Background saving started" in line]
+            if len(starts) >= 2:
+                break
+            assert time.time() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert ox.client.info("persistence")["rdb_last_bgsave_status"] == "err"
+        assert 5.8 <= (starts[1] - starts[0]).total_seconds() <= 7, starts
+    finally:
+        # SIGTERM would try a last save, fail and (as in Redis) keep the server running.
+        ox.stop(signal.SIGKILL)
 
 
 def test_bgsave_serves_clients_and_is_one_point_in_time(tmp_path):
