@@ -532,6 +532,32 @@ fn parse_fields(ctx: &Ctx, args: &[Bytes]) -> Result<Vec<Field>, Error> {
     Ok(fields)
 }
 
+/// BITFIELD's key flags, which depend on its subcommands (Redis's `bitfieldGetKeys`): read
+/// only when every one up to the first write or bad word is a GET.
+pub fn bitfield_keys(args: &[Bytes]) -> Vec<(usize, super::KeyFlags)> {
+    let mut read_only = true;
+    let mut i = 2;
+    while i < args.len() {
+        let remaining = args.len() - i - 1;
+        let sub = &args[i];
+        if eq_ignore_case(sub, "get") && remaining >= 2 {
+            i += 3;
+        } else if eq_ignore_case(sub, "overflow") && remaining >= 1 {
+            i += 2;
+        } else {
+            // SET, INCRBY, or a syntax error: safer counted as a write, as Redis does.
+            read_only = false;
+            break;
+        }
+    }
+    let flags: &[&str] = if read_only {
+        &["RO", "ACCESS"]
+    } else {
+        &["RW", "ACCESS", "UPDATE"]
+    };
+    vec![(1, super::KeyFlags::Fixed(flags))]
+}
+
 pub fn bitfield(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     bitfield_generic(ctx, args, false)
 }

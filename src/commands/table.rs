@@ -77,8 +77,12 @@ type KeyFinder = fn(&[Bytes]) -> Vec<(usize, KeyFlags)>;
 
 /// Commands whose keys their key specs cannot locate ("unknown" begin_search): Redis finds
 /// them with a function of its own, and so do we.
-/// SET's too, whose key flags depend on its arguments ("VARIABLE_FLAGS").
-const KEY_FINDERS: &[(&str, KeyFinder)] = &[("set", strings::set_keys), ("sort", sort::keys)];
+/// SET's and BITFIELD's too, whose key flags depend on their arguments ("VARIABLE_FLAGS").
+const KEY_FINDERS: &[(&str, KeyFinder)] = &[
+    ("bitfield", bitmaps::bitfield_keys),
+    ("set", strings::set_keys),
+    ("sort", sort::keys),
+];
 
 /// Commands that run at once inside MULTI, as Redis's `processCommand` lists them.
 const RUN_INSIDE_MULTI: &[&str] = &["discard", "multi", "watch", "quit", "reset"];
