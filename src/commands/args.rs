@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{Ctx, Error, NOT_INTEGER, SYNTAX, WRONGTYPE};
-use crate::store::{Locked, Value};
+use crate::store::{Entry, Locked, Value};
 
 /// Redis's `allowProtectedAction`: `enable-debug-command` and `enable-protected-configs` are
 /// `yes`, `no`, or `local` (loopback clients only).
@@ -61,19 +61,29 @@ pub fn typed_mut<'a, T: ?Sized>(
 }
 
 /// The value at `key` seen through `view`, created by `new` if absent; WRONGTYPE if `view`
-/// rejects it. One lookup either way (through `find`: a lookup then an insert, or a check then
-/// a second lookup, would hash and compare the key twice).
+/// rejects it.
 pub fn typed_or_new<'a, T: ?Sized>(
     locked: &'a mut Locked,
     key: &[u8],
     view: impl FnOnce(&'a mut Value) -> Option<&'a mut T>,
     new: impl FnOnce() -> Value,
 ) -> Result<&'a mut T, Error> {
-    let entry = match locked.find(key) {
-        Some(place) => locked.entry_at(place),
-        None => locked.insert_new(key, new()),
-    };
+    let (entry, _) = entry_or_new(locked, key, new);
     view(&mut entry.value).ok_or(Error::from(WRONGTYPE))
+}
+
+/// The entry at `key`, created with `new` if absent, and whether it was. One lookup either
+/// way (through `find`: a lookup then an insert, or a check then a second lookup, would hash
+/// and compare the key twice).
+pub fn entry_or_new<'a>(
+    locked: &'a mut Locked,
+    key: &[u8],
+    new: impl FnOnce() -> Value,
+) -> (&'a mut Entry, bool) {
+    match locked.find(key) {
+        Some(place) => (locked.entry_at(place), false),
+        None => (locked.insert_new(key, new()), true),
+    }
 }
 
 /// For the pops that take several keys (BLPOP, LMPOP, BZPOPMIN, ZMPOP ...): the first of

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::strings::string_mut;
-use super::{CmdResult, Ctx, Error, NOT_INTEGER, SYNTAX, int_arg};
+use super::{CmdResult, Ctx, Error, NOT_INTEGER, SYNTAX, WRONGTYPE, entry_or_new, int_arg};
 use crate::config;
 use crate::store::{Class, Locked, Str, Value};
 use crate::util::eq_ignore_case;
@@ -38,11 +38,12 @@ fn bits_for_write<'a>(
     last_bit: u64,
 ) -> Result<(&'a mut Vec<u8>, bool), Error> {
     let needed = (last_bit >> 3) as usize + 1;
-    let created = locked.find(key).is_none();
-    let raw = super::typed_or_new(locked, key, Value::as_str_mut, || {
-        Value::Str(Str::Raw(Box::default()))
-    })?
-    .make_raw();
+    let (entry, created) = entry_or_new(locked, key, || Value::Str(Str::Raw(Box::default())));
+    let raw = entry
+        .value
+        .as_str_mut()
+        .ok_or(Error::from(WRONGTYPE))?
+        .make_raw();
     let grown = raw.len() < needed;
     if grown {
         raw.resize(needed, 0);

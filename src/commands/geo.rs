@@ -5,8 +5,7 @@ use bytes::Bytes;
 
 use super::zsets::{self, zset_mut};
 use super::{CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, SYNTAX};
-use crate::store::zset::ZsetLimits;
-use crate::store::{Class, Value, Zset};
+use crate::store::Zset;
 use crate::util::geohash::{self, Extent, Shape};
 use crate::util::{eq_ignore_case, format_fixed4, format_long_double_human, parse_f64, parse_i64};
 
@@ -371,17 +370,11 @@ fn radius_generic(ctx: &mut Ctx, args: &[Bytes], kind: SearchCommand) -> CmdResu
         (zset.take(), center, extent)
     else {
         drop(locked);
-        return match store_key {
-            Some(dst) => {
-                delete_store(ctx, dst);
-                ctx.reply.int(0);
-                Ok(())
-            }
-            None => {
-                ctx.reply.array(0);
-                Ok(())
-            }
-        };
+        match store_key {
+            Some(dst) => zsets::store(ctx, dst, &[], store_event(kind)),
+            None => ctx.reply.array(0),
+        }
+        return Ok(());
     };
     if count != 0 && order == Order::None && !any {
         order = Order::Asc;
@@ -408,41 +401,29 @@ fn radius_generic(ctx: &mut Ctx, args: &[Bytes], kind: SearchCommand) -> CmdResu
     match store_key {
         None => reply_found(ctx, &found, with_dist, with_hash, with_coord),
         Some(dst) => {
-            let stored = found.len();
-            if found.is_empty() {
-                delete_store(ctx, dst);
-            } else {
-                let limits = ZsetLimits::from_config(&ctx.server.config);
-                let mut zset = Zset::default();
-                for point in found {
+            let entries: Vec<_> = found
+                .into_iter()
+                .map(|point| {
                     let score = if store_dist {
                         point.distance
                     } else {
                         point.score
                     };
-                    zset.insert(&point.member, score, limits);
-                }
-                let mut locked = db.lock(dst);
-                locked.set(dst, Value::Zset(Box::new(zset)));
-                drop(locked);
-                let event = if is_search {
-                    "geosearchstore"
-                } else {
-                    "georadiusstore"
-                };
-                ctx.modified(dst, Class::ZSet, event);
-            }
-            ctx.reply.int(stored as i64);
+                    (point.member, score)
+                })
+                .collect();
+            zsets::store(ctx, dst, &entries, store_event(kind));
         }
     }
     Ok(())
 }
 
-fn delete_store(ctx: &Ctx, dst: &[u8]) {
-    let mut locked = ctx.db().lock(dst);
-    if locked.remove(dst).is_some() {
-        drop(locked);
-        ctx.modified(dst, Class::Generic, "del");
+/// The keyspace event of a search that stores its result.
+fn store_event(kind: SearchCommand) -> &'static str {
+    if matches!(kind, SearchCommand::GeoSearch { .. }) {
+        "geosearchstore"
+    } else {
+        "georadiusstore"
     }
 }
 

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::strings::string_mut;
-use super::{CmdResult, Ctx, Error, WRONGTYPE};
+use super::{CmdResult, Ctx, Error, WRONGTYPE, entry_or_new};
 use crate::config;
 use crate::store::{Class, Locked, Str, Value, hll};
 use crate::util::eq_ignore_case;
@@ -29,13 +29,13 @@ fn edit_hll<R>(
     create: bool,
     edit: impl FnOnce(&mut Vec<u8>, bool) -> R,
 ) -> Result<Option<(R, bool)>, Error> {
-    let (entry, created) = match locked.find(key) {
-        Some(place) => (locked.entry_at(place), false),
-        None if create => {
-            let value = Value::Str(Str::from_vec(hll::new()));
-            (locked.insert_new(key, value), true)
+    let (entry, created) = if create {
+        entry_or_new(locked, key, || Value::Str(Str::from_vec(hll::new())))
+    } else {
+        match locked.get(key) {
+            Some(entry) => (entry, false),
+            None => return Ok(None),
         }
-        None => return Ok(None),
     };
     let s = entry.value.as_str_mut().ok_or(Error::from(WRONGTYPE))?;
     if !hll::is_hll(s.bytes(&mut itoa::Buffer::new())) {

@@ -535,7 +535,7 @@ pub fn zrevrangebylex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 /// Stores `entries` as a sorted set at `dst` (deleting it when empty); replies the size.
-fn store(ctx: &mut Ctx, dst: &Bytes, entries: &[(Vec<u8>, f64)], event: &str) {
+pub(super) fn store(ctx: &mut Ctx, dst: &[u8], entries: &[(Vec<u8>, f64)], event: &str) {
     let limits = limits(ctx);
     let db = ctx.db();
     let mut locked = db.lock(dst);
