@@ -384,6 +384,10 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             .allow_noscript
             .store(&args[2][..] != b"0", Ordering::Relaxed);
         ctx.reply.ok();
+    } else if eq_ignore_case(sub, "aof-flush-sleep") && argc == 3 {
+        let micros = parse_i64(&args[2]).unwrap_or(0).max(0) as u64;
+        ctx.server.store.notifier.aof.set_flush_sleep(micros);
+        ctx.reply.ok();
     } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {
         ctx.server
             .active_expire
@@ -428,6 +432,8 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         reply_help(
             ctx,
             &[
+                "AOF-FLUSH-SLEEP <microsec>",
+                "    Server will sleep before flushing the AOF, this is used for testing.",
                 "DIGEST",
                 "    Output a hex signature representing the current DB content.",
                 "DIGEST-VALUE <key> [<key> ...]",

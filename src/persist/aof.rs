@@ -6,7 +6,15 @@
 //! `crate::commands::propagate`); the buffer reaches the file before any reply is written to
 //! a client (`write_pending`), with an fsync first under `appendfsync always` and once a
 //! second under `everysec`. So a client never sees an acknowledgement for a write that a
-//! killed server could lose, and `always` also survives a machine crash.
+//! killed server could lose, and `always` also survives a machine crash. Under `always` the
+//! clients ready together share one write and one fsync (group commit, as Redis syncs once
+//! per turn of its event loop): a reply waits only until the commands fed before it was
+//! made are on disk (`horizon`, `covers`).
+//!
+//! When the disk refuses data, Redis's rules hold: under `always` the server exits, as a
+//! write that clients may have seen cannot be rolled back; otherwise the data stays buffered,
+//! a short write is cut off the file again, and writes are refused with `-MISCONF` until a
+//! retry (by the next reply or the cron) succeeds.
 //!
 //! BGREWRITEAOF opens a new incremental file for everything from now on, then forks a child
 //! that writes a new base from the keyspace as it was at that instant. When the child
@@ -16,7 +24,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -28,20 +36,40 @@ use crate::config::{self, Config};
 use crate::protocol::split_args;
 use crate::server::Server;
 use crate::store::{Store, Value};
-use crate::util::format_double;
+use crate::util::{format_double, strerror};
 
 /// Elements per command when a rewrite writes collections as commands (Redis's
 /// AOF_REWRITE_ITEMS_PER_CMD).
 const ITEMS_PER_COMMAND: usize = 64;
+/// Redis's AOF_WRITE_LOG_ERROR_RATE.
+const WRITE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub struct Aof {
     /// Logging is on: commands are fed to the buffer.
     on: AtomicBool,
-    /// The buffer holds data; lets the reply path skip the lock.
-    pending: AtomicBool,
-    /// Shared with the `everysec` fsync thread.
-    inner: Arc<Mutex<Inner>>,
+    /// What the `everysec` fsync thread and the `always` syncer thread share.
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Commands fed so far, and how many of them are in the file (and synced, under
+    /// `always`); the reply path compares them without a lock.
+    fed: AtomicU64,
+    written: AtomicU64,
+    /// `appendfsync always`.
+    always: AtomicBool,
+    /// A write or fsync failed and has not succeeded since: writes are refused.
+    failing: AtomicBool,
+    /// Held from a write to the file until `written` says so: the fsync runs outside
+    /// `inner`'s lock, so that other threads go on feeding commands meanwhile, and one
+    /// fsync at a time keeps `written` in order.
+    writing: Mutex<()>,
+    /// DEBUG AOF-FLUSH-SLEEP: microseconds to wait before each write, to show in tests that
+    /// no reply leaves before its data is synced.
+    flush_sleep_us: AtomicU64,
 }
 
 #[derive(Default, Clone)]
@@ -61,8 +89,8 @@ struct Rewrite {
 struct Inner {
     buf: Vec<u8>,
     selected: Option<usize>,
-    file: Option<File>,
-    always: bool,
+    /// Shared with the fsync that runs outside the lock.
+    file: Option<Arc<File>>,
     /// `aof-timestamp-enabled`: a `#TS:<unix seconds>` line before commands of a new second.
     timestamps: bool,
     last_timestamp: u64,
@@ -77,6 +105,10 @@ struct Inner {
     last_rewrite_failed: bool,
     last_rewrite_secs: Option<u64>,
     write_error: Option<String>,
+    /// The `everysec` thread's last fsync failed (Redis's `aof_bio_fsync_status`).
+    fsync_error: Option<String>,
+    /// When a failed write was last logged: at most one such line every 30 s, as Redis.
+    logged_error_at: Option<std::time::Instant>,
 }
 
 /// The figures INFO persistence reports.
@@ -93,8 +125,8 @@ pub struct Status {
     pub buffer: usize,
 }
 
-fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
-    inner.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn names(config: &Config) -> (PathBuf, String) {
@@ -321,9 +353,135 @@ fn batched(buf: &mut Vec<u8>, command: &[u8], key: &[u8], items: Vec<Vec<u8>>, w
     }
 }
 
+impl Shared {
+    fn covers(&self, horizon: u64) -> bool {
+        self.written.load(Ordering::Acquire) >= horizon
+    }
+
+    /// Writes what was fed to the file, then under `always` syncs it. Clients whose data an
+    /// earlier write took along find it covered and leave at once.
+    fn write_pending(&self) {
+        if self.covers(self.fed.load(Ordering::Acquire)) {
+            return;
+        }
+        let _writing = lock(&self.writing);
+        let sleep = self.flush_sleep_us.load(Ordering::Relaxed);
+        if sleep > 0 {
+            std::thread::sleep(Duration::from_micros(sleep));
+        }
+        let (file, fed) = {
+            let mut inner = lock(&self.inner);
+            let inner = &mut *inner;
+            let fed = self.fed.load(Ordering::Acquire);
+            if self.covers(fed) {
+                return;
+            }
+            let always = self.always.load(Ordering::Relaxed);
+            let Some(file) = inner.file.clone() else {
+                inner.buf.clear();
+                self.written.store(fed, Ordering::Release);
+                return;
+            };
+            if let Err((error, done)) = write_out(&file, &inner.buf) {
+                return self.write_failed(inner, error, done, always);
+            }
+            inner.current_size += inner.buf.len() as u64;
+            inner.buf.clear();
+            inner.unsynced = !always;
+            if !always {
+                return self.wrote(inner, fed);
+            }
+            (file, fed)
+        };
+        if let Err(e) = file.sync_data() {
+            tracing::warn!(
+                "Can't persist AOF for fsync error when the AOF fsync policy is 'always': {}. \
+                 Exiting...",
+                strerror(&e)
+            );
+            std::process::exit(1);
+        }
+        self.wrote(&mut lock(&self.inner), fed);
+    }
+
+    /// Everything fed up to `fed` is in the file.
+    fn wrote(&self, inner: &mut Inner, fed: u64) {
+        self.written.store(fed, Ordering::Release);
+        if inner.write_error.take().is_some() {
+            tracing::warn!("AOF write error looks solved, Redis can write again.");
+            self.failing
+                .store(inner.fsync_error.is_some(), Ordering::Release);
+        }
+    }
+
+    /// Redis's handling of a failed AOF write: exit under `always` (clients may have read the
+    /// data, which cannot be rolled back); otherwise undo a short write, keep the data for a
+    /// retry and refuse writes until one succeeds.
+    fn write_failed(&self, inner: &mut Inner, error: io::Error, done: usize, always: bool) {
+        let now = std::time::Instant::now();
+        let log = inner
+            .logged_error_at
+            .is_none_or(|at| now.duration_since(at) >= WRITE_ERROR_LOG_INTERVAL);
+        if log {
+            inner.logged_error_at = Some(now);
+        }
+        let mut kept = done;
+        if done > 0 {
+            if log {
+                tracing::warn!(
+                    "Short write while writing to the AOF file: (nwritten={done}, expected={})",
+                    inner.buf.len()
+                );
+            }
+            let file = inner.file.as_ref().expect("a file was written");
+            let undone = file
+                .metadata()
+                .and_then(|meta| file.set_len(meta.len() - done as u64));
+            match undone {
+                Ok(()) => kept = 0,
+                Err(e) if log => tracing::warn!(
+                    "Could not remove short write from the append-only file.  Redis may refuse \
+                     to load the AOF the next time it starts.  ftruncate: {}",
+                    strerror(&e)
+                ),
+                Err(_) => {}
+            }
+        } else if log {
+            tracing::warn!("Error writing to the AOF file: {}", strerror(&error));
+        }
+        if always {
+            tracing::warn!(
+                "Can't recover from AOF write error when the AOF fsync policy is 'always'. \
+                 Exiting..."
+            );
+            std::process::exit(1);
+        }
+        // A short write that stays in the file is not written again.
+        inner.buf.drain(..kept);
+        inner.current_size += kept as u64;
+        inner.write_error = Some(strerror(&error));
+        self.failing.store(true, Ordering::Release);
+    }
+}
+
+/// Writes `data` at the end of the file; a failed write comes back with how much of the
+/// data did reach the file.
+fn write_out(mut file: &File, data: &[u8]) -> Result<(), (io::Error, usize)> {
+    let mut done = 0;
+    while done < data.len() {
+        match file.write(&data[done..]) {
+            Ok(0) => return Err((io::ErrorKind::WriteZero.into(), done)),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((e, done)),
+        }
+    }
+    Ok(())
+}
+
 impl Aof {
     fn inner(&self) -> MutexGuard<'_, Inner> {
-        lock(&self.inner)
+        lock(&self.shared.inner)
     }
 
     pub fn is_on(&self) -> bool {
@@ -350,73 +508,88 @@ impl Aof {
             inner.selected = Some(db);
         }
         encode(&mut inner.buf, args);
-        self.pending.store(true, Ordering::Release);
+        // Under the lock, so that a count read under it matches the buffer.
+        self.shared.fed.fetch_add(1, Ordering::Release);
+    }
+
+    /// What a reply made now depends on: every command fed so far, its own and those of
+    /// other clients whose effects it may have read.
+    pub fn horizon(&self) -> u64 {
+        self.shared.fed.load(Ordering::Acquire)
+    }
+
+    /// Whether the commands up to `horizon` are in the file (and on disk, under `always`).
+    pub fn covers(&self, horizon: u64) -> bool {
+        self.shared.covers(horizon)
     }
 
     /// Writes what was fed to the file (and syncs it under `appendfsync always`); called
-    /// before replies go out.
+    /// before replies go out, and before the file changes hands. Under `always` the clients
+    /// ready together share one write and one fsync: see `server::connection::flush`.
     pub fn write_pending(&self) {
-        // A load first: the swap is a locked instruction, and this runs for every reply.
-        if !self.pending.load(Ordering::Relaxed) || !self.pending.swap(false, Ordering::Acquire) {
-            return;
-        }
-        let mut inner = self.inner();
-        let inner = &mut *inner;
-        let Some(file) = &mut inner.file else {
-            inner.buf.clear();
-            return;
-        };
-        let written = file.write_all(&inner.buf).and_then(|()| {
-            if inner.always {
-                file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        match written {
-            Ok(()) => {
-                inner.current_size += inner.buf.len() as u64;
-                inner.buf.clear();
-                inner.unsynced = !inner.always;
-                if inner.write_error.take().is_some() {
-                    tracing::warn!("AOF write error looks solved, Redis can write again.");
-                }
-            }
-            Err(e) => {
-                // Keep the data and try again with the next batch; writes are refused meanwhile.
-                tracing::warn!("Error writing to the AOF file: {e}");
-                inner.write_error = Some(e.to_string());
-                self.pending.store(true, Ordering::Release);
-            }
-        }
+        self.shared.write_pending();
+    }
+
+    /// `appendfsync always`: a reply waits for an fsync, which the other clients ready now
+    /// had better share.
+    pub fn syncs_every_write(&self) -> bool {
+        self.shared.always.load(Ordering::Relaxed)
+    }
+
+    /// DEBUG AOF-FLUSH-SLEEP.
+    pub fn set_flush_sleep(&self, micros: u64) {
+        self.shared.flush_sleep_us.store(micros, Ordering::Relaxed);
     }
 
     /// The error that makes write commands fail while the AOF cannot be written.
     pub fn write_error(&self) -> Option<String> {
-        if !self.is_on() {
+        if !self.is_on() || !self.shared.failing.load(Ordering::Acquire) {
             return None;
         }
-        self.inner().write_error.clone()
+        let inner = self.inner();
+        inner.write_error.clone().or(inner.fsync_error.clone())
+    }
+
+    /// The cron's retry of a failed write, so that the server recovers by itself once there
+    /// is room again even if no client writes.
+    pub fn retry_failed_write(&self) {
+        if self.shared.failing.load(Ordering::Relaxed) {
+            self.write_pending();
+        }
     }
 
     /// `appendfsync everysec`: a thread syncs the file once a second when it has new data.
+    /// A failed fsync refuses writes until one succeeds, as Redis's `aof_bio_fsync_status`.
     fn start_fsync_thread(&self) {
         static STARTED: OnceLock<()> = OnceLock::new();
-        let shared = self.inner.clone();
         STARTED.get_or_init(|| {
+            let shared = self.shared.clone();
             std::thread::spawn(move || {
                 loop {
                     std::thread::sleep(Duration::from_secs(1));
                     let file = {
-                        let mut inner = lock(&shared);
+                        let mut inner = lock(&shared.inner);
                         if !std::mem::take(&mut inner.unsynced) {
                             continue;
                         }
                         inner.file.as_ref().and_then(|f| f.try_clone().ok())
                     };
-                    if let Some(file) = file {
-                        let _ = file.sync_data();
+                    let Some(file) = file else { continue };
+                    let synced = file.sync_data();
+                    let mut inner = lock(&shared.inner);
+                    match synced {
+                        Ok(()) => inner.fsync_error = None,
+                        Err(e) => {
+                            tracing::warn!(
+                                "Error trying to fsync the append only file: {}",
+                                strerror(&e)
+                            );
+                            inner.fsync_error = Some(strerror(&e));
+                            inner.unsynced = true;
+                        }
                     }
+                    let failed = inner.write_error.is_some() || inner.fsync_error.is_some();
+                    shared.failing.store(failed, Ordering::Release);
                 }
             });
         });
@@ -425,7 +598,8 @@ impl Aof {
     /// Reads `appendfsync` and `aof-timestamp-enabled` (at start and on CONFIG SET).
     pub fn apply_config(&self, config: &Config) {
         let mut inner = self.inner();
-        inner.always = config.text(config::APPENDFSYNC) == "always";
+        let always = config.text(config::APPENDFSYNC) == "always";
+        self.shared.always.store(always, Ordering::Relaxed);
         inner.timestamps = config.bool(config::AOF_TIMESTAMP_ENABLED);
     }
 
@@ -438,7 +612,7 @@ impl Aof {
             rewrites: inner.rewrites,
             last_rewrite_ok: !inner.last_rewrite_failed,
             last_rewrite_secs: inner.last_rewrite_secs.map_or(-1, |s| s as i64),
-            write_ok: inner.write_error.is_none(),
+            write_ok: inner.write_error.is_none() && inner.fsync_error.is_none(),
             current_size: inner.current_size,
             base_size: inner.base_size,
             buffer: inner.buf.len(),
@@ -497,7 +671,9 @@ impl Aof {
             .last()
             .expect("one incremental file")
             .clone();
-        inner.file = Some(open_append(&dir.join(incr)).map_err(|e| e.to_string())?);
+        inner.file = Some(Arc::new(
+            open_append(&dir.join(incr)).map_err(|e| e.to_string())?,
+        ));
         inner.selected = None;
         drop(inner);
         self.on.store(true, Ordering::Release);
@@ -544,6 +720,8 @@ impl Aof {
                 inner.manifest = manifest;
             }
             inner.buf.clear();
+            let fed = self.shared.fed.load(Ordering::Acquire);
+            self.shared.written.store(fed, Ordering::Release);
             inner.selected = None;
         }
         self.on.store(true, Ordering::Release);
@@ -596,7 +774,7 @@ impl Aof {
         let first_incr = if self.is_on() {
             let seq = inner.manifest.next_incr_seq();
             let incr = format!("{name}.{seq}.incr.aof");
-            let file = open_append(&dir.join(&incr))?;
+            let file = Arc::new(open_append(&dir.join(&incr))?);
             let mut manifest = inner.manifest.clone();
             manifest.incrs.push((incr, seq));
             manifest.persist(&dir, &name)?;

@@ -404,8 +404,23 @@ async fn flush(
     if reply.buf.is_empty() {
         return Ok(());
     }
-    // Acknowledged writes are in the append-only file before the client hears of them.
-    server.store.notifier.aof.write_pending();
+    // Acknowledged writes, and writes this reply may have read, are in the append-only file
+    // before the client hears of them.
+    let aof = &server.store.notifier.aof;
+    let horizon = aof.horizon();
+    if !aof.covers(horizon) {
+        if aof.syncs_every_write() {
+            // Group commit: the other clients ready now run first and add their writes, so
+            // that one write and one fsync serve them all, as Redis syncs once per turn of its
+            // event loop before any reply leaves. Whoever writes first takes everyone's data
+            // along; the others find theirs covered. (An fsync on a thread of its own, with
+            // the event loop going on meanwhile, measured slower: every client of the turn
+            // waits for the same fsync, so the loop only sleeps and is woken, 18% of its
+            // time in context switches against Redis's 6% at 64 clients.)
+            RunQueued::default().await;
+        }
+        aof.write_pending();
+    }
     // Most replies fit in the socket at once; only the rest needs the waiting write.
     let written = match stream.try_write(&reply.buf) {
         Ok(n) => n,

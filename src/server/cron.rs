@@ -32,6 +32,7 @@ pub async fn run(server: Arc<Server>) {
         let aof = &server.store.notifier.aof;
         server.snapshots.reap(&server);
         aof.reap(&server);
+        aof.retry_failed_write();
         // One child at a time, as in Redis.
         let idle = !server.snapshots.in_progress() && !aof.rewriting();
         let due = server.snapshots.due(&server) || aof.rewrite_due(&server.config);
