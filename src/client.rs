@@ -41,18 +41,18 @@ pub struct Client {
     /// Blocking commands answer "nothing" at once instead of waiting (inside EXEC).
     pub deny_blocking: bool,
     /// Set by a blocking command that found nothing: what to wait for.
-    pub wants_block: Option<BlockRequest>,
+    pub wants_block: Option<Box<BlockRequest>>,
     /// While a blocked client is being served: the key that got data. Blocking commands then
     /// look at that key only, as Redis serves from the key that became ready.
     pub ready_key: Option<Bytes>,
     /// The end of a wait this client is in, once registered.
     pub blocked: Option<Blocked>,
     /// Commands queued since MULTI.
-    pub multi: Option<Multi>,
+    pub multi: Option<Box<Multi>>,
     pub watch: Watch,
     pub subscriptions: Subscriptions,
     /// What the AOF logs for the running command instead of its arguments.
-    pub log_as: Option<Vec<Bytes>>,
+    pub log_as: Option<Box<Vec<Bytes>>>,
     /// Inside EXEC: whether MULTI was logged yet (see `commands::propagate`).
     pub exec_logged: Option<bool>,
     /// The command table's index of this client's last top-level command (see
@@ -70,9 +70,14 @@ pub struct Client {
     pub in_script: bool,
 }
 
-/// What this client is subscribed to, mirrored in the pub/sub hub.
+/// What this client is subscribed to, mirrored in the pub/sub hub. On the heap, from the
+/// first subscription on: most connections never subscribe, and the sets would take 120 bytes
+/// in every connection's task.
 #[derive(Default)]
-pub struct Subscriptions {
+pub struct Subscriptions(Option<Box<SubscriptionSets>>);
+
+#[derive(Default)]
+pub struct SubscriptionSets {
     pub channels: HashSet<Bytes>,
     /// Patterns in subscription order, as Redis keeps them.
     pub patterns: Vec<Bytes>,
@@ -80,13 +85,30 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
+    pub fn sets(&self) -> Option<&SubscriptionSets> {
+        self.0.as_deref()
+    }
+
+    pub fn existing_sets_mut(&mut self) -> Option<&mut SubscriptionSets> {
+        self.0.as_deref_mut()
+    }
+
+    pub fn sets_mut(&mut self) -> &mut SubscriptionSets {
+        self.0.get_or_insert_default()
+    }
+
     /// SUBSCRIBE and PSUBSCRIBE replies count channels and patterns together.
     pub fn count(&self) -> usize {
-        self.channels.len() + self.patterns.len()
+        self.sets()
+            .map_or(0, |s| s.channels.len() + s.patterns.len())
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.sets().map_or(0, |s| s.shard_channels.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count() == 0 && self.shard_channels.is_empty()
+        self.count() == 0 && self.shard_count() == 0
     }
 }
 
@@ -214,9 +236,8 @@ pub struct ClientHandle {
     pub flags: AtomicU32,
     /// `Command::id` of the last command run, for CLIENT LIST (`NO_COMMAND` before the first).
     pub last_command: AtomicUsize,
-    pub name: Mutex<Option<Bytes>>,
-    pub lib_name: Mutex<Option<Bytes>>,
-    pub lib_ver: Mutex<Option<Bytes>>,
+    /// On the heap once one is set: most clients set none.
+    names: Mutex<Option<Box<ClientNames>>>,
     pub query_buffer: AtomicUsize,
     pub query_buffer_free: AtomicUsize,
     pub output_buffer: AtomicUsize,
@@ -235,13 +256,32 @@ pub struct ClientHandle {
     /// The name and serial of the ACL user, for CLIENT LIST, CLIENT KILL USER and ACL changes.
     pub user_name: Mutex<Bytes>,
     pub user_serial: AtomicU64,
-    /// Set by the cron for an idle client: free the query buffer if it is empty.
-    pub shrink_query_buffer: AtomicBool,
+    /// Set by the cron for an idle client: give back the query and reply buffers (when empty),
+    /// so that an idle connection holds no buffers.
+    pub release_buffers: AtomicBool,
     /// Connected over the loopback interface or a Unix socket.
     pub local: AtomicBool,
 }
 
+/// What CLIENT SETNAME and CLIENT SETINFO set.
+#[derive(Default, Clone)]
+pub struct ClientNames {
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+}
+
 impl ClientHandle {
+    pub fn names(&self) -> ClientNames {
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names.as_deref().cloned().unwrap_or_default()
+    }
+
+    pub fn edit_names(&self, edit: impl FnOnce(&mut ClientNames)) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        edit(names.get_or_insert_default());
+    }
+
     pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> ClientHandle {
         let now = now_ms();
         ClientHandle {
@@ -255,9 +295,7 @@ impl ClientHandle {
             resp: AtomicU8::new(2),
             flags: AtomicU32::new(0),
             last_command: AtomicUsize::new(NO_COMMAND),
-            name: Mutex::default(),
-            lib_name: Mutex::default(),
-            lib_ver: Mutex::default(),
+            names: Mutex::default(),
             query_buffer: AtomicUsize::new(0),
             query_buffer_free: AtomicUsize::new(0),
             output_buffer: AtomicUsize::new(0),
@@ -268,7 +306,7 @@ impl ClientHandle {
             subscriptions: Default::default(),
             user_name: Mutex::new(Bytes::from_static(b"default")),
             user_serial: AtomicU64::new(0),
-            shrink_query_buffer: AtomicBool::new(false),
+            release_buffers: AtomicBool::new(false),
             local: AtomicBool::new(false),
         }
     }
@@ -404,10 +442,9 @@ impl ClientHandle {
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
     pub fn describe(&self, commands: &CommandTable) -> String {
         let now = now_ms();
-        let text = |m: &Mutex<Option<Bytes>>| {
-            m.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
+        let names = self.names();
+        let text = |b: &Option<Bytes>| {
+            b.as_ref()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default()
         };
@@ -450,7 +487,7 @@ impl ClientHandle {
             self.addr,
             self.laddr,
             self.fd,
-            text(&self.name),
+            text(&names.name),
             (now.saturating_sub(self.created_ms)) / 1000,
             (now.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed))) / 1000,
             flags,
@@ -466,8 +503,8 @@ impl ClientHandle {
             commands.name_of(self.last_command.load(Ordering::Relaxed)),
             String::from_utf8_lossy(&self.user_name()),
             self.resp.load(Ordering::Relaxed),
-            text(&self.lib_name),
-            text(&self.lib_ver),
+            text(&names.lib_name),
+            text(&names.lib_ver),
         )
     }
 }

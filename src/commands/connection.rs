@@ -141,7 +141,7 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     let open = default.nopass() && default.enabled();
     super::acl::switch_user(ctx.server, client, default, open);
     client.handle.set_flag(FLAG_NO_EVICT | FLAG_NO_TOUCH, false);
-    *client.handle.name.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    client.handle.edit_names(|names| names.name = None);
     if client.handle.has_flag(crate::client::FLAG_MONITOR) {
         client.handle.set_flag(crate::client::FLAG_MONITOR, false);
         ctx.server.monitors.remove(client.id);
@@ -170,11 +170,7 @@ fn set_name(ctx: &mut Ctx, name: &Bytes) -> CmdResult {
         );
     }
     let value = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
-    *ctx.client
-        .handle
-        .name
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = value;
+    ctx.client.handle.edit_names(|names| names.name = value);
     Ok(())
 }
 
@@ -185,14 +181,7 @@ pub fn client_setname(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 pub fn client_getname(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
-    let name = ctx
-        .client
-        .handle
-        .name
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    match name {
+    match ctx.client.handle.names().name {
         Some(name) => ctx.reply.bulk(&name),
         None => ctx.reply.null(),
     }
@@ -201,11 +190,8 @@ pub fn client_getname(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 
 pub fn client_setinfo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let (attr, value) = (&args[2], &args[3]);
-    let slot = if eq_ignore_case(attr, "lib-name") {
-        &ctx.client.handle.lib_name
-    } else if eq_ignore_case(attr, "lib-ver") {
-        &ctx.client.handle.lib_ver
-    } else {
+    let lib_name = eq_ignore_case(attr, "lib-name");
+    if !lib_name && !eq_ignore_case(attr, "lib-ver") {
         return Err(format!(
             "ERR Unrecognized option '{}'",
             String::from_utf8_lossy(attr)
@@ -219,8 +205,11 @@ pub fn client_setinfo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         )
         .into());
     }
-    *slot.lock().unwrap_or_else(|e| e.into_inner()) =
-        (!value.is_empty()).then(|| Bytes::copy_from_slice(value));
+    let value = (!value.is_empty()).then(|| Bytes::copy_from_slice(value));
+    ctx.client.handle.edit_names(|names| match lib_name {
+        true => names.lib_name = value,
+        false => names.lib_ver = value,
+    });
     ctx.reply.ok();
     Ok(())
 }

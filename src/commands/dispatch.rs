@@ -387,13 +387,7 @@ fn call(
     server.stats.commands_processed.add(1);
     let slower_than = server.config.int(crate::config::SLOWLOG_LOG_SLOWER_THAN);
     if slower_than >= 0 && micros >= slower_than as u64 && command.flags & SKIP_SLOWLOG == 0 {
-        let name = client
-            .handle
-            .name
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default();
+        let name = client.handle.names().name.unwrap_or_default();
         let max_len = server.config.int(crate::config::SLOWLOG_MAX_LEN) as usize;
         let mut slowlog = server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
         slowlog.push(args, micros, client.handle.addr.clone(), name, max_len);

@@ -112,7 +112,7 @@ impl<'a> Ctx<'a> {
     /// Asks to wait until one of `keys` gets data (0: no deadline). The caller has found
     /// nothing to serve and checked `client.deny_blocking`.
     pub fn block(&mut self, keys: Vec<Bytes>, deadline_ms: u64) {
-        self.client.wants_block = Some(BlockRequest { keys, deadline_ms });
+        self.client.wants_block = Some(Box::new(BlockRequest { keys, deadline_ms }));
     }
 
     /// The command's name as errors quote it.

@@ -18,7 +18,7 @@ impl Ctx<'_> {
     /// nothing (FLUSHDB on an empty database, as Redis's forceCommandPropagation).
     pub fn log_as(&mut self, args: Vec<Bytes>) {
         if self.server.store.notifier.aof.is_on() {
-            self.client.log_as = Some(args);
+            self.client.log_as = Some(Box::new(args));
         }
     }
 }
@@ -34,6 +34,7 @@ pub fn log(server: &Server, client: &mut Client, db: usize, name: &str, args: &[
     let logged = client
         .log_as
         .take()
+        .map(|boxed| *boxed)
         .or_else(|| deterministic(server, db, name, args));
     let logged = logged.as_deref().unwrap_or(args);
     let parts: Vec<&[u8]> = logged.iter().map(|a| &a[..]).collect();

@@ -17,7 +17,9 @@ fn hub<'a>(ctx: &Ctx<'a>) -> &'a Hub {
 }
 
 fn has(client: &Client, space: Space, name: &[u8]) -> bool {
-    let subs = &client.subscriptions;
+    let Some(subs) = client.subscriptions.sets() else {
+        return false;
+    };
     match space {
         Space::Channel => subs.channels.contains(name),
         Space::Pattern => subs.patterns.iter().any(|p| p == name),
@@ -26,7 +28,7 @@ fn has(client: &Client, space: Space, name: &[u8]) -> bool {
 }
 
 fn add(client: &mut Client, space: Space, name: &Bytes) {
-    let subs = &mut client.subscriptions;
+    let subs = client.subscriptions.sets_mut();
     match space {
         Space::Channel => {
             subs.channels.insert(name.clone());
@@ -40,7 +42,9 @@ fn add(client: &mut Client, space: Space, name: &Bytes) {
 }
 
 fn remove(client: &mut Client, space: Space, name: &[u8]) -> bool {
-    let subs = &mut client.subscriptions;
+    let Some(subs) = client.subscriptions.existing_sets_mut() else {
+        return false;
+    };
     let removed = match space {
         Space::Channel => subs.channels.remove(name),
         Space::Pattern => {
@@ -57,7 +61,9 @@ fn remove(client: &mut Client, space: Space, name: &[u8]) -> bool {
 }
 
 fn names(client: &Client, space: Space) -> Vec<Bytes> {
-    let subs = &client.subscriptions;
+    let Some(subs) = client.subscriptions.sets() else {
+        return Vec::new();
+    };
     match space {
         Space::Channel => subs.channels.iter().cloned().collect(),
         Space::Pattern => subs.patterns.clone(),
@@ -68,7 +74,7 @@ fn names(client: &Client, space: Space) -> Vec<Bytes> {
 /// The count a confirmation carries: shard subscriptions are counted on their own.
 fn count(client: &Client, space: Space) -> usize {
     match space {
-        Space::Shard => client.subscriptions.shard_channels.len(),
+        Space::Shard => client.subscriptions.shard_count(),
         _ => client.subscriptions.count(),
     }
 }

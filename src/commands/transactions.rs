@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{CmdResult, Ctx};
-use crate::client::{Client, FLAG_MULTI, Multi};
+use crate::client::{Client, FLAG_MULTI};
 use crate::server::Server;
 
 pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -20,7 +20,7 @@ pub fn multi(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     if ctx.client.multi.is_some() {
         return Err("ERR MULTI calls can not be nested".into());
     }
-    ctx.client.multi = Some(Multi::default());
+    ctx.client.multi = Some(Box::default());
     ctx.client.handle.set_flag(FLAG_MULTI, true);
     ctx.reply.ok();
     Ok(())

@@ -27,8 +27,6 @@ pub struct Limits {
 
 #[derive(Default)]
 pub struct RequestParser {
-    /// Where the arguments of a request taking the fast path lie (start and end offsets).
-    spans: [(usize, usize); FAST_ARGS],
     /// Bulk arguments still expected by the multibulk request in progress.
     remaining: usize,
     /// Length of the bulk whose `$len` header has been read but whose payload has not.
@@ -52,8 +50,11 @@ impl RequestParser {
             if buf[0] != b'*' {
                 return parse_inline(buf, args);
             }
-            if let Some(count) = complete_request(buf, limits, &mut self.spans) {
-                split_request(buf, &self.spans[..count], args);
+            // On the stack, not in the parser: the parser lives in every connection's task,
+            // idle ones included.
+            let mut spans = [(0, 0); FAST_ARGS];
+            if let Some(count) = complete_request(buf, limits, &mut spans) {
+                split_request(buf, &spans[..count], args);
                 return Ok(true);
             }
             let Some(line_end) = find_crlf(buf, 1) else {

@@ -103,6 +103,9 @@ async fn client_loop(
             }
             Event::Read { len: 0, .. } => return Ok(()),
             Event::Read { len: n, filled } => {
+                if reply.buf.capacity() == 0 {
+                    reply.buf.reserve(READ_CHUNK);
+                }
                 server
                     .stats
                     .net_input_bytes
@@ -114,15 +117,19 @@ async fn client_loop(
                 filled
             }
         };
-        // The cron asks clients idle for a while to free their empty query buffer, as
-        // Redis's `clientsCronResizeQueryBuffer` does: a thousand idle connections then
-        // hold no buffers.
-        if handle.shrink_query_buffer.load(Ordering::Relaxed)
-            && handle.shrink_query_buffer.swap(false, Ordering::Relaxed)
+        // The cron asks clients idle for a while to give back their buffers, as Redis's
+        // `clientsCronResizeQueryBuffer` and `clientsCronResizeOutputBuffer` do: thousands of
+        // idle connections then hold none (the next input takes them again).
+        if handle.release_buffers.load(Ordering::Relaxed)
+            && handle.release_buffers.swap(false, Ordering::Relaxed)
             && buf.is_empty()
         {
             buf = BytesMut::new();
             handle.query_buffer_free.store(0, Ordering::Relaxed);
+            if reply.buf.is_empty() {
+                reply.buf = Vec::new();
+            }
+            args = Vec::new();
             continue;
         }
         if handle.killed.load(Ordering::Relaxed)
@@ -153,16 +160,22 @@ async fn client_loop(
                         commands::prefetch_keys(server, client, &buf);
                     }
                     if server.pause.is_paused() {
-                        wait_while_paused(server, &args, stream, &handle, &mut reply).await?;
+                        Box::pin(wait_while_paused(
+                            server, &args, stream, &handle, &mut reply,
+                        ))
+                        .await?;
                         chained = None;
                     }
                     if server.scripts.running.is_active() {
-                        wait_for_script(server, stream, &handle, &mut reply).await?;
+                        Box::pin(wait_for_script(server, stream, &handle, &mut reply)).await?;
                         chained = None;
                     }
                     chained = commands::execute_chained(server, client, &mut reply, &args, chained);
                     if std::mem::take(&mut client.script_deferred) {
-                        commands::execute_deferred(server, client, &mut reply, &args).await;
+                        Box::pin(commands::execute_deferred(
+                            server, client, &mut reply, &args,
+                        ))
+                        .await;
                         chained = None;
                     }
                     args.clear();
@@ -170,9 +183,9 @@ async fn client_loop(
                         chained = None;
                         reply.protocol = client.protocol;
                         flush(server, stream, &handle, &mut reply).await?;
-                        wait_blocked(
+                        Box::pin(wait_blocked(
                             server, stream, client, blocked, &mut buf, &mut inbox, &mut reply,
-                        )
+                        ))
                         .await?;
                     }
                     if !limits.authenticated
@@ -428,13 +441,7 @@ async fn flush(
         Err(e) => return Err(e),
     };
     if written < reply.buf.len() {
-        tokio::select! {
-            biased;
-            written = stream.write_all(&reply.buf[written..]) => written?,
-            _ = handle.kill_notify.notified() => {
-                return Err(std::io::ErrorKind::ConnectionAborted.into());
-            }
-        }
+        Box::pin(write_rest(stream, handle, &reply.buf[written..])).await?;
     }
     server
         .stats
@@ -445,6 +452,20 @@ async fn flush(
     }
     reply.clear();
     Ok(())
+}
+
+/// Writes what did not fit in the socket at once, waiting for room: the rare case, so its
+/// future lives on the heap only while it waits instead of in every connection's task.
+async fn write_rest(
+    stream: &mut impl ClientStream,
+    handle: &ClientHandle,
+    rest: &[u8],
+) -> std::io::Result<()> {
+    tokio::select! {
+        biased;
+        written = stream.write_all(rest) => written,
+        _ = handle.kill_notify.notified() => Err(std::io::ErrorKind::ConnectionAborted.into()),
+    }
 }
 
 /// Waits for a blocking command to be served, time out, or be unblocked, and writes its reply.

@@ -88,7 +88,7 @@ fn check_clients(server: &Server) {
             .any(|n| n.load(Ordering::Relaxed) > 0);
         let idle = now.saturating_sub(client.last_interaction_ms.load(Ordering::Relaxed));
         if idle > QUERY_BUFFER_IDLE_MS && client.query_buffer_free.load(Ordering::Relaxed) > 0 {
-            client.shrink_query_buffer.store(true, Ordering::Relaxed);
+            client.release_buffers.store(true, Ordering::Relaxed);
             client.wake();
         }
         if timeout > 0
