@@ -44,12 +44,13 @@ pub struct Client {
     pub wants_block: Option<Box<BlockRequest>>,
     /// While a blocked client is being served: the key that got data. Blocking commands then
     /// look at that key only, as Redis serves from the key that became ready.
-    pub ready_key: Option<Bytes>,
+    pub ready_key: Option<Box<Bytes>>,
     /// The end of a wait this client is in, once registered.
     pub blocked: Option<Blocked>,
     /// Commands queued since MULTI.
     pub multi: Option<Box<Multi>>,
-    pub watch: Watch,
+    /// On the heap from the first WATCH on, with its flag: most clients never watch.
+    pub watch: Option<Box<Watch>>,
     pub subscriptions: Subscriptions,
     /// What the AOF logs for the running command instead of its arguments.
     pub log_as: Option<Box<Vec<Bytes>>>,
@@ -169,7 +170,7 @@ impl Client {
             ready_key: None,
             blocked: None,
             multi: None,
-            watch: Watch::default(),
+            watch: None,
             subscriptions: Subscriptions::default(),
             log_as: None,
             exec_logged: None,

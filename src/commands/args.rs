@@ -96,7 +96,7 @@ pub fn first_nonempty<'a, 'k, T: ?Sized>(
     view: impl Fn(&mut Value) -> Option<&mut T>,
 ) -> Result<Option<(&'k Bytes, Locked<'a>)>, Error> {
     let db = ctx.db();
-    let serving = ctx.client.ready_key.as_ref();
+    let serving = ctx.client.ready_key.as_deref();
     for key in keys {
         if serving.is_some_and(|ready| ready != key) {
             continue;

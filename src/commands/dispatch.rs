@@ -531,7 +531,7 @@ fn serve_blocked(server: &Server) {
             let mut proxy = Client::internal(waiter.handle, &server.acl);
             proxy.db = waiter.db;
             proxy.protocol = waiter.protocol;
-            proxy.ready_key = Some(key.1.clone());
+            proxy.ready_key = Some(Box::new(key.1.clone()));
             let mut reply = Reply::new(waiter.protocol);
             let dirty_before = server.store.notifier.dirty.load(Ordering::Relaxed);
             let result = {

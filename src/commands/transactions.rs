@@ -43,14 +43,15 @@ pub fn discard_transaction(server: &Server, client: &mut Client) {
 }
 
 pub fn unwatch_all(server: &Server, client: &mut Client) {
-    let keys: Vec<(usize, Bytes)> = client
-        .watch
+    let Some(watch) = client.watch.take() else {
+        return;
+    };
+    let keys: Vec<(usize, Bytes)> = watch
         .keys
-        .drain(..)
+        .into_iter()
         .map(|(db, key, _)| (db, key))
         .collect();
     server.store.notifier.watches.unwatch(client.id, &keys);
-    client.watch.dirty.store(false, Ordering::Relaxed);
 }
 
 pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
@@ -59,10 +60,12 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     };
     ctx.client.handle.set_flag(FLAG_MULTI, false);
     // A key that expired since WATCH counts as changed, unless it was expired already then.
-    let expired_since_watch = ctx.client.watch.keys.iter().any(|(db, key, was_expired)| {
-        !was_expired && ctx.server.store.db(*db).lock(key).is_expired(key)
+    let dirty = ctx.client.watch.as_ref().is_some_and(|watch| {
+        watch.dirty.load(Ordering::Relaxed)
+            || watch.keys.iter().any(|(db, key, was_expired)| {
+                !was_expired && ctx.server.store.db(*db).lock(key).is_expired(key)
+            })
     });
-    let dirty = ctx.client.watch.dirty.load(Ordering::Relaxed) || expired_since_watch;
     unwatch_all(ctx.server, ctx.client);
     if multi.aborted {
         return Err(EXECABORT.into());
@@ -85,15 +88,19 @@ pub fn watch(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err("ERR WATCH inside MULTI is not allowed".into());
     }
     // Once dirty, further watches cannot change the outcome.
-    if !ctx.client.watch.dirty.load(Ordering::Relaxed) {
+    let dirty = ctx.client.watch.get_or_insert_default().dirty.clone();
+    if !dirty.load(Ordering::Relaxed) {
         let db = ctx.client.db;
+        let mut watched = Vec::new();
         for key in &args[1..] {
             let expired = ctx.db().lock(key).is_expired(key);
             let watches = &ctx.server.store.notifier.watches;
-            if watches.watch(db, key, ctx.client.id, &ctx.client.watch.dirty, expired) {
-                ctx.client.watch.keys.push((db, key.clone(), expired));
+            if watches.watch(db, key, ctx.client.id, &dirty, expired) {
+                watched.push((db, key.clone(), expired));
             }
         }
+        let watch = ctx.client.watch.get_or_insert_default();
+        watch.keys.extend(watched);
     }
     ctx.reply.ok();
     Ok(())

@@ -48,7 +48,7 @@ pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Pe
         return;
     }
     server.clients.add(handle.clone());
-    let mut client = Client::new(handle.clone(), &server.acl);
+    let mut client = Client::new(handle, &server.acl);
     client.defer_scripts = true;
     if let Err(e) = client_loop(&server, &mut stream, &mut client).await {
         tracing::debug!("Client id={} closed: {e}", client.id);
