@@ -253,7 +253,7 @@ pub struct ClientHandle {
     /// When the output buffer went over the soft limit (Unix ms), 0 when under it.
     soft_limit_since_ms: AtomicU64,
     /// Channel, pattern and shard channel subscription counts, for CLIENT LIST.
-    pub subscriptions: [AtomicUsize; 3],
+    pub subscriptions: [AtomicU32; 3],
     /// The name and serial of the ACL user, for CLIENT LIST, CLIENT KILL USER and ACL changes.
     pub user_name: Mutex<Bytes>,
     pub user_serial: AtomicU64,

@@ -92,6 +92,13 @@ impl Inbox {
         }
     }
 
+    /// Gives back the room kept for messages (an idle connection's).
+    pub fn release(&mut self) {
+        if self.messages.is_empty() {
+            self.messages = Vec::new();
+        }
+    }
+
     /// Waits for messages (`poll_take` as a future).
     pub async fn take(&mut self, mailbox: &Mailbox) {
         std::future::poll_fn(|cx| self.poll_take(mailbox, cx)).await

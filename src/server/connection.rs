@@ -130,6 +130,7 @@ async fn client_loop(
                 reply.buf = Vec::new();
             }
             args = Vec::new();
+            inbox.release();
             continue;
         }
         if handle.killed.load(Ordering::Relaxed)
