@@ -48,7 +48,7 @@ const WRITE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Aof {
     /// Logging is on: commands are fed to the buffer.
     on: AtomicBool,
-    /// What the `everysec` fsync thread and the `always` syncer thread share.
+    /// Shared with the `everysec` fsync thread.
     shared: Arc<Shared>,
 }
 
@@ -383,7 +383,7 @@ impl Shared {
                 return;
             };
             if let Err((error, done)) = write_out(&file, &inner.buf) {
-                return self.write_failed(inner, error, done, always);
+                return self.write_failed(inner, &file, error, done, always);
             }
             inner.current_size += inner.buf.len() as u64;
             inner.buf.clear();
@@ -409,15 +409,27 @@ impl Shared {
         self.written.store(fed, Ordering::Release);
         if inner.write_error.take().is_some() {
             tracing::warn!("AOF write error looks solved, Redis can write again.");
-            self.failing
-                .store(inner.fsync_error.is_some(), Ordering::Release);
+            self.note_errors(inner);
         }
+    }
+
+    /// Mirrors whether a write or fsync error stands in `failing`, which every command reads.
+    fn note_errors(&self, inner: &Inner) {
+        let failing = inner.write_error.is_some() || inner.fsync_error.is_some();
+        self.failing.store(failing, Ordering::Release);
     }
 
     /// Redis's handling of a failed AOF write: exit under `always` (clients may have read the
     /// data, which cannot be rolled back); otherwise undo a short write, keep the data for a
     /// retry and refuse writes until one succeeds.
-    fn write_failed(&self, inner: &mut Inner, error: io::Error, done: usize, always: bool) {
+    fn write_failed(
+        &self,
+        inner: &mut Inner,
+        file: &File,
+        error: io::Error,
+        done: usize,
+        always: bool,
+    ) {
         let now = std::time::Instant::now();
         let log = inner
             .logged_error_at
@@ -433,7 +445,6 @@ impl Shared {
                     inner.buf.len()
                 );
             }
-            let file = inner.file.as_ref().expect("a file was written");
             let undone = file
                 .metadata()
                 .and_then(|meta| file.set_len(meta.len() - done as u64));
@@ -460,7 +471,7 @@ impl Shared {
         inner.buf.drain(..kept);
         inner.current_size += kept as u64;
         inner.write_error = Some(strerror(&error));
-        self.failing.store(true, Ordering::Release);
+        self.note_errors(inner);
     }
 }
 
@@ -572,7 +583,7 @@ impl Aof {
                         if !std::mem::take(&mut inner.unsynced) {
                             continue;
                         }
-                        inner.file.as_ref().and_then(|f| f.try_clone().ok())
+                        inner.file.clone()
                     };
                     let Some(file) = file else { continue };
                     let synced = file.sync_data();
@@ -588,8 +599,7 @@ impl Aof {
                             inner.unsynced = true;
                         }
                     }
-                    let failed = inner.write_error.is_some() || inner.fsync_error.is_some();
-                    shared.failing.store(failed, Ordering::Release);
+                    shared.note_errors(&inner);
                 }
             });
         });
