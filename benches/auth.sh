@@ -40,13 +40,9 @@ done
 
 # measure MODE TEST PIPELINE -> "rps cpu_us_per_request"
 measure() {
-    local mode=$1 t=$2 p=$3 before after rps
+    local mode=$1 t=$2 p=$3
     local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
-    before=$(cpu_us "${pid[$mode]}")
-    rps=$(taskset -c 1 redis-benchmark -p "${port[$mode]}" ${auth[$mode]} -n "$n" -c 50 -P "$p" \
-        -q --csv -t "$t" 2>/dev/null | awk -F, 'NR>1 {gsub(/"/,""); print $2; exit}')
-    after=$(cpu_us "${pid[$mode]}")
-    python3 -c "print($rps, ($after-$before)/$n)"
+    rps_cpu "${pid[$mode]}" "$n" -p "${port[$mode]}" ${auth[$mode]} -c 50 -P "$p" -t "$t"
 }
 
 printf '%-6s %3s %-12s %12s %8s %10s %8s\n' test P mode rps ratio cpu_us ratio

@@ -204,7 +204,6 @@ assert reply == b":%d\r\n" % n, reply
 print(f"{elapsed:.3f}")
 PY
 }
-median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 csv="benches/results/compare-$stamp.csv"

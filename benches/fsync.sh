@@ -28,14 +28,8 @@ wait_up "$oxidis_port"
 
 # measure CLIENTS PORT PID -> "rps cpu_us_per_request"
 measure() {
-    local c=$1 port=$2 pid=$3 before after rps
-    before=$(cpu_us "$pid")
-    rps=$(taskset -c 1 redis-benchmark -p "$port" -n "$requests" -c "$c" -q --csv -t set \
-        | awk -F, 'NR>1 {gsub(/"/,""); print $2; exit}')
-    after=$(cpu_us "$pid")
-    python3 -c "print($rps, ($after-$before)/$requests)"
+    rps_cpu "$3" "$requests" -p "$2" -c "$1" -t set
 }
-median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 csv="benches/results/fsync-$stamp.csv"

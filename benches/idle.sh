@@ -66,13 +66,9 @@ echo "anonymous memory per idle connection ($conns): redis $r_per B, oxidis $o_p
 
 # measure TEST PIPELINE PORT PID -> "rps cpu_us_per_request"
 measure() {
-    local t=$1 p=$2 port=$3 pid=$4 n before after rps
-    n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
-    before=$(cpu_us "$pid")
-    rps=$(taskset -c 1 redis-benchmark -p "$port" -n "$n" -c 50 -P "$p" -q --csv -t "$t" \
-        | awk -F, 'NR>1 {gsub(/"/,""); print $2; exit}')
-    after=$(cpu_us "$pid")
-    python3 -c "print($rps, ($after-$before)/$n)"
+    local t=$1 p=$2 port=$3 pid=$4
+    local n=$((requests * p / 2 > requests ? requests * p / 2 : requests))
+    rps_cpu "$pid" "$n" -p "$port" -c 50 -P "$p" -t "$t"
 }
 printf '%-5s %3s %10s %10s %6s %9s %9s %6s\n' test P redis_rps oxidis_rps ratio redis_us oxidis_us ratio
 for t in SET GET; do

@@ -12,6 +12,19 @@ cpu_us() {
         awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f\n", ($14 + $15) * 1e6 / hz}' "/proc/$1/stat"
     fi
 }
+median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+# rps_cpu PID N ARGS... -> "requests/s cpu_us_per_request" of one redis-benchmark run of N
+# requests (ARGS: its other options, -p included), pinned to CPU 1, with the CPU time the
+# server PID used meanwhile.
+rps_cpu() {
+    local pid=$1 n=$2 before after rps
+    shift 2
+    before=$(cpu_us "$pid")
+    rps=$(taskset -c 1 redis-benchmark -n "$n" -q --csv "$@" 2>/dev/null \
+        | awk -F, 'NR>1 {gsub(/"/,""); print $2; exit}')
+    after=$(cpu_us "$pid")
+    python3 -c "print($rps, ($after-$before)/$n)"
+}
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # wait_up PORT [redis-cli options] -> returns once the server answers PING
 wait_up() {
