@@ -513,7 +513,48 @@ fn value_digest(value: &mut Value) -> u64 {
         Value::Zset(zset) => zset.all().iter().fold(hash_bytes(&[kind]), |acc, (m, s)| {
             hash_bytes(&[&acc.to_le_bytes(), m, &s.to_bits().to_le_bytes()])
         }),
+        Value::Stream(stream) => stream_digest(kind, stream),
     }
+}
+
+/// A stream's entries, counters and groups, in order.
+fn stream_digest(kind: &[u8], stream: &crate::store::stream::Stream) -> u64 {
+    use crate::store::stream::StreamId;
+    let mut acc = hash_bytes(&[kind]);
+    let mut mix = |parts: &[&[u8]]| {
+        let mut all: Vec<&[u8]> = vec![&[]; 1];
+        let prev = acc.to_le_bytes();
+        all[0] = &prev;
+        all.extend_from_slice(parts);
+        acc = hash_bytes(&all);
+    };
+    stream.range(StreamId::MIN, StreamId::MAX, false, |entry| {
+        mix(&[&entry.id.to_be_bytes()]);
+        for (field, value) in entry.pairs() {
+            mix(&[&field.to_vec(), &value.to_vec()]);
+        }
+        true
+    });
+    let c = &stream.counters;
+    mix(&[&c.last_id.to_be_bytes(), &c.entries_added.to_le_bytes()]);
+    for (name, group) in stream.groups().into_iter().flatten() {
+        mix(&[
+            name,
+            &group.last_id.to_be_bytes(),
+            &group.entries_read.to_le_bytes(),
+        ]);
+        for (id, nack) in &group.pel {
+            mix(&[
+                &id.to_be_bytes(),
+                &nack.consumer,
+                &nack.delivery_count.to_le_bytes(),
+            ]);
+        }
+        for name in group.consumers.keys() {
+            mix(&[name]);
+        }
+    }
+    acc
 }
 
 fn keyspace_digest(ctx: &Ctx) -> u64 {

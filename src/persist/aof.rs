@@ -330,6 +330,7 @@ fn write_commands(store: &Store, out: &mut impl Write) -> io::Result<()> {
                         pairs(&mut entries.map(|(m, s)| [format_double(s).into_bytes(), m]));
                     batched(&mut buf, b"ZADD", key, items, 2);
                 }
+                Value::Stream(stream) => write_stream(&mut buf, key, stream),
             }
             if let Some(at) = entry.expire_at() {
                 encode(&mut buf, &[b"PEXPIREAT", key, at.to_string().as_bytes()]);
@@ -342,6 +343,90 @@ fn write_commands(store: &Store, out: &mut impl Write) -> io::Result<()> {
         result?;
     }
     out.write_all(&buf)
+}
+
+/// The commands that rebuild a stream, as Redis's rewriteStreamObject writes them: XADD of
+/// every entry (or of a placeholder trimmed away at once, for an empty stream), XSETID with the
+/// counters, then each group with XGROUP CREATE, its pending entries as XCLAIM ... FORCE and
+/// consumers that own nothing as XGROUP CREATECONSUMER.
+fn write_stream(buf: &mut Vec<u8>, key: &[u8], stream: &crate::store::stream::Stream) {
+    use crate::store::stream::StreamId;
+    let text = |n: i64| itoa::Buffer::new().format(n).as_bytes().to_vec();
+    if stream.is_empty() {
+        let first = StreamId::new(0, 1).to_text();
+        encode(buf, &[b"XADD", key, b"MAXLEN", b"0", &first, b"x", b"y"]);
+    }
+    stream.range(StreamId::MIN, StreamId::MAX, false, |entry| {
+        let id = entry.id.to_text();
+        let pairs: Vec<[Vec<u8>; 2]> = entry
+            .pairs()
+            .map(|(f, v)| [f.to_vec(), v.to_vec()])
+            .collect();
+        let mut args: Vec<&[u8]> = vec![b"XADD", key, &id];
+        args.extend(pairs.iter().flatten().map(|p| &p[..]));
+        encode(buf, &args);
+        true
+    });
+    let c = &stream.counters;
+    let added = text(c.entries_added as i64);
+    encode(
+        buf,
+        &[
+            b"XSETID",
+            key,
+            &c.last_id.to_text(),
+            b"ENTRIESADDED",
+            &added,
+            b"MAXDELETEDID",
+            &c.max_deleted.to_text(),
+        ],
+    );
+    for (name, group) in stream.groups().into_iter().flatten() {
+        let read = text(group.entries_read);
+        encode(
+            buf,
+            &[
+                b"XGROUP",
+                b"CREATE",
+                key,
+                name,
+                &group.last_id.to_text(),
+                b"ENTRIESREAD",
+                &read,
+            ],
+        );
+        for (consumer_name, consumer) in &group.consumers {
+            if consumer.pel.is_empty() {
+                encode(
+                    buf,
+                    &[b"XGROUP", b"CREATECONSUMER", key, name, consumer_name],
+                );
+            }
+            for id in &consumer.pel {
+                let Some(nack) = group.pel.get(id) else {
+                    continue;
+                };
+                let (time, count) = (text(nack.delivery_time), text(nack.delivery_count as i64));
+                encode(
+                    buf,
+                    &[
+                        b"XCLAIM",
+                        key,
+                        name,
+                        consumer_name,
+                        b"0",
+                        &id.to_text(),
+                        b"TIME",
+                        &time,
+                        b"RETRYCOUNT",
+                        &count,
+                        b"JUSTID",
+                        b"FORCE",
+                    ],
+                );
+            }
+        }
+    }
 }
 
 /// `command key items...` with at most `ITEMS_PER_COMMAND` elements of `width` items each.

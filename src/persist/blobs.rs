@@ -4,33 +4,8 @@
 //! Every reader is bounds-checked and returns None on malformed input, as RESTORE takes
 //! untrusted payloads.
 
-/// One element of a packed blob: a string or an integer.
-pub enum Element<'a> {
-    Bytes(&'a [u8]),
-    Int(i64),
-}
-
-impl Element<'_> {
-    pub fn to_vec(&self) -> Vec<u8> {
-        match self {
-            Element::Bytes(b) => b.to_vec(),
-            Element::Int(n) => itoa::Buffer::new().format(*n).as_bytes().to_vec(),
-        }
-    }
-}
-
-fn le(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0, |acc, b| acc << 8 | u64::from(*b))
-}
-
-/// Sign-extends the low `bits` of `value`.
-fn signed(value: u64, bits: u32) -> i64 {
-    let shift = 64 - bits;
-    ((value << shift) as i64) >> shift
-}
+pub use crate::store::listpack::Element;
+use crate::store::listpack::{le, signed};
 
 /// Takes `n` bytes at `*pos`, advancing it.
 fn take<'a>(data: &'a [u8], pos: &mut usize, n: usize) -> Option<&'a [u8]> {
@@ -39,55 +14,19 @@ fn take<'a>(data: &'a [u8], pos: &mut usize, n: usize) -> Option<&'a [u8]> {
     Some(bytes)
 }
 
-/// The elements of a listpack: `<total bytes u32><count u16>` then entries, then 0xFF. Each
-/// entry is an encoding byte with its data, then its own length written backwards, which
-/// forward reading skips.
+/// The elements of a listpack (see `crate::store::listpack`).
 pub fn listpack(data: &[u8]) -> Option<Vec<Element<'_>>> {
-    let total = le(data.get(0..4)?) as usize;
-    if total != data.len() {
+    if le(data.get(0..4)?) as usize != data.len() {
         return None;
     }
     let mut pos = 6;
     let mut out = Vec::new();
-    loop {
-        let start = pos;
-        let byte = *data.get(pos)?;
-        pos += 1;
-        let element = match byte {
-            0xff => break,
-            b if b & 0x80 == 0 => Element::Int(i64::from(b)),
-            b if b & 0xc0 == 0x80 => Element::Bytes(take(data, &mut pos, (b & 0x3f) as usize)?),
-            b if b & 0xe0 == 0xc0 => {
-                let low = *take(data, &mut pos, 1)?.first()?;
-                Element::Int(signed(u64::from(b & 0x1f) << 8 | u64::from(low), 13))
-            }
-            b if b & 0xf0 == 0xe0 => {
-                let low = *take(data, &mut pos, 1)?.first()?;
-                let len = ((b & 0x0f) as usize) << 8 | low as usize;
-                Element::Bytes(take(data, &mut pos, len)?)
-            }
-            0xf0 => {
-                let len = le(take(data, &mut pos, 4)?) as usize;
-                Element::Bytes(take(data, &mut pos, len)?)
-            }
-            0xf1 => Element::Int(signed(le(take(data, &mut pos, 2)?), 16)),
-            0xf2 => Element::Int(signed(le(take(data, &mut pos, 3)?), 24)),
-            0xf3 => Element::Int(signed(le(take(data, &mut pos, 4)?), 32)),
-            0xf4 => Element::Int(le(take(data, &mut pos, 8)?) as i64),
-            _ => return None,
-        };
-        let entry_len = pos - start;
-        let backlen = match entry_len {
-            0..=127 => 1,
-            128..=16382 => 2,
-            16383..=2097150 => 3,
-            2097151..=268435454 => 4,
-            _ => 5,
-        };
-        take(data, &mut pos, backlen)?;
+    while *data.get(pos)? != 0xff {
+        let (element, next) = crate::store::listpack::decode(data, pos)?;
         out.push(element);
+        pos = next;
     }
-    (pos == data.len()).then_some(out)
+    (pos + 1 == data.len()).then_some(out)
 }
 
 /// The elements of a ziplist: `<bytes u32><tail u32><count u16>` then entries, then 0xFF.

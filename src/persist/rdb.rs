@@ -4,8 +4,10 @@
 //! Oxidis writes every value in the plain RDB types (string, list, set, hash, zset with
 //! binary scores), which every Redis since 2.6 loads and re-encodes by its own thresholds.
 //! It reads everything Redis 2.6 to 7.0 writes, packed encodings included (see `blobs`).
-//! A new value type (streams) adds one arm to `Encoder::value_type`/`value_body` and one
-//! to `Decoder::value`.
+//! Streams are the exception: their nodes are written as the listpacks Redis keeps, which is
+//! how Oxidis keeps them too (`stream.rs`).
+
+mod stream;
 
 use std::io::{self, Read, Write};
 
@@ -158,6 +160,7 @@ impl Encoder {
             Value::Set(_) => SET,
             Value::Hash(_) => HASH,
             Value::Zset(_) => ZSET_2,
+            Value::Stream(_) => stream::STREAM_LISTPACKS_2,
         }
     }
 
@@ -189,6 +192,7 @@ impl Encoder {
                     self.buf.extend(score.to_le_bytes());
                 });
             }
+            Value::Stream(s) => self.stream(s),
         }
     }
 
@@ -493,6 +497,8 @@ fn value_is_empty(value: &Value) -> bool {
         Value::Set(set) => set.is_empty(),
         Value::Hash(hash) => hash.is_empty(),
         Value::Zset(zset) => zset.is_empty(),
+        // An empty stream is a value of its own (its IDs and groups remain).
+        Value::Stream(_) => false,
     }
 }
 
@@ -724,9 +730,14 @@ impl<R: Read> Decoder<R> {
                 }
                 Value::Zset(Box::new(zset))
             }
+            stream::STREAM_LISTPACKS | stream::STREAM_LISTPACKS_2 => match self.stream(kind) {
+                Ok(s) => Value::Stream(Box::new(s)),
+                Err(stream::StreamError::Io(e)) => return Err(bad(e)),
+                Err(stream::StreamError::Corrupt) => return Err(malformed()),
+            },
             _ => {
                 return Err(format!(
-                    "Unknown RDB value type {kind} (streams and modules are not supported yet)"
+                    "Unknown RDB value type {kind} (modules are not supported)"
                 ));
             }
         })
@@ -777,6 +788,23 @@ mod tests {
                 };
                 return zset.all().into_iter().map(scored).collect();
             }
+            Value::Stream(stream) => {
+                use crate::store::stream::StreamId;
+                stream.range(StreamId::MIN, StreamId::MAX, false, |entry| {
+                    out.push(entry.id.to_text());
+                    out.extend(
+                        entry
+                            .pairs()
+                            .map(|(f, v)| [f.to_vec(), v.to_vec()].concat()),
+                    );
+                    true
+                });
+                for (name, group) in stream.groups().into_iter().flatten() {
+                    out.push(name.to_vec());
+                    out.extend(group.pel.keys().map(|id| id.to_text()));
+                }
+                return out;
+            }
         }
         out.sort();
         out
@@ -796,7 +824,36 @@ mod tests {
             zset.insert(item.as_bytes(), i as f64 / 3.0, limits.zset);
             set.insert(item.as_bytes(), limits.max_intset);
         }
+        let mut stream = crate::store::stream::Stream::default();
+        let node = crate::store::stream::NodeLimits {
+            max_bytes: 4096,
+            max_entries: 100,
+        };
+        for i in 1..=250u64 {
+            let id = crate::store::stream::StreamId::new(i, i % 3);
+            let value = format!("{i}-{}", "y".repeat(i as usize % 30));
+            let field: &[u8] = if i % 7 == 0 { b"rare" } else { b"temp" };
+            stream
+                .add(id, &[field, value.as_bytes()], node)
+                .ok()
+                .unwrap();
+        }
+        stream.delete(crate::store::stream::StreamId::new(5, 2));
+        let mut group = crate::store::stream::Group::new(stream.last_id(), 250);
+        let (owner, _) = group.consumer_or_new(b"alice", 7);
+        for i in [2u64, 9, 30] {
+            let id = crate::store::stream::StreamId::new(i, i % 3);
+            let nack = crate::store::stream::Nack {
+                delivery_time: 1000,
+                delivery_count: 2,
+                consumer: owner.clone(),
+            };
+            group.pel.insert(id, nack);
+            group.assign(id, &owner);
+        }
+        stream.create_group(b"workers", group);
         for value in [
+            Value::Stream(Box::new(stream)),
             Value::string(&b"compress me ".repeat(20)),
             Value::string(b"-123456789012"),
             Value::List(Box::new(list)),

@@ -3,6 +3,7 @@
 use super::hash::Hash;
 use super::list::List;
 use super::set::Set;
+use super::stream::Stream;
 use super::thin_bytes::ThinBytes;
 use super::zset::Zset;
 use crate::util::parse_i64;
@@ -17,6 +18,7 @@ pub enum Value {
     Hash(Box<Hash>),
     Set(Box<Set>),
     Zset(Box<Zset>),
+    Stream(Box<Stream>),
 }
 
 /// A string value, in the encodings OBJECT ENCODING reports: integers are kept as numbers,
@@ -37,6 +39,7 @@ pub enum Kind {
     Hash,
     Set,
     Zset,
+    Stream,
 }
 
 impl Value {
@@ -47,6 +50,7 @@ impl Value {
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
             Value::Zset(_) => Kind::Zset,
+            Value::Stream(_) => Kind::Stream,
         }
     }
 
@@ -59,6 +63,7 @@ impl Value {
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
             Value::Zset(zset) => zset.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -90,6 +95,13 @@ impl Value {
         }
     }
 
+    pub fn as_stream_mut(&mut self) -> Option<&mut Stream> {
+        match self {
+            Value::Stream(stream) => Some(stream),
+            _ => None,
+        }
+    }
+
     pub fn as_list_mut(&mut self) -> Option<&mut List> {
         match self {
             Value::List(list) => Some(list),
@@ -116,6 +128,7 @@ impl Value {
             Value::Hash(hash) => size_of::<Hash>() + hash.allocated(),
             Value::Set(set) => set.allocated(),
             Value::Zset(zset) => zset.allocated(),
+            Value::Stream(stream) => stream.allocated(),
         }
     }
 
@@ -133,6 +146,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::Zset => "zset",
+            Kind::Stream => "stream",
         }
     }
 }

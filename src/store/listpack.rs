@@ -1,0 +1,394 @@
+//! Redis's listpack, byte for byte: `<total bytes u32><count u16>`, the entries, then 0xFF.
+//! Each entry is an encoding byte with its data (a small integer, a sized integer, or a string
+//! with its length) followed by the entry's own length written backwards, so the buffer can be
+//! walked from either end.
+//!
+//! Streams keep their nodes in this format (not `Packed`'s) because Redis's RDB, DUMP and
+//! `redis-check-rdb` read stream nodes as raw listpacks: holding them as Redis writes them makes
+//! saving a copy and loading a validation. The RDB readers of older packed blobs also decode
+//! with `decode` here. Every read is bounds-checked, as RESTORE hands in untrusted bytes.
+
+const HEADER: usize = 6;
+const END: u8 = 0xff;
+/// Redis's LP_HDR_NUMELE_UNKNOWN: past 65,534 elements the header no longer counts them.
+const COUNT_UNKNOWN: u16 = u16::MAX;
+
+/// One element: a string or an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element<'a> {
+    Bytes(&'a [u8]),
+    Int(i64),
+}
+
+impl Element<'_> {
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self {
+            Element::Bytes(b) => b.to_vec(),
+            Element::Int(n) => itoa::Buffer::new().format(*n).as_bytes().to_vec(),
+        }
+    }
+
+    /// The element as an integer: stream nodes keep their counters and ID deltas as integers,
+    /// though Redis also reads one stored as a decimal string.
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Element::Int(n) => Some(*n),
+            Element::Bytes(b) => crate::util::parse_i64(b),
+        }
+    }
+
+    /// The element's bytes; integers are rendered into `scratch`.
+    pub fn bytes<'a>(&'a self, scratch: &'a mut itoa::Buffer) -> &'a [u8] {
+        match self {
+            Element::Bytes(b) => b,
+            Element::Int(n) => scratch.format(*n).as_bytes(),
+        }
+    }
+}
+
+pub fn le(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0, |acc, b| acc << 8 | u64::from(*b))
+}
+
+/// Sign-extends the low `bits` of `value`.
+pub fn signed(value: u64, bits: u32) -> i64 {
+    let shift = 64 - bits;
+    ((value << shift) as i64) >> shift
+}
+
+/// Bytes the backwards length of an entry of `len` bytes takes.
+fn backlen_size(len: usize) -> usize {
+    match len {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2097150 => 3,
+        2097151..=268435454 => 4,
+        _ => 5,
+    }
+}
+
+/// The element at `pos` of `data` and where the next one starts; None if the bytes there are
+/// not a whole entry (or are the end marker).
+pub fn decode(data: &[u8], pos: usize) -> Option<(Element<'_>, usize)> {
+    let byte = *data.get(pos)?;
+    let field = |from: usize, n: usize| data.get(from..from.checked_add(n)?);
+    let (element, len) = match byte {
+        b if b & 0x80 == 0 => (Element::Int(i64::from(b)), 1),
+        b if b & 0xc0 == 0x80 => {
+            let n = (b & 0x3f) as usize;
+            (Element::Bytes(field(pos + 1, n)?), 1 + n)
+        }
+        b if b & 0xe0 == 0xc0 => {
+            let low = *data.get(pos + 1)?;
+            let value = u64::from(b & 0x1f) << 8 | u64::from(low);
+            (Element::Int(signed(value, 13)), 2)
+        }
+        b if b & 0xf0 == 0xe0 => {
+            let n = ((b & 0x0f) as usize) << 8 | *data.get(pos + 1)? as usize;
+            (Element::Bytes(field(pos + 2, n)?), 2 + n)
+        }
+        0xf0 => {
+            let n = le(field(pos + 1, 4)?) as usize;
+            (Element::Bytes(field(pos + 5, n)?), 5 + n)
+        }
+        0xf1 => (Element::Int(signed(le(field(pos + 1, 2)?), 16)), 3),
+        0xf2 => (Element::Int(signed(le(field(pos + 1, 3)?), 24)), 4),
+        0xf3 => (Element::Int(signed(le(field(pos + 1, 4)?), 32)), 5),
+        0xf4 => (Element::Int(le(field(pos + 1, 8)?) as i64), 9),
+        _ => return None,
+    };
+    let next = pos + len + backlen_size(len);
+    (next <= data.len()).then_some((element, next))
+}
+
+/// The entry sizes and the decoded backwards length that ends just before `end`.
+fn backlen_before(data: &[u8], end: usize) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    let mut used = 0;
+    loop {
+        let byte = *data.get(end.checked_sub(used + 1)?)?;
+        value |= ((byte & 127) as usize) << (7 * used);
+        used += 1;
+        if byte & 128 == 0 {
+            return Some((value, used));
+        }
+        if used == 5 {
+            return None;
+        }
+    }
+}
+
+/// Encodes an integer in the smallest listpack form.
+fn encode_int(n: i64, out: &mut Vec<u8>) {
+    let width = |out: &mut Vec<u8>, tag: u8, bytes: usize| {
+        out.push(tag);
+        out.extend_from_slice(&n.to_le_bytes()[..bytes]);
+    };
+    match n {
+        0..=127 => out.push(n as u8),
+        -4096..=4095 => {
+            let v = (n as u64) & 0x1fff;
+            out.push(0xc0 | (v >> 8) as u8);
+            out.push(v as u8);
+        }
+        -32768..=32767 => width(out, 0xf1, 2),
+        -8_388_608..=8_388_607 => width(out, 0xf2, 3),
+        -2_147_483_648..=2_147_483_647 => width(out, 0xf3, 4),
+        _ => width(out, 0xf4, 8),
+    }
+}
+
+fn encode_str(s: &[u8], out: &mut Vec<u8>) {
+    let len = s.len();
+    if len < 64 {
+        out.push(0x80 | len as u8);
+    } else if len < 4096 {
+        out.push(0xe0 | (len >> 8) as u8);
+        out.push(len as u8);
+    } else {
+        out.push(0xf0);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+    out.extend_from_slice(s);
+}
+
+/// Appends the backwards length of an entry of `len` bytes.
+fn encode_backlen(len: usize, out: &mut Vec<u8>) {
+    let size = backlen_size(len);
+    for i in (0..size).rev() {
+        let group = ((len >> (7 * i)) & 127) as u8;
+        out.push(if i == size - 1 { group } else { group | 128 });
+    }
+}
+
+/// One element encoded as an entry, with its backwards length.
+fn entry(element: Element<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    match element {
+        Element::Int(n) => encode_int(n, &mut out),
+        // Redis stores a string that reads as an integer in integer form.
+        Element::Bytes(b) => match (b.len() <= 20).then(|| crate::util::parse_i64(b)).flatten() {
+            Some(n) => encode_int(n, &mut out),
+            None => encode_str(b, &mut out),
+        },
+    }
+    let len = out.len();
+    encode_backlen(len, &mut out);
+    out
+}
+
+/// A listpack in Redis's exact format.
+#[derive(Clone)]
+pub struct Listpack {
+    data: Vec<u8>,
+}
+
+impl Default for Listpack {
+    fn default() -> Self {
+        Listpack::new()
+    }
+}
+
+impl Listpack {
+    pub fn new() -> Listpack {
+        let mut data = Vec::with_capacity(HEADER + 1);
+        data.extend_from_slice(&7u32.to_le_bytes());
+        data.extend_from_slice(&0u16.to_le_bytes());
+        data.push(END);
+        Listpack { data }
+    }
+
+    /// Takes bytes that claim to be a listpack: their header, every entry's encoding and
+    /// backwards length, and the end marker are checked.
+    pub fn from_bytes(data: Vec<u8>) -> Option<Listpack> {
+        if data.len() < HEADER + 1 || le(&data[..4]) as usize != data.len() {
+            return None;
+        }
+        let mut pos = HEADER;
+        let mut count = 0usize;
+        while data[pos] != END {
+            let (_, next) = decode(&data, pos)?;
+            let (len, used) = backlen_before(&data, next)?;
+            if used != backlen_size(len) || pos + len + used != next {
+                return None;
+            }
+            pos = next;
+            count += 1;
+            if pos >= data.len() {
+                return None;
+            }
+        }
+        let header_count = le(&data[4..6]) as u16;
+        let counted_ok = header_count == COUNT_UNKNOWN || header_count as usize == count;
+        (pos + 1 == data.len() && counted_ok).then_some(Listpack { data })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Bytes the listpack occupies (Redis's lpBytes).
+    pub fn size(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn allocated(&self) -> usize {
+        self.data.capacity()
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.data.shrink_to_fit();
+    }
+
+    /// Position of the first element.
+    pub fn first(&self) -> Option<usize> {
+        (self.data[HEADER] != END).then_some(HEADER)
+    }
+
+    /// Position of the last element.
+    pub fn last(&self) -> Option<usize> {
+        self.prev(self.data.len() - 1)
+    }
+
+    /// The element after the one at `pos`.
+    pub fn next(&self, pos: usize) -> Option<usize> {
+        let (_, next) = decode(&self.data, pos)?;
+        (self.data[next] != END).then_some(next)
+    }
+
+    /// The element before the one at (or the end marker at) `pos`.
+    pub fn prev(&self, pos: usize) -> Option<usize> {
+        if pos <= HEADER {
+            return None;
+        }
+        let (len, used) = backlen_before(&self.data, pos)?;
+        pos.checked_sub(len + used).filter(|&p| p >= HEADER)
+    }
+
+    pub fn get(&self, pos: usize) -> Element<'_> {
+        decode(&self.data, pos).map_or(Element::Int(0), |(e, _)| e)
+    }
+
+    /// The integer at `pos` (0 if it is not one, which a validated stream node never has).
+    pub fn int(&self, pos: usize) -> i64 {
+        self.get(pos).int().unwrap_or(0)
+    }
+
+    pub fn push(&mut self, element: Element<'_>) {
+        let bytes = entry(element);
+        let end = self.data.len() - 1;
+        self.data.splice(end..end, bytes);
+        self.finish_edit(1);
+    }
+
+    pub fn push_int(&mut self, n: i64) {
+        self.push(Element::Int(n));
+    }
+
+    /// Replaces the integer at `pos`; the element keeps its position, the ones after it move.
+    pub fn replace_int(&mut self, pos: usize, n: i64) {
+        let Some((_, next)) = decode(&self.data, pos) else {
+            return;
+        };
+        self.data.splice(pos..next, entry(Element::Int(n)));
+        self.finish_edit(0);
+    }
+
+    /// Rewrites the header after `added` elements were appended.
+    fn finish_edit(&mut self, added: u16) {
+        let total = self.data.len() as u32;
+        self.data[..4].copy_from_slice(&total.to_le_bytes());
+        let count = le(&self.data[4..6]) as u16;
+        let count = if count == COUNT_UNKNOWN {
+            COUNT_UNKNOWN
+        } else {
+            count.saturating_add(added)
+        };
+        self.data[4..6].copy_from_slice(&count.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_encoding() {
+        let values: Vec<i64> = vec![
+            0,
+            127,
+            128,
+            -1,
+            -4096,
+            4095,
+            -32768,
+            32767,
+            8_388_607,
+            -8_388_608,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ];
+        let mut lp = Listpack::new();
+        for &v in &values {
+            lp.push_int(v);
+        }
+        let long = vec![b'x'; 5000];
+        lp.push(Element::Bytes(b"hello"));
+        lp.push(Element::Bytes(&long[..100]));
+        lp.push(Element::Bytes(&long));
+        lp.push(Element::Bytes(b"12"));
+        let lp = Listpack::from_bytes(lp.as_bytes().to_vec()).expect("valid");
+        let mut out = Vec::new();
+        let mut pos = lp.first();
+        while let Some(p) = pos {
+            out.push(lp.get(p).to_vec());
+            pos = lp.next(p);
+        }
+        let mut expected: Vec<Vec<u8>> =
+            values.iter().map(|v| v.to_string().into_bytes()).collect();
+        expected.extend([b"hello".to_vec(), long[..100].to_vec(), long.clone()]);
+        expected.push(b"12".to_vec());
+        assert_eq!(out, expected);
+        // Walking back from the end visits the same elements.
+        let mut back = Vec::new();
+        let mut pos = lp.last();
+        while let Some(p) = pos {
+            back.push(lp.get(p).to_vec());
+            pos = lp.prev(p);
+        }
+        back.reverse();
+        assert_eq!(back, expected);
+        assert_eq!(lp.get(lp.last().unwrap()), Element::Int(12));
+    }
+
+    #[test]
+    fn replace_keeps_neighbours() {
+        let mut lp = Listpack::new();
+        for v in [1, 2, 3] {
+            lp.push_int(v);
+        }
+        let second = lp.next(lp.first().unwrap()).unwrap();
+        lp.replace_int(second, 1_000_000);
+        let lp = Listpack::from_bytes(lp.as_bytes().to_vec()).expect("valid");
+        let third = lp.next(second).unwrap();
+        assert_eq!(lp.int(second), 1_000_000);
+        assert_eq!(lp.int(third), 3);
+        assert_eq!(lp.prev(third), Some(second));
+    }
+
+    #[test]
+    fn rejects_truncated_and_bad_backlen() {
+        let mut lp = Listpack::new();
+        lp.push(Element::Bytes(b"abc"));
+        let bytes = lp.as_bytes().to_vec();
+        assert!(Listpack::from_bytes(bytes[..bytes.len() - 1].to_vec()).is_none());
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 2] = 9;
+        assert!(Listpack::from_bytes(bad).is_none());
+    }
+}
