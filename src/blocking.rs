@@ -27,6 +27,12 @@ use crate::protocol::Protocol;
 pub struct BlockRequest {
     pub keys: Vec<Bytes>,
     pub deadline_ms: u64,
+    /// The command to run when woken, if not the one called (XREAD's `$` becomes the ID it
+    /// stood for).
+    pub args: Option<Vec<Bytes>>,
+    /// Serving this waiter takes nothing from the ones after it (stream reads), so one that
+    /// finds nothing yet does not end the serving of the key.
+    pub keep_serving: bool,
 }
 
 /// How a wait ended for the waiting connection.
@@ -46,6 +52,7 @@ pub struct Waiter {
     pub args: Vec<Bytes>,
     pub protocol: Protocol,
     pub handle: Arc<ClientHandle>,
+    keep_serving: bool,
     wake: oneshot::Sender<Wake>,
 }
 
@@ -85,11 +92,18 @@ impl Blocking {
         &self,
         id: u64,
         db: usize,
-        keys: Vec<Bytes>,
+        request: BlockRequest,
         args: Vec<Bytes>,
         protocol: Protocol,
         handle: Arc<ClientHandle>,
     ) -> oneshot::Receiver<Wake> {
+        let BlockRequest {
+            keys,
+            args: rewritten,
+            keep_serving,
+            ..
+        } = request;
+        let args = rewritten.unwrap_or(args);
         let (wake, receiver) = oneshot::channel();
         handle.set_flag(FLAG_BLOCKED, true);
         let mut registry = self.lock();
@@ -108,6 +122,7 @@ impl Blocking {
                 args,
                 protocol,
                 handle,
+                keep_serving,
                 wake,
             },
         );
@@ -158,10 +173,15 @@ impl Blocking {
         next
     }
 
-    /// The oldest waiter on `key`: its id, and a copy of what running its command needs.
-    pub fn oldest_waiter(&self, key: &DbKey) -> Option<(u64, WaiterView)> {
+    /// The oldest waiter on `key` after `after` (or the oldest of all): its id, and a copy of
+    /// what running its command needs.
+    pub fn next_waiter(&self, key: &DbKey, after: Option<u64>) -> Option<(u64, WaiterView)> {
         let registry = self.lock();
-        let id = *registry.by_key.get(key)?.front()?;
+        let queue = registry.by_key.get(key)?;
+        let id = match after {
+            None => *queue.front()?,
+            Some(after) => *queue.iter().skip_while(|&&w| w != after).nth(1)?,
+        };
         let w = registry.waiters.get(&id)?;
         Some((
             id,
@@ -170,6 +190,7 @@ impl Blocking {
                 args: w.args.clone(),
                 protocol: w.protocol,
                 handle: w.handle.clone(),
+                keep_serving: w.keep_serving,
             },
         ))
     }
@@ -209,4 +230,5 @@ pub struct WaiterView {
     pub args: Vec<Bytes>,
     pub protocol: Protocol,
     pub handle: Arc<ClientHandle>,
+    pub keep_serving: bool,
 }

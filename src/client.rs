@@ -52,8 +52,9 @@ pub struct Client {
     /// On the heap from the first WATCH on, with its flag: most clients never watch.
     pub watch: Option<Box<Watch>>,
     pub subscriptions: Subscriptions,
-    /// What the AOF logs for the running command instead of its arguments.
-    pub log_as: Option<Box<Vec<Bytes>>>,
+    /// What the AOF logs for the running command instead of its arguments: none, one or
+    /// several commands.
+    pub log_as: Option<Box<Vec<Vec<Bytes>>>>,
     /// Inside EXEC: whether MULTI was logged yet (see `commands::propagate`).
     pub exec_logged: Option<bool>,
     /// The command table's index of this client's last top-level command (see

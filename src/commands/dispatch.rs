@@ -132,18 +132,16 @@ pub fn execute_chained(
         let time = crate::util::clock::freeze_at(started.unwrap_or_else(Ticks::now));
         let ended = call(server, client, reply, command, args, time.at());
         if let Some(request) = client.wants_block.take() {
+            let deadline_ms = request.deadline_ms;
             let wake = server.store.notifier.blocking.block(
                 client.id,
                 client.db,
-                request.keys,
+                *request,
                 args.to_vec(),
                 client.protocol,
                 client.handle.clone(),
             );
-            client.blocked = Some(Blocked {
-                wake,
-                deadline_ms: request.deadline_ms,
-            });
+            client.blocked = Some(Blocked { wake, deadline_ms });
         }
         // Serving blocked clients takes time that is not the next command's. While a script
         // runs, the keys it filled are served when it ends, not by a command let through.
@@ -382,7 +380,11 @@ fn call(
         server.stats.count_error(message);
         command.failed.add(1);
     }
-    command.calls.add(1);
+    // A call that blocks is counted when its wait ends (served, timed out or unblocked), as
+    // Redis's updateStatsOnUnblock counts it.
+    if client.wants_block.is_none() {
+        command.calls.add(1);
+    }
     command.usec.add(micros);
     server.stats.commands_processed.add(1);
     let slower_than = server.config.int(crate::config::SLOWLOG_LOG_SLOWER_THAN);
@@ -524,7 +526,8 @@ pub fn call_from_script(
 fn serve_blocked(server: &Server) {
     let blocking = &server.store.notifier.blocking;
     while let Some(key) = blocking.next_ready() {
-        while let Some((id, waiter)) = blocking.oldest_waiter(&key) {
+        let mut after = None;
+        while let Some((id, waiter)) = blocking.next_waiter(&key, after) {
             let Ok(command) = server.commands.resolve(&waiter.args) else {
                 break;
             };
@@ -543,8 +546,13 @@ fn serve_blocked(server: &Server) {
                 };
                 command.run(&mut ctx, &waiter.args)
             };
-            // Asking to block again means the key has nothing left for anyone.
+            // Asking to block again means the key has nothing left for anyone, unless what
+            // the waiter waits for is its own (a stream read past its own ID).
             if proxy.wants_block.is_some() {
+                if waiter.keep_serving {
+                    after = Some(id);
+                    continue;
+                }
                 break;
             }
             if server.store.notifier.aof.is_on()
@@ -555,6 +563,7 @@ fn serve_blocked(server: &Server) {
             if let Err(Error(message)) = result {
                 reply.error(&message);
                 server.stats.count_error(&message);
+                command.failed.add(1);
             }
             command.calls.add(1);
             blocking.finish(id, Wake::Reply(reply.buf));

@@ -25,6 +25,7 @@ mod server;
 mod sets;
 mod sort;
 mod spec;
+mod streams;
 mod strings;
 mod table;
 mod transactions;
@@ -112,7 +113,23 @@ impl<'a> Ctx<'a> {
     /// Asks to wait until one of `keys` gets data (0: no deadline). The caller has found
     /// nothing to serve and checked `client.deny_blocking`.
     pub fn block(&mut self, keys: Vec<Bytes>, deadline_ms: u64) {
-        self.client.wants_block = Some(Box::new(BlockRequest { keys, deadline_ms }));
+        self.client.wants_block = Some(Box::new(BlockRequest {
+            keys,
+            deadline_ms,
+            args: None,
+            keep_serving: false,
+        }));
+    }
+
+    /// Blocks a stream read: woken, it runs `args`, and finding nothing new it leaves the
+    /// stream to the next waiter (see `BlockRequest`).
+    pub fn block_reading(&mut self, keys: Vec<Bytes>, deadline_ms: u64, args: Vec<Bytes>) {
+        self.client.wants_block = Some(Box::new(BlockRequest {
+            keys,
+            deadline_ms,
+            args: Some(args),
+            keep_serving: true,
+        }));
     }
 
     /// The command's name as errors quote it.

@@ -18,7 +18,26 @@ impl Ctx<'_> {
     /// nothing (FLUSHDB on an empty database, as Redis's forceCommandPropagation).
     pub fn log_as(&mut self, args: Vec<Bytes>) {
         if self.server.store.notifier.aof.is_on() {
-            self.client.log_as = Some(Box::new(args));
+            self.client.log_as = Some(Box::new(vec![args]));
+        }
+    }
+
+    /// Logs `args` among the commands this one is logged as (Redis's alsoPropagate, with the
+    /// command's own propagation prevented): a command that logs nothing this way is not
+    /// logged at all, one that logs several has them logged inside MULTI/EXEC.
+    pub fn log_also(&mut self, args: Vec<Bytes>) {
+        if self.server.store.notifier.aof.is_on() {
+            self.client
+                .log_as
+                .get_or_insert_with(Default::default)
+                .push(args);
+        }
+    }
+
+    /// Logs nothing for this command unless `log_also` adds something.
+    pub fn log_nothing(&mut self) {
+        if self.server.store.notifier.aof.is_on() {
+            self.client.log_as.get_or_insert_with(Default::default);
         }
     }
 }
@@ -27,18 +46,37 @@ impl Ctx<'_> {
 /// preceded by MULTI (see `exec_started`/`exec_finished`).
 pub fn log(server: &Server, client: &mut Client, db: usize, name: &str, args: &[Bytes]) {
     let aof = &server.store.notifier.aof;
+    let feed = |args: &[Bytes]| {
+        let parts: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        aof.feed(db, &parts);
+    };
+    let logged = client.log_as.take();
+    if logged.as_ref().is_some_and(|commands| commands.is_empty()) {
+        return;
+    }
     if client.exec_logged == Some(false) {
         aof.feed(db, &[b"MULTI"]);
         client.exec_logged = Some(true);
     }
-    let logged = client
-        .log_as
-        .take()
-        .map(|boxed| *boxed)
-        .or_else(|| deterministic(server, db, name, args));
-    let logged = logged.as_deref().unwrap_or(args);
-    let parts: Vec<&[u8]> = logged.iter().map(|a| &a[..]).collect();
-    aof.feed(db, &parts);
+    match logged {
+        Some(commands) => {
+            let wrap = commands.len() > 1 && client.exec_logged.is_none();
+            if wrap {
+                aof.feed(db, &[b"MULTI"]);
+            }
+            for command in commands.iter() {
+                feed(command);
+            }
+            if wrap {
+                aof.feed(db, &[b"EXEC"]);
+            }
+        }
+        None => feed(
+            deterministic(server, db, name, args)
+                .as_deref()
+                .unwrap_or(args),
+        ),
+    }
 }
 
 pub fn exec_started(client: &mut Client) {

@@ -40,6 +40,8 @@ fn flush_dbs(ctx: &Ctx, indexes: impl Iterator<Item = usize>, async_free: bool) 
         let removed: usize = old.iter().map(|d| d.len()).sum();
         notifier.dirty.fetch_add(removed as u64, Ordering::Relaxed);
         garbage.extend(old);
+        // XREADGROUP waiters on streams that are gone are answered with an error.
+        notifier.blocking.signal_db(index);
     }
     if async_free {
         std::thread::spawn(move || drop(garbage));

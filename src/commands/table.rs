@@ -10,7 +10,7 @@ use super::meta::{self, CommandSpec, flag_bit};
 use super::{
     CmdResult, Ctx, Handler, acl, bitmaps, command, config, connection, geo, hashes, hyperloglog,
     keys, lists, memory, persistence, printable, pubsub, scripting, server, sets, sort, spec,
-    strings, transactions, zsets,
+    streams, strings, transactions, zsets,
 };
 use crate::client::Queued;
 use crate::util::counter::Counter;
@@ -265,6 +265,34 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("pfdebug", ByKeys, hyperloglog::pfdebug),
         ("pfmerge", ByKeys, hyperloglog::pfmerge),
         ("pfselftest", ByKeys, hyperloglog::pfselftest),
+        // streams
+        ("xack", ByKeys, streams::xack),
+        ("xadd", ByKeys, streams::xadd),
+        ("xautoclaim", ByKeys, streams::xautoclaim),
+        ("xclaim", ByKeys, streams::xclaim),
+        ("xdel", ByKeys, streams::xdel),
+        ("xgroup|create", ByKeys, streams::xgroup_create),
+        (
+            "xgroup|createconsumer",
+            ByKeys,
+            streams::xgroup_createconsumer,
+        ),
+        ("xgroup|delconsumer", ByKeys, streams::xgroup_delconsumer),
+        ("xgroup|destroy", ByKeys, streams::xgroup_destroy),
+        ("xgroup|help", ByKeys, streams::xgroup_help),
+        ("xgroup|setid", ByKeys, streams::xgroup_setid),
+        ("xinfo|consumers", ByKeys, streams::xinfo_consumers),
+        ("xinfo|groups", ByKeys, streams::xinfo_groups),
+        ("xinfo|help", ByKeys, streams::xinfo_help),
+        ("xinfo|stream", ByKeys, streams::xinfo_stream),
+        ("xlen", ByKeys, streams::xlen),
+        ("xpending", ByKeys, streams::xpending),
+        ("xrange", ByKeys, streams::xrange),
+        ("xread", Exclusive, streams::xread),
+        ("xreadgroup", Exclusive, streams::xreadgroup),
+        ("xrevrange", ByKeys, streams::xrevrange),
+        ("xsetid", ByKeys, streams::xsetid),
+        ("xtrim", ByKeys, streams::xtrim),
         // hashes
         ("hdel", ByKeys, hashes::hdel),
         ("hexists", ByKeys, hashes::hexists),

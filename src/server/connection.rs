@@ -504,15 +504,24 @@ async fn wait_blocked(
     loop {
         tokio::select! {
             wake = &mut blocked.wake => {
+                // Served, the waiter's call was counted where it ran; otherwise here.
+                let command = server
+                    .commands
+                    .by_id(client.handle.last_command.load(Ordering::Relaxed));
                 match wake {
                     Ok(Wake::Reply(bytes)) => reply.buf.extend_from_slice(&bytes),
-                    Ok(Wake::Timeout) | Err(_) => reply.null_array(),
+                    Ok(Wake::Timeout) | Err(_) => {
+                        reply.null_array();
+                        if let Some(command) = command {
+                            command.calls.add(1);
+                        }
+                    }
                     Ok(Wake::Error) => {
                         let error = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
                         reply.error(error);
                         server.stats.count_error(error);
-                        let id = client.handle.last_command.load(Ordering::Relaxed);
-                        if let Some(command) = server.commands.by_id(id) {
+                        if let Some(command) = command {
+                            command.calls.add(1);
                             command.failed.add(1);
                         }
                     }

@@ -72,9 +72,9 @@ impl Notifier {
         self.notify(db, key, class, event);
         let deleted = matches!(event, "del" | "expired" | "evicted");
         self.watches.touch(db, key, deleted);
-        if !deleted {
-            self.blocking.signal(db, key);
-        }
+        // A deleted key is signalled too: XREADGROUP waiters on a stream that is gone are
+        // answered with an error (a list's waiters find nothing and wait on).
+        self.blocking.signal(db, key);
     }
 
     /// Publishes a keyspace event if `notify-keyspace-events` asks for its class: on
