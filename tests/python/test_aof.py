@@ -49,6 +49,19 @@ def commands_that_need_rewriting(server):
         p.incr("counter")
         p.incr("counter")
         p.execute()
+    # Streams: generated IDs, approximate trimming, reads through a group (logged as XCLAIM
+    # and XGROUP SETID), claims.
+    for i in range(300):
+        r.xadd("events", {"n": i}, maxlen=120, approximate=True)
+    r.xadd("events", {"n": "ms"}, id="99999999999999-*")
+    r.xtrim("events", maxlen=100, approximate=True)
+    r.xgroup_create("events", "g", id="0")
+    r.xreadgroup("g", "c1", {"events": ">"}, count=20)
+    r.xreadgroup("g", "c2", {"events": ">"}, count=5, noack=True)
+    r.xclaim("events", "g", "c3", 0, [r.xpending_range("events", "g", "-", "+", 1)[0]["message_id"]])
+    r.xautoclaim("events", "g", "c4", 0, count=3)
+    r.xgroup_setid("events", "g", "0")
+    r.xgroup_delconsumer("events", "g", "c2")
     r.set("gone", "v", px=1)
     time.sleep(0.01)
     assert r.get("gone") is None
