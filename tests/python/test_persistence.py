@@ -19,8 +19,8 @@ REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 class Server:
     """oxidis or redis-server started in `workdir` on a free port."""
 
-    def __init__(self, binary, workdir, *args):
-        self.port = free_port()
+    def __init__(self, binary, workdir, *args, port=None):
+        self.port = port or free_port()
         self.workdir = workdir
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir), *args],
@@ -46,8 +46,8 @@ class Server:
         return self.proc.wait(timeout=30)
 
 
-def oxidis(workdir, *args):
-    return Server(BINARY, workdir, *args)
+def oxidis(workdir, *args, port=None):
+    return Server(BINARY, workdir, *args, port=port)
 
 
 def redis_server(workdir, *args):
