@@ -10,7 +10,10 @@
 # Bitmap, HyperLogLog and geo rows (FAMILIES, default all) read data benches/families_setup.py
 # writes beforehand: BITCOUNT of a 1 MB bitmap, BITOP AND of two, PFADD of 10 random elements,
 # PFCOUNT of one key (its cached count) and of three (a merge), GEOADD of random points, and
-# GEOSEARCH of a 2 km radius among 100,000 points, nearest first.
+# GEOSEARCH of a 2 km radius among 100,000 points, nearest first; stream rows: XADD of 3 fields
+# with a generated ID, the same with MAXLEN ~ 1000, and XRANGE of 100 entries of a 1,000-entry
+# stream. STREAM_GROUP rows (STREAMS, default on) read and acknowledge entries through consumer
+# groups, one XREADGROUP + XACK pair per request (benches/stream_group.py).
 # Usage: benches/compare.sh [rounds] [requests]    Needs redis-server and redis-benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +23,8 @@ tests=(${TESTS:-SET GET INCR MSET LPUSH RPUSH LPOP RPOP LRANGE_100 LRANGE_600 HS
 variants=(${VARIANTS:-base 1KB rand})
 # Lua scripts run by EVALSHA (SCRIPTS="" leaves them out).
 scripts=(${SCRIPTS-EVALSHA_GET EVALSHA_INCR EVALSHA_LOCK})
-families=(${FAMILIES-BITCOUNT_1MB BITOP_AND_1MB PFADD_10 PFCOUNT_1 PFCOUNT_3 GEOADD GEOSEARCH_100K})
+families=(${FAMILIES-BITCOUNT_1MB BITOP_AND_1MB PFADD_10 PFCOUNT_1 PFCOUNT_3 GEOADD GEOSEARCH_100K XADD XADD_MAXLEN_1000 XRANGE_100})
+streams=${STREAMS-on}
 pipelines=(1 16)
 cargo build --release --quiet
 source benches/lib.sh
@@ -122,6 +126,9 @@ family_args() {
         PFCOUNT_3) echo 10 pfcount hll1 hll2 hll3 ;;
         GEOADD) echo 1 geoadd pts2 13.$r 52.$r p:$r ;;
         GEOSEARCH_100K) echo 10 geosearch pts fromlonlat 13.4 52.5 byradius 2 km asc ;;
+        XADD) echo 1 xadd xa '*' temp 25 hum 40 robot r7 ;;
+        XADD_MAXLEN_1000) echo 1 xadd xm maxlen '~' 1000 '*' temp 25 hum 40 robot r7 ;;
+        XRANGE_100) echo 5 xrange xs - + count 100 ;;
     esac
 }
 
@@ -129,12 +136,25 @@ family_args() {
 # the heavier commands send fewer requests).
 family() {
     local p=$2 port=$3 pid=$4 before after rps p99
-    local args=($(family_args "$1"))
+    # Read, not expanded: XADD's `*` is an argument, not a file pattern.
+    local args
+    read -r -a args <<<"$(family_args "$1")"
     local n=$(((requests * p / 2 > requests ? requests * p / 2 : requests) / args[0]))
     before=$(cpu_us "$pid")
     read -r rps p99 < <(bench "$port" "$n" "$p" -r 1000000 "${args[@]:1}")
     after=$(cpu_us "$pid")
     python3 -c "print($rps, ($after-$before)/$n, $p99)"
+}
+
+# stream_group PIPELINE PORT PID -> "pairs/s cpu_us_per_pair 0": XREADGROUP + XACK through
+# four consumer groups of a stream filled beforehand (benches/stream_group.py).
+stream_group() {
+    local p=$1 port=$2 pid=$3 before after rate p99 n=$((requests / 2))
+    python3 benches/stream_group.py setup "$port" "$((n / 4 + 1))"
+    before=$(cpu_us "$pid")
+    read -r rate p99 < <(taskset -c 1 python3 benches/stream_group.py run "$port" "$n" "$p")
+    after=$(cpu_us "$pid")
+    python3 -c "print($rate, ($after-$before)/$n, $p99)"
 }
 
 # idle PORT PID -> SET at -P 16 while 1,000 other connections sit idle.
@@ -251,6 +271,11 @@ for f in "${families[@]}"; do
         row "$f" "$p" family "$f" "$p"
     done
 done
+if [ -n "$streams" ]; then
+    for p in "${pipelines[@]}"; do
+        row STREAM_GROUP "$p" stream_group "$p"
+    done
+fi
 row SET_IDLE1000 16 idle
 row QUEUE 1 queue
 row MULTI_3INCR 100 multi

@@ -34,6 +34,11 @@ impl Ctx<'_> {
         }
     }
 
+    /// Whether commands are being logged: what to log need not be built otherwise.
+    pub fn logging(&self) -> bool {
+        self.server.store.notifier.aof.is_on()
+    }
+
     /// Logs nothing for this command unless `log_also` adds something.
     pub fn log_nothing(&mut self) {
         if self.server.store.notifier.aof.is_on() {

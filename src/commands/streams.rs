@@ -134,14 +134,14 @@ fn reply_range(
     count: usize,
     rev: bool,
 ) -> Vec<StreamId> {
-    let mut body = reply.sibling();
+    let at = reply.buf.len();
     let mut sent = Vec::new();
     stream.range(start, end, rev, |entry| {
-        reply_entry(&mut body, entry);
+        reply_entry(reply, entry);
         sent.push(entry.id);
         count == 0 || sent.len() < count
     });
-    reply.array_of(sent.len(), body);
+    reply.array_before(at, sent.len());
     sent
 }
 
@@ -264,6 +264,9 @@ fn parse_trim_args(ctx: &Ctx, args: &[Bytes], xadd: bool) -> Result<TrimArgs, Er
 /// that replaying it trims the same (Redis's streamRewriteTrimArgument); LIMIT is dropped, as
 /// a replay must not stop early.
 fn log_trimmed(ctx: &mut Ctx, args: &[Bytes], parsed: &TrimArgs, stream: &Stream, id: StreamId) {
+    if !ctx.logging() {
+        return;
+    }
     let mut logged = args.to_vec();
     if parsed.approx {
         logged[parsed.threshold_pos - 1] = Bytes::from_static(b"=");
@@ -601,59 +604,61 @@ fn read(ctx: &mut Ctx, args: &[Bytes], xreadgroup: bool) -> CmdResult {
                 }
             }
         }
-        from.push(Some(match &id_arg[..] {
+        let read_from = match &id_arg[..] {
             b"$" if xreadgroup => {
                 return Err("ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.".into());
             }
-            b"$" => ReadFrom::After(stream.map_or(StreamId::MIN, |s| s.last_id())),
+            b"$" => ReadFrom::After(stream.as_deref().map_or(StreamId::MIN, |s| s.last_id())),
             b">" if !xreadgroup => {
                 return Err("ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.".into());
             }
             b">" => ReadFrom::New,
             id if xreadgroup => ReadFrom::History(parse_strict_id(id)?),
             id => ReadFrom::After(parse_strict_id(id)?),
-        }));
+        };
+        let start = stream.as_deref().and_then(|stream| match read_from {
+            // Past the ID given; Redis's increment of the last possible ID wraps to 0-0.
+            ReadFrom::History(id) => Some(id.incr().unwrap_or(StreamId::MIN)),
+            ReadFrom::New => {
+                let group = parsed.group.and_then(|(g, _)| stream.group(g))?;
+                new_after(stream, group.last_id)
+            }
+            ReadFrom::After(id) => new_after(stream, id),
+        });
+        from.push(Some((read_from, start)));
     }
     let count = match (parsed.count, serving.is_some()) {
         (0, true) => BLOCKED_DEFAULT_COUNT,
         (count, _) => count,
     };
-    let mut body = ctx.reply.sibling();
-    let mut served = 0;
+    let served = from
+        .iter()
+        .flatten()
+        .filter(|(_, start)| start.is_some())
+        .count();
+    // RESP3: a map of key to entries; RESP2: an array of [key, entries] pairs.
+    if served > 0 && ctx.reply.is_resp3() {
+        ctx.reply.map(served);
+    } else if served > 0 {
+        ctx.reply.array(served);
+    }
     for (key, from) in parsed.keys.iter().zip(&from) {
-        let Some(from) = *from else { continue };
+        let Some((read_from, Some(start))) = *from else {
+            continue;
+        };
         let mut locked = db.lock(key);
         let Ok(Some(stream)) = stream_mut(&mut locked, key) else {
             continue;
         };
-        let start = match from {
-            // Past the ID given; Redis's increment of the last possible ID wraps to 0-0.
-            ReadFrom::History(id) => Some(id.incr().unwrap_or(StreamId::MIN)),
-            ReadFrom::New => {
-                let group = stream
-                    .group(parsed.group.expect("group").0)
-                    .expect("checked");
-                let last = group.last_id;
-                (!stream.is_empty() && stream.last_live_id() > last)
-                    .then(|| last.incr())
-                    .flatten()
-            }
-            ReadFrom::After(id) => (!stream.is_empty() && stream.last_live_id() > id)
-                .then(|| id.incr())
-                .flatten(),
-        };
-        let Some(start) = start else { continue };
-        served += 1;
-        if !body.is_resp3() {
-            body.array(2);
+        if !ctx.reply.is_resp3() {
+            ctx.reply.array(2);
         }
-        body.bulk(key);
+        ctx.reply.bulk(key);
         match parsed.group {
             None => {
-                reply_range(&mut body, stream, start, StreamId::MAX, count, false);
+                reply_range(ctx.reply, stream, start, StreamId::MAX, count, false);
             }
             Some((group, consumer)) => {
-                let history = matches!(from, ReadFrom::History(_));
                 let read = GroupRead {
                     key,
                     group,
@@ -661,18 +666,13 @@ fn read(ctx: &mut Ctx, args: &[Bytes], xreadgroup: bool) -> CmdResult {
                     count,
                     noack: parsed.noack,
                 };
-                read_group(ctx, &mut body, stream, &read, start, history);
+                let history = matches!(read_from, ReadFrom::History(_));
+                read_group(ctx, stream, &read, start, history);
                 count_change(ctx, 1);
             }
         }
     }
     if served > 0 {
-        if ctx.reply.is_resp3() {
-            ctx.reply.map(served);
-            ctx.reply.buf.extend_from_slice(&body.buf);
-        } else {
-            ctx.reply.array_of(served, body);
-        }
         return Ok(());
     }
     match parsed.block {
@@ -690,12 +690,19 @@ fn read(ctx: &mut Ctx, args: &[Bytes], xreadgroup: bool) -> CmdResult {
     Ok(())
 }
 
+/// Where a read of entries after `id` starts, if the stream has any.
+fn new_after(stream: &Stream, id: StreamId) -> Option<StreamId> {
+    (!stream.is_empty() && stream.last_live_id() > id)
+        .then(|| id.incr())
+        .flatten()
+}
+
 /// The command a blocked reader runs when woken: `$` replaced by the ID it stood for, and a
 /// COUNT (Redis serves a woken reader at most 1,000 entries unless it asked for fewer).
 fn woken_args(
     args: &[Bytes],
     parsed: &ReadArgs<'_>,
-    from: &[Option<ReadFrom>],
+    from: &[Option<(ReadFrom, Option<StreamId>)>],
     block_arg: &Bytes,
     xreadgroup: bool,
 ) -> Vec<Bytes> {
@@ -724,7 +731,7 @@ fn woken_args(
     out.extend(parsed.keys.iter().cloned());
     for (id_arg, from) in parsed.ids.iter().zip(from) {
         out.push(match from {
-            Some(ReadFrom::After(id)) if !xreadgroup => Bytes::from(id.to_text()),
+            Some((ReadFrom::After(id), _)) if !xreadgroup => Bytes::from(id.to_text()),
             _ => id_arg.clone(),
         });
     }
@@ -758,23 +765,31 @@ fn consumer_seen(ctx: &Ctx, group: &mut Group, key: &[u8], name: &[u8]) -> (Arc<
 /// adding to its pending entries unless NOACK; logs the XCLAIM/XGROUP SETID that replay it.
 fn read_group(
     ctx: &mut Ctx,
-    body: &mut Reply,
     stream: &mut Stream,
     read: &GroupRead<'_>,
     start: StreamId,
     history: bool,
 ) {
-    let counters = stream.counters;
-    let mut group = stream
-        .groups
-        .as_mut()
-        .and_then(|g| g.remove(&read.group[..]));
-    let Some(group_state) = group.as_mut() else {
-        body.array(0);
-        return;
-    };
-    let (consumer, created) = consumer_seen(ctx, group_state, read.key, read.consumer);
-    if created && read.noack {
+    // The groups are set aside while the entries are read, so that both can be at hand.
+    let mut groups = stream.groups.take();
+    if let Some(group) = groups.as_mut().and_then(|g| g.get_mut(&read.group[..])) {
+        deliver(ctx, stream, group, read, start, history);
+    } else {
+        ctx.reply.array(0);
+    }
+    stream.groups = groups;
+}
+
+fn deliver(
+    ctx: &mut Ctx,
+    stream: &Stream,
+    group: &mut Group,
+    read: &GroupRead<'_>,
+    start: StreamId,
+    history: bool,
+) {
+    let (consumer, created) = consumer_seen(ctx, group, read.key, read.consumer);
+    if created && read.noack && ctx.logging() {
         ctx.log_also(vec![
             Bytes::from_static(b"XGROUP"),
             Bytes::from_static(b"CREATECONSUMER"),
@@ -784,39 +799,37 @@ fn read_group(
         ]);
     }
     if history {
-        reply_history(body, stream, group_state, &consumer, start, read.count);
-    } else {
-        let sent = reply_range(body, stream, start, StreamId::MAX, read.count, false);
-        let now = now();
-        let mut moved = false;
-        for id in sent {
-            if id > group_state.last_id {
-                group_state.entries_read = counters.read_counter_after(group_state, id);
-                group_state.last_id = id;
-                moved = true;
-            }
-            if read.noack {
-                continue;
-            }
-            let nack = Nack {
-                delivery_time: now,
-                delivery_count: 1,
-                consumer: consumer.clone(),
-            };
-            if let Some(old) = group_state.pel.insert(id, nack)
-                && let Some(owner) = group_state.consumers.get_mut(&old.consumer)
-            {
-                owner.pel.remove(&id);
-            }
-            group_state.assign(id, &consumer);
-            log_claim(ctx, read.key, read.group, group_state, id);
-        }
-        if read.noack && moved {
-            log_group_id(ctx, read.key, read.group, group_state);
-        }
+        reply_history(ctx.reply, stream, group, &consumer, start, read.count);
+        return;
     }
-    let groups = stream.groups.get_or_insert_with(Default::default);
-    groups.insert(read.group[..].into(), group.expect("taken above"));
+    let sent = reply_range(ctx.reply, stream, start, StreamId::MAX, read.count, false);
+    let now = now();
+    let mut moved = false;
+    for id in sent {
+        if id > group.last_id {
+            group.entries_read = stream.counters.read_counter_after(group, id);
+            group.last_id = id;
+            moved = true;
+        }
+        if read.noack {
+            continue;
+        }
+        let nack = Nack {
+            delivery_time: now,
+            delivery_count: 1,
+            consumer: consumer.clone(),
+        };
+        if let Some(old) = group.pel.insert(id, nack)
+            && let Some(owner) = group.consumers.get_mut(&old.consumer)
+        {
+            owner.pel.remove(&id);
+        }
+        group.assign(id, &consumer);
+        log_claim(ctx, read.key, read.group, group, id);
+    }
+    if read.noack && moved {
+        log_group_id(ctx, read.key, read.group, group);
+    }
 }
 
 /// Redis's streamReplyWithRangeFromConsumerPEL: the consumer's pending entries from `start`,
@@ -857,7 +870,7 @@ fn reply_history(
 
 /// Logs the pending entry `id` as Redis's streamPropagateXCLAIM does.
 fn log_claim(ctx: &mut Ctx, key: &Bytes, group_name: &Bytes, group: &Group, id: StreamId) {
-    let Some(nack) = group.pel.get(&id) else {
+    let Some(nack) = group.pel.get(&id).filter(|_| ctx.logging()) else {
         return;
     };
     let text = |n: i64| Bytes::from(itoa::Buffer::new().format(n).as_bytes().to_vec());
@@ -881,6 +894,9 @@ fn log_claim(ctx: &mut Ctx, key: &Bytes, group_name: &Bytes, group: &Group, id: 
 
 /// Logs a group's position as XGROUP SETID ... ENTRIESREAD (Redis's streamPropagateGroupID).
 fn log_group_id(ctx: &mut Ctx, key: &Bytes, group_name: &Bytes, group: &Group) {
+    if !ctx.logging() {
+        return;
+    }
     ctx.log_also(vec![
         Bytes::from_static(b"XGROUP"),
         Bytes::from_static(b"SETID"),
@@ -1281,10 +1297,11 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     ctx.log_nothing();
     let counters_stream: &Stream = stream;
     let exists: Vec<bool> = ids.iter().map(|&id| counters_stream.contains(id)).collect();
-    let mut group = stream
-        .groups
+    // The groups are set aside while entries are read, so that both can be at hand.
+    let mut groups = stream.groups.take();
+    let group = groups
         .as_mut()
-        .and_then(|g| g.remove(&args[2][..]))
+        .and_then(|g| g.get_mut(&args[2][..]))
         .expect("checked");
     let mut propagate_last_id = false;
     if last_id > group.last_id {
@@ -1297,7 +1314,7 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     for (&id, &exists) in ids.iter().zip(&exists) {
         if !exists {
             if group.pel.contains_key(&id) {
-                log_claim(ctx, key, &args[2], &group, id);
+                log_claim(ctx, key, &args[2], group, id);
                 propagate_last_id = false;
                 count_change(ctx, 1);
                 group.ack(id);
@@ -1307,7 +1324,7 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if force && !group.pel.contains_key(&id) {
             let (owner, _) = match &consumer {
                 Some(c) => (c.clone(), false),
-                None => consumer_seen(ctx, &mut group, key, &args[3]),
+                None => consumer_seen(ctx, group, key, &args[3]),
             };
             consumer = Some(owner.clone());
             let nack = Nack {
@@ -1326,7 +1343,7 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         }
         let owner = match &consumer {
             Some(c) => c.clone(),
-            None => consumer_seen(ctx, &mut group, key, &args[3]).0,
+            None => consumer_seen(ctx, group, key, &args[3]).0,
         };
         consumer = Some(owner.clone());
         group.assign(id, &owner);
@@ -1343,18 +1360,15 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             reply_one(&mut body, stream, id);
         }
         claimed += 1;
-        log_claim(ctx, key, &args[2], &group, id);
+        log_claim(ctx, key, &args[2], group, id);
         propagate_last_id = false;
         count_change(ctx, 1);
     }
     if propagate_last_id {
-        log_group_id(ctx, key, &args[2], &group);
+        log_group_id(ctx, key, &args[2], group);
         count_change(ctx, 1);
     }
-    stream
-        .groups
-        .get_or_insert_with(Default::default)
-        .insert(args[2][..].into(), group);
+    stream.groups = groups;
     ctx.reply.array_of(claimed, body);
     Ok(())
 }
@@ -1386,10 +1400,11 @@ pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         .filter(|s| s.group(&args[2]).is_some())
         .ok_or_else(|| no_group_error(key, &args[2]))?;
     ctx.log_nothing();
-    let mut group = stream
-        .groups
+    // The groups are set aside while entries are read, so that both can be at hand.
+    let mut groups = stream.groups.take();
+    let group = groups
         .as_mut()
-        .and_then(|g| g.remove(&args[2][..]))
+        .and_then(|g| g.get_mut(&args[2][..]))
         .expect("checked");
     let now = now();
     let mut attempts = count.saturating_mul(10);
@@ -1404,7 +1419,7 @@ pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         attempts -= 1;
         cursor = group.pel.range(id..).nth(1).map(|(id, _)| *id);
         if !stream.contains(id) {
-            log_claim(ctx, key, &args[2], &group, id);
+            log_claim(ctx, key, &args[2], group, id);
             count_change(ctx, 1);
             group.ack(id);
             deleted.push(id);
@@ -1417,7 +1432,7 @@ pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         }
         let owner = match &consumer {
             Some(c) => c.clone(),
-            None => consumer_seen(ctx, &mut group, key, &args[3]).0,
+            None => consumer_seen(ctx, group, key, &args[3]).0,
         };
         consumer = Some(owner.clone());
         group.assign(id, &owner);
@@ -1433,13 +1448,10 @@ pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         }
         claimed += 1;
         left -= 1;
-        log_claim(ctx, key, &args[2], &group, id);
+        log_claim(ctx, key, &args[2], group, id);
         count_change(ctx, 1);
     }
-    stream
-        .groups
-        .get_or_insert_with(Default::default)
-        .insert(args[2][..].into(), group);
+    stream.groups = groups;
     let reply = &mut *ctx.reply;
     reply.array(3);
     bulk_id(reply, cursor.unwrap_or(StreamId::MIN));

@@ -194,6 +194,19 @@ impl Reply {
         self.buf.extend_from_slice(&body.buf);
     }
 
+    /// Inserts an array header of `len` at `at`, before the elements written since (a deferred
+    /// length: the elements are counted as they are written).
+    pub fn array_before(&mut self, at: usize, len: usize) {
+        let mut header = [0u8; 24];
+        header[0] = b'*';
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(len).as_bytes();
+        header[1..1 + text.len()].copy_from_slice(text);
+        let end = 1 + text.len();
+        header[end..end + 2].copy_from_slice(b"\r\n");
+        self.buf.splice(at..at, header[..end + 2].iter().copied());
+    }
+
     /// A fresh reply buffer with the same protocol, for building a deferred part.
     pub fn sibling(&self) -> Reply {
         Reply::with_capacity(self.protocol, 0)

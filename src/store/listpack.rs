@@ -121,24 +121,35 @@ fn backlen_before(data: &[u8], end: usize) -> Option<(usize, usize)> {
     }
 }
 
-/// Encodes an integer in the smallest listpack form.
-fn encode_int(n: i64, out: &mut Vec<u8>) {
-    let width = |out: &mut Vec<u8>, tag: u8, bytes: usize| {
-        out.push(tag);
-        out.extend_from_slice(&n.to_le_bytes()[..bytes]);
-    };
-    match n {
-        0..=127 => out.push(n as u8),
+/// An integer in the smallest listpack form, with its backwards length (one byte: an integer
+/// entry is at most 9 bytes): at most 10 bytes, in a buffer and its used length.
+fn int_entry(n: i64) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let len = match n {
+        0..=127 => {
+            out[0] = n as u8;
+            1
+        }
         -4096..=4095 => {
             let v = (n as u64) & 0x1fff;
-            out.push(0xc0 | (v >> 8) as u8);
-            out.push(v as u8);
+            out[0] = 0xc0 | (v >> 8) as u8;
+            out[1] = v as u8;
+            2
         }
-        -32768..=32767 => width(out, 0xf1, 2),
-        -8_388_608..=8_388_607 => width(out, 0xf2, 3),
-        -2_147_483_648..=2_147_483_647 => width(out, 0xf3, 4),
-        _ => width(out, 0xf4, 8),
-    }
+        _ => {
+            let (tag, bytes) = match n {
+                -32768..=32767 => (0xf1, 2),
+                -8_388_608..=8_388_607 => (0xf2, 3),
+                -2_147_483_648..=2_147_483_647 => (0xf3, 4),
+                _ => (0xf4, 8),
+            };
+            out[0] = tag;
+            out[1..1 + bytes].copy_from_slice(&n.to_le_bytes()[..bytes]);
+            1 + bytes
+        }
+    };
+    out[len] = len as u8;
+    (out, len + 1)
 }
 
 fn encode_str(s: &[u8], out: &mut Vec<u8>) {
@@ -164,20 +175,27 @@ fn encode_backlen(len: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// One element encoded as an entry, with its backwards length.
-fn entry(element: Element<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    match element {
-        Element::Int(n) => encode_int(n, &mut out),
-        // Redis stores a string that reads as an integer in integer form.
-        Element::Bytes(b) => match (b.len() <= 20).then(|| crate::util::parse_i64(b)).flatten() {
-            Some(n) => encode_int(n, &mut out),
-            None => encode_str(b, &mut out),
-        },
+/// Appends one element as an entry, with its backwards length. Redis stores a string that reads
+/// as an integer in integer form.
+fn encode_entry(element: Element<'_>, out: &mut Vec<u8>) {
+    let int = match element {
+        Element::Int(n) => Some(n),
+        Element::Bytes(b) if b.len() <= 20 => crate::util::parse_i64(b),
+        Element::Bytes(_) => None,
+    };
+    match (int, element) {
+        (Some(n), _) => {
+            let (bytes, len) = int_entry(n);
+            out.extend_from_slice(&bytes[..len]);
+        }
+        (None, Element::Bytes(b)) => {
+            let start = out.len();
+            encode_str(b, out);
+            let len = out.len() - start;
+            encode_backlen(len, out);
+        }
+        (None, Element::Int(_)) => unreachable!("integers have an integer form"),
     }
-    let len = out.len();
-    encode_backlen(len, &mut out);
-    out
 }
 
 /// A listpack in Redis's exact format.
@@ -278,9 +296,9 @@ impl Listpack {
     }
 
     pub fn push(&mut self, element: Element<'_>) {
-        let bytes = entry(element);
-        let end = self.data.len() - 1;
-        self.data.splice(end..end, bytes);
+        self.data.pop();
+        encode_entry(element, &mut self.data);
+        self.data.push(END);
         self.finish_edit(1);
     }
 
@@ -288,13 +306,19 @@ impl Listpack {
         self.push(Element::Int(n));
     }
 
-    /// Replaces the integer at `pos`; the element keeps its position, the ones after it move.
+    /// Replaces the integer at `pos`; the element keeps its position, the ones after it move
+    /// (only when the new value takes another number of bytes).
     pub fn replace_int(&mut self, pos: usize, n: i64) {
         let Some((_, next)) = decode(&self.data, pos) else {
             return;
         };
-        self.data.splice(pos..next, entry(Element::Int(n)));
-        self.finish_edit(0);
+        let (bytes, len) = int_entry(n);
+        if next - pos == len {
+            self.data[pos..next].copy_from_slice(&bytes[..len]);
+        } else {
+            self.data.splice(pos..next, bytes[..len].iter().copied());
+            self.finish_edit(0);
+        }
     }
 
     /// Rewrites the header after `added` elements were appended.

@@ -413,6 +413,33 @@ fn node_entries<'a>(master_id: StreamId, lp: &'a Listpack) -> impl Iterator<Item
     })
 }
 
+/// Every entry of a node (deleted ones included), last to first: each entry ends with its
+/// number of elements (lp-count), which leads back to its flags.
+fn node_entries_rev<'a>(
+    master_id: StreamId,
+    lp: &'a Listpack,
+) -> impl Iterator<Item = EntryRef<'a>> {
+    let master = master(lp);
+    let first = master.first_entry;
+    let mut count_pos = first.and_then(|_| lp.last());
+    std::iter::from_fn(move || {
+        let here = count_pos?;
+        let mut flags_pos = here;
+        for _ in 0..lp.int(here) {
+            flags_pos = lp.prev(flags_pos)?;
+        }
+        if flags_pos < first? {
+            return None;
+        }
+        count_pos = if Some(flags_pos) == first {
+            None
+        } else {
+            lp.prev(flags_pos)
+        };
+        Some(EntryRef::at(lp, master_id, &master, flags_pos))
+    })
+}
+
 impl Stream {
     pub fn len(&self) -> u64 {
         self.counters.length
@@ -597,11 +624,14 @@ impl Stream {
             return;
         }
         for (master_id, lp) in self.nodes.range(from..=end).rev() {
-            let entries: Vec<EntryRef<'_>> = node_entries(*master_id, lp)
-                .filter(|e| !e.deleted && e.id >= start && e.id <= end)
-                .collect();
-            for entry in entries.iter().rev() {
-                if !visit(entry) {
+            for entry in node_entries_rev(*master_id, lp) {
+                if entry.id < start {
+                    return;
+                }
+                if entry.deleted || entry.id > end {
+                    continue;
+                }
+                if !visit(&entry) {
                     return;
                 }
             }
@@ -626,11 +656,10 @@ impl Stream {
         let Some((master_id, lp)) = node else {
             return StreamId::MIN;
         };
-        let mut entries = node_entries(*master_id, lp);
         let id = if first {
-            entries.next().map(|e| e.id)
+            node_entries(*master_id, lp).next().map(|e| e.id)
         } else {
-            entries.last().map(|e| e.id)
+            node_entries_rev(*master_id, lp).next().map(|e| e.id)
         };
         id.unwrap_or(*master_id)
     }

@@ -175,10 +175,12 @@ def stream_info(pair, key):
     assert mine == theirs
 
 
-def test_stream_commands_answer_as_redis_does(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_stream_commands_answer_as_redis_does(tmp_path, protocol):
     pair = Pair(tmp_path)
     # Replies as they come, without redis-py's parsing (which expects well-formed calls).
-    mine, theirs = (redis.Redis(host="127.0.0.1", port=s.port) for s in (pair.ox, pair.rs))
+    mine, theirs = (redis.Redis(host="127.0.0.1", port=s.port, protocol=protocol)
+                    for s in (pair.ox, pair.rs))
     mine.response_callbacks.clear()
     theirs.response_callbacks.clear()
 
