@@ -2,7 +2,9 @@
 # Memory per key, oxidis against redis-server, each shape loaded into a fresh server.
 # Shapes: 16-byte keys with 32-byte string values; 100-element lists; 5-field hashes;
 # one sorted set of N members; with SHAPES, also `hll` (a 20-element HyperLogLog per key,
-# sparse) and `geo` (one geo set of N points). Data is sent with `redis-cli --pipe`.
+# sparse), `geo` (one geo set of N points), `stream` (one stream of N entries of 3 small
+# fields) and `pel` (the same stream read through a consumer group, so that all N entries are
+# pending; per entry, the stream included). Data is sent with `redis-cli --pipe`.
 # Prints used_memory and RSS growth per key (per member for the sorted set) and appends
 # them to the CSV given as the second argument, or to benches/results/memory-<time>.csv.
 # Usage: benches/memory.sh [N] [csv]    (N defaults to 1,000,000)
@@ -45,9 +47,17 @@ for i in range(n):
     elif shape == "geo":
         lon, lat = -180 + (i * 7919 % 360000) / 1000, -85 + (i * 104729 % 170000) / 1000
         batch.append(cmd(b"GEOADD", b"fleet", b"%.3f" % lon, b"%.3f" % lat, b"robot:%d" % i))
+    elif shape in ("stream", "pel"):
+        batch.append(cmd(b"XADD", b"events", b"*", b"temp", b"%d" % (i % 40), b"hum", b"40",
+                         b"robot", b"r%d" % (i % 9)))
     if len(batch) == 10000:
         out.write(b"".join(batch)); batch.clear()
 out.write(b"".join(batch))
+if shape == "pel":
+    out.write(cmd(b"XGROUP", b"CREATE", b"events", b"workers", b"0"))
+    for _ in range(0, n, 10000):
+        out.write(cmd(b"XREADGROUP", b"GROUP", b"workers", b"alice", b"COUNT", b"10000",
+                      b"STREAMS", b"events", b">"))
 PY
 }
 

@@ -545,7 +545,7 @@ fn stream_digest(kind: &[u8], stream: &crate::store::stream::Stream) -> u64 {
             &group.last_id.to_be_bytes(),
             &group.entries_read.to_le_bytes(),
         ]);
-        for (id, nack) in &group.pel {
+        for (id, nack) in group.pel.iter() {
             mix(&[
                 &id.to_be_bytes(),
                 &nack.consumer,

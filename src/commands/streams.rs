@@ -822,7 +822,7 @@ fn deliver(
         if let Some(old) = group.pel.insert(id, nack)
             && let Some(owner) = group.consumers.get_mut(&old.consumer)
         {
-            owner.pel.remove(&id);
+            owner.pel.remove(id);
         }
         group.assign(id, &consumer);
         log_claim(ctx, read.key, read.group, group, id);
@@ -845,7 +845,7 @@ fn reply_history(
     let ids: Vec<StreamId> = group
         .consumers
         .get(consumer)
-        .map(|c| c.pel.range(start..).copied().collect())
+        .map(|c| c.pel.range_from(start).map(|(id, _)| id).collect())
         .unwrap_or_default();
     let ids = &ids[..if count == 0 {
         ids.len()
@@ -856,7 +856,7 @@ fn reply_history(
     let now = now();
     for &id in ids {
         if reply_one(body, stream, id) {
-            if let Some(nack) = group.pel.get_mut(&id) {
+            if let Some(nack) = group.pel.get_mut(id) {
                 nack.delivery_time = now;
                 nack.delivery_count += 1;
             }
@@ -870,7 +870,7 @@ fn reply_history(
 
 /// Logs the pending entry `id` as Redis's streamPropagateXCLAIM does.
 fn log_claim(ctx: &mut Ctx, key: &Bytes, group_name: &Bytes, group: &Group, id: StreamId) {
-    let Some(nack) = group.pel.get(&id).filter(|_| ctx.logging()) else {
+    let Some(nack) = group.pel.get(id).filter(|_| ctx.logging()) else {
         return;
     };
     let text = |n: i64| Bytes::from(itoa::Buffer::new().format(n).as_bytes().to_vec());
@@ -1171,10 +1171,10 @@ pub fn xpending(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let Some((start, end, count, min_idle, consumer)) = range else {
         reply.array(4);
         reply.int(group.pel.len() as i64);
-        match (group.pel.first_key_value(), group.pel.last_key_value()) {
+        match (group.pel.first(), group.pel.last()) {
             (Some((first, _)), Some((last, _))) => {
-                bulk_id(reply, *first);
-                bulk_id(reply, *last);
+                bulk_id(reply, first);
+                bulk_id(reply, last);
                 let owners: Vec<_> = group
                     .consumers
                     .iter()
@@ -1197,7 +1197,12 @@ pub fn xpending(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     let ids: Vec<StreamId> = match consumer {
         Some(name) => match group.consumers.get(&name[..]) {
-            Some(c) => c.pel.range(start..=end.max(start)).copied().collect(),
+            Some(c) => c
+                .pel
+                .range_from(start)
+                .map(|(id, _)| id)
+                .take_while(|&id| id <= end)
+                .collect(),
             None => {
                 reply.array(0);
                 return Ok(());
@@ -1205,8 +1210,9 @@ pub fn xpending(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         },
         None => group
             .pel
-            .range(start..=end.max(start))
-            .map(|(id, _)| *id)
+            .range_from(start)
+            .map(|(id, _)| id)
+            .take_while(|&id| id <= end)
             .collect(),
     };
     let now = now();
@@ -1216,7 +1222,7 @@ pub fn xpending(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if sent == count {
             break;
         }
-        let Some(nack) = group.pel.get(&id) else {
+        let Some(nack) = group.pel.get(id) else {
             continue;
         };
         let idle = (now - nack.delivery_time).max(0);
@@ -1313,7 +1319,7 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let mut consumer: Option<Arc<[u8]>> = None;
     for (&id, &exists) in ids.iter().zip(&exists) {
         if !exists {
-            if group.pel.contains_key(&id) {
+            if group.pel.contains(id) {
                 log_claim(ctx, key, &args[2], group, id);
                 propagate_last_id = false;
                 count_change(ctx, 1);
@@ -1321,7 +1327,7 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             }
             continue;
         }
-        if force && !group.pel.contains_key(&id) {
+        if force && !group.pel.contains(id) {
             let (owner, _) = match &consumer {
                 Some(c) => (c.clone(), false),
                 None => consumer_seen(ctx, group, key, &args[3]),
@@ -1335,7 +1341,7 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             group.pel.insert(id, nack);
             group.assign(id, &owner);
         }
-        let Some(nack) = group.pel.get(&id) else {
+        let Some(nack) = group.pel.get(id) else {
             continue;
         };
         if min_idle > 0 && now - nack.delivery_time < min_idle {
@@ -1347,7 +1353,7 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         };
         consumer = Some(owner.clone());
         group.assign(id, &owner);
-        let nack = group.pel.get_mut(&id).expect("pending");
+        let nack = group.pel.get_mut(id).expect("pending");
         nack.delivery_time = delivery_time;
         match retry_count {
             Some(n) if n >= 0 => nack.delivery_count = n as u64,
@@ -1413,11 +1419,11 @@ pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let mut claimed = 0;
     let mut deleted = Vec::new();
     let mut consumer: Option<Arc<[u8]>> = None;
-    let mut cursor = group.pel.range(start..).map(|(id, _)| *id).next();
+    let mut cursor = group.pel.range_from(start).map(|(id, _)| id).next();
     while attempts > 0 && left > 0 {
         let Some(id) = cursor else { break };
         attempts -= 1;
-        cursor = group.pel.range(id..).nth(1).map(|(id, _)| *id);
+        cursor = group.pel.range_from(id).nth(1).map(|(id, _)| id);
         if !stream.contains(id) {
             log_claim(ctx, key, &args[2], group, id);
             count_change(ctx, 1);
@@ -1426,7 +1432,7 @@ pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             left -= 1;
             continue;
         }
-        let idle = now - group.pel[&id].delivery_time;
+        let idle = now - group.pel.get(id).expect("pending").delivery_time;
         if min_idle > 0 && idle < min_idle {
             continue;
         }
@@ -1436,7 +1442,7 @@ pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         };
         consumer = Some(owner.clone());
         group.assign(id, &owner);
-        let nack = group.pel.get_mut(&id).expect("pending");
+        let nack = group.pel.get_mut(id).expect("pending");
         nack.delivery_time = now;
         if !justid {
             nack.delivery_count += 1;
@@ -1616,7 +1622,7 @@ pub fn xinfo_stream(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         reply.array(pending.len());
         for (_, (id, nack)) in pending {
             reply.array(4);
-            bulk_id(reply, *id);
+            bulk_id(reply, id);
             reply.bulk(&nack.consumer);
             reply.int(nack.delivery_time);
             reply.int(nack.delivery_count as i64);
@@ -1639,12 +1645,12 @@ pub fn xinfo_stream(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 .take_while(|(i, _)| within(*i))
                 .collect();
             reply.array(ids.len());
-            for (_, id) in ids {
+            for (_, (id, ())) in ids {
                 let Some(nack) = group.pel.get(id) else {
                     continue;
                 };
                 reply.array(3);
-                bulk_id(reply, *id);
+                bulk_id(reply, id);
                 reply.int(nack.delivery_time);
                 reply.int(nack.delivery_count as i64);
             }

@@ -402,7 +402,7 @@ fn write_stream(buf: &mut Vec<u8>, key: &[u8], stream: &crate::store::stream::St
                     &[b"XGROUP", b"CREATECONSUMER", key, name, consumer_name],
                 );
             }
-            for id in &consumer.pel {
+            for id in consumer.pel.keys() {
                 let Some(nack) = group.pel.get(id) else {
                     continue;
                 };

@@ -104,6 +104,24 @@ pub fn decode(data: &[u8], pos: usize) -> Option<(Element<'_>, usize)> {
     (next <= data.len()).then_some((element, next))
 }
 
+/// The length of the element at `pos` (encoding and data, without the backwards length),
+/// read from its encoding alone: walking past elements need not decode them.
+fn element_len(data: &[u8], pos: usize) -> Option<usize> {
+    let byte = *data.get(pos)?;
+    Some(match byte {
+        b if b & 0x80 == 0 => 1,
+        b if b & 0xc0 == 0x80 => 1 + (b & 0x3f) as usize,
+        b if b & 0xe0 == 0xc0 => 2,
+        b if b & 0xf0 == 0xe0 => 2 + (((b & 0x0f) as usize) << 8 | *data.get(pos + 1)? as usize),
+        0xf0 => 5 + le(data.get(pos + 1..pos + 5)?) as usize,
+        0xf1 => 3,
+        0xf2 => 4,
+        0xf3 => 5,
+        0xf4 => 9,
+        _ => return None,
+    })
+}
+
 /// The entry sizes and the decoded backwards length that ends just before `end`.
 fn backlen_before(data: &[u8], end: usize) -> Option<(usize, usize)> {
     let mut value = 0usize;
@@ -212,7 +230,12 @@ impl Default for Listpack {
 
 impl Listpack {
     pub fn new() -> Listpack {
-        let mut data = Vec::with_capacity(HEADER + 1);
+        Listpack::with_capacity(HEADER + 1)
+    }
+
+    /// An empty listpack with room for `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> Listpack {
+        let mut data = Vec::with_capacity(bytes.max(HEADER + 1));
         data.extend_from_slice(&7u32.to_le_bytes());
         data.extend_from_slice(&0u16.to_le_bytes());
         data.push(END);
@@ -273,8 +296,9 @@ impl Listpack {
 
     /// The element after the one at `pos`.
     pub fn next(&self, pos: usize) -> Option<usize> {
-        let (_, next) = decode(&self.data, pos)?;
-        (self.data[next] != END).then_some(next)
+        let len = element_len(&self.data, pos)?;
+        let next = pos + len + backlen_size(len);
+        (*self.data.get(next)? != END).then_some(next)
     }
 
     /// The element before the one at (or the end marker at) `pos`.
@@ -292,7 +316,11 @@ impl Listpack {
 
     /// The integer at `pos` (0 if it is not one, which a validated stream node never has).
     pub fn int(&self, pos: usize) -> i64 {
-        self.get(pos).int().unwrap_or(0)
+        match self.data.get(pos) {
+            // Flags, small counts and ID deltas: 7-bit integers, the common case.
+            Some(&byte) if byte & 0x80 == 0 => i64::from(byte),
+            _ => self.get(pos).int().unwrap_or(0),
+        }
     }
 
     pub fn push(&mut self, element: Element<'_>) {

@@ -3,6 +3,7 @@
 pub mod dict;
 pub mod hash;
 pub mod hll;
+mod id_map;
 mod key;
 pub mod keyspace;
 pub mod list;
@@ -20,6 +21,7 @@ pub mod zset;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use hash::{Hash, HashLimits};
+pub use id_map::IdMap;
 pub use keyspace::{Db, Entry, Locked, PREFETCH_BATCH};
 pub use list::{End, Fill, List};
 pub use notify::{Class, Notifier};

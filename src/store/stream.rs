@@ -9,9 +9,10 @@
 //! entry's flags and leaves it in place, as Redis does. Keeping nodes in this exact format
 //! makes RDB and DUMP a copy (see `crate::store::listpack`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::id_map::IdMap;
 use super::listpack::{Element, Listpack};
 
 const FLAG_DELETED: i64 = 1;
@@ -103,7 +104,7 @@ pub struct Nack {
 #[derive(Clone)]
 pub struct Consumer {
     pub seen_time: i64,
-    pub pel: BTreeSet<StreamId>,
+    pub pel: IdMap<()>,
 }
 
 #[derive(Clone)]
@@ -111,7 +112,7 @@ pub struct Group {
     pub last_id: StreamId,
     /// Entries the group has read, or ENTRIES_READ_UNKNOWN.
     pub entries_read: i64,
-    pub pel: BTreeMap<StreamId, Nack>,
+    pub pel: IdMap<Nack>,
     pub consumers: BTreeMap<Arc<[u8]>, Consumer>,
 }
 
@@ -120,7 +121,7 @@ impl Group {
         Group {
             last_id,
             entries_read,
-            pel: BTreeMap::new(),
+            pel: IdMap::default(),
             consumers: BTreeMap::new(),
         }
     }
@@ -133,7 +134,7 @@ impl Group {
         let key: Arc<[u8]> = name.into();
         let consumer = Consumer {
             seen_time: now,
-            pel: BTreeSet::new(),
+            pel: IdMap::default(),
         };
         self.consumers.insert(key.clone(), consumer);
         (key, true)
@@ -142,7 +143,7 @@ impl Group {
     /// Removes a consumer and its pending entries; how many it had.
     pub fn remove_consumer(&mut self, name: &[u8]) -> Option<usize> {
         let consumer = self.consumers.remove(name)?;
-        for id in &consumer.pel {
+        for id in consumer.pel.keys() {
             self.pel.remove(id);
         }
         Some(consumer.pel.len())
@@ -150,28 +151,28 @@ impl Group {
 
     /// Drops the pending entry `id` from the group and its owner.
     pub fn ack(&mut self, id: StreamId) -> bool {
-        let Some(nack) = self.pel.remove(&id) else {
+        let Some(nack) = self.pel.remove(id) else {
             return false;
         };
         if let Some(owner) = self.consumers.get_mut(&nack.consumer) {
-            owner.pel.remove(&id);
+            owner.pel.remove(id);
         }
         true
     }
 
     /// Makes `consumer` own the pending entry `id` (it must exist), moving it from its owner.
     pub fn assign(&mut self, id: StreamId, consumer: &Arc<[u8]>) {
-        let Some(nack) = self.pel.get_mut(&id) else {
+        let Some(nack) = self.pel.get_mut(id) else {
             return;
         };
         if nack.consumer != *consumer {
             if let Some(owner) = self.consumers.get_mut(&nack.consumer) {
-                owner.pel.remove(&id);
+                owner.pel.remove(id);
             }
             nack.consumer = consumer.clone();
         }
         if let Some(owner) = self.consumers.get_mut(consumer) {
-            owner.pel.insert(id);
+            owner.pel.insert(id, ());
         }
     }
 }
@@ -472,13 +473,12 @@ impl Stream {
             groups
                 .iter()
                 .map(|(name, group)| {
-                    let pel = group.pel.len() * (16 + size_of::<Nack>()) * 3 / 2;
                     let consumers: usize = group
                         .consumers
                         .iter()
-                        .map(|(name, c)| name.len() + 64 + c.pel.len() * 24)
+                        .map(|(name, c)| name.len() + SLOT + c.pel.allocated())
                         .sum();
-                    name.len() + size_of::<Group>() + pel + consumers
+                    name.len() + SLOT + size_of::<Group>() + group.pel.allocated() + consumers
                 })
                 .sum()
         });
@@ -552,7 +552,9 @@ impl Stream {
                 (master_id, lp, same)
             }
             None => {
-                let mut lp = Listpack::new();
+                // Room for a whole node at once, as Redis preallocates (STREAM_LISTPACK_MAX_
+                // PRE_ALLOCATE); a full node is shrunk to fit.
+                let mut lp = Listpack::with_capacity(max_bytes.min(4096));
                 lp.push_int(1);
                 lp.push_int(0);
                 lp.push_int(fields as i64);

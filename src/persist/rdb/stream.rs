@@ -37,7 +37,7 @@ impl Encoder {
             self.id_parts(group.last_id);
             self.len(group.entries_read as u64);
             self.len(group.pel.len() as u64);
-            for (id, nack) in &group.pel {
+            for (id, nack) in group.pel.iter() {
                 self.buf.extend(id.to_be_bytes());
                 self.buf.extend(nack.delivery_time.to_le_bytes());
                 self.len(nack.delivery_count);
@@ -47,7 +47,7 @@ impl Encoder {
                 self.string(name);
                 self.buf.extend(consumer.seen_time.to_le_bytes());
                 self.len(consumer.pel.len() as u64);
-                for id in &consumer.pel {
+                for id in consumer.pel.keys() {
                     self.buf.extend(id.to_be_bytes());
                 }
             }
