@@ -13,42 +13,26 @@ import socket
 import sys
 import time
 
+from resp import command, run
+
 PROCESSES = 4
 
 
-def command(*args):
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(parts)
-
-
-def read_replies(sock, count, terminators):
-    """Reads until `terminators` reply ends (a final line each) were seen `count` times."""
+def read_acks(sock, count):
+    """Reads the replies of `count` pairs: each ends with its XACK's `:1`."""
     data = b""
-    seen = 0
-    while seen < count:
-        chunk = sock.recv(1 << 20)
-        data += chunk
-        seen = sum(data.count(t) for t in terminators)
+    while data.count(b":1\r\n") < count:
+        data += sock.recv(1 << 20)
     return data
 
 
 def setup(port, entries):
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(command("DEL", "xq"))
-    sock.recv(64)
+    run(sock, [command("DEL", "xq")])
     for start in range(1, entries + 1, 1000):
-        batch = [command("XADD", "xq", f"{i}-0", "temp", "25", "hum", "40", "robot", "r7")
-                 for i in range(start, min(start + 1000, entries + 1))]
-        sock.sendall(b"".join(batch))
-        lines = 0
-        while lines < len(batch):
-            lines += sock.recv(1 << 20).count(b"\r\n")
-    groups = [command("XGROUP", "CREATE", "xq", f"g{n}", "0") for n in range(PROCESSES)]
-    sock.sendall(b"".join(groups))
-    read_replies(sock, PROCESSES, [b"+OK\r\n"])
+        run(sock, [command("XADD", "xq", f"{i}-0", "temp", "25", "hum", "40", "robot", "r7")
+                   for i in range(start, min(start + 1000, entries + 1))])
+    run(sock, [command("XGROUP", "CREATE", "xq", f"g{n}", "0") for n in range(PROCESSES)])
 
 
 def worker(port, group, pairs, pipeline):
@@ -58,12 +42,11 @@ def worker(port, group, pairs, pipeline):
         n = min(pipeline, pairs - done)
         batch = b"".join(read + command("XACK", "xq", group, f"{done + i + 1}-0") for i in range(n))
         sock.sendall(batch)
-        # Each XACK answers ":1\r\n", the last reply of its pair.
-        got = read_replies(sock, n, [b":1\r\n"])
+        got = read_acks(sock, n)
         assert got.count(b":1\r\n") == n, got[-200:]
 
 
-def run(port, pairs, pipeline):
+def measure(port, pairs, pipeline):
     ctx = multiprocessing.get_context("fork")
     each = pairs // PROCESSES
     procs = [ctx.Process(target=worker, args=(port, f"g{n}", each, pipeline))
@@ -79,4 +62,4 @@ def run(port, pairs, pipeline):
 if sys.argv[1] == "setup":
     setup(int(sys.argv[2]), int(sys.argv[3]))
 else:
-    run(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    measure(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

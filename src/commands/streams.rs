@@ -1011,43 +1011,46 @@ pub fn xgroup_setid(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-pub fn xgroup_destroy(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+/// An XGROUP subcommand that answers with an integer: `change` gives the reply and whether the
+/// stream changed, which `event` announces.
+fn group_change(
+    ctx: &mut Ctx,
+    args: &[Bytes],
+    event: &str,
+    change: impl FnOnce(&mut Stream, &[u8]) -> Result<(i64, bool), Error>,
+) -> CmdResult {
     let key = &args[2];
     let db = ctx.db();
     let mut locked = db.lock(key);
-    let destroyed = group_stream(&mut locked, key)?.destroy_group(&args[3]);
-    if destroyed {
-        // Also wakes XREADGROUP waiters on the group, which are answered NOGROUP.
-        ctx.modified(key, Class::Stream, "xgroup-destroy");
+    let (reply, changed) = change(group_stream(&mut locked, key)?, key)?;
+    if changed {
+        ctx.modified(key, Class::Stream, event);
     }
-    ctx.reply.int(destroyed as i64);
+    ctx.reply.int(reply);
     Ok(())
+}
+
+pub fn xgroup_destroy(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    // The keyspace change also wakes XREADGROUP waiters on the group: they get NOGROUP.
+    group_change(ctx, args, "xgroup-destroy", |stream, _| {
+        let destroyed = stream.destroy_group(&args[3]);
+        Ok((destroyed as i64, destroyed))
+    })
 }
 
 pub fn xgroup_createconsumer(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let key = &args[2];
-    let db = ctx.db();
-    let mut locked = db.lock(key);
-    let group = named_group(group_stream(&mut locked, key)?, key, &args[3])?;
-    let (_, created) = group.consumer_or_new(&args[4], now());
-    if created {
-        ctx.modified(key, Class::Stream, "xgroup-createconsumer");
-    }
-    ctx.reply.int(created as i64);
-    Ok(())
+    group_change(ctx, args, "xgroup-createconsumer", |stream, key| {
+        let group = named_group(stream, key, &args[3])?;
+        let (_, created) = group.consumer_or_new(&args[4], now());
+        Ok((created as i64, created))
+    })
 }
 
 pub fn xgroup_delconsumer(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let key = &args[2];
-    let db = ctx.db();
-    let mut locked = db.lock(key);
-    let group = named_group(group_stream(&mut locked, key)?, key, &args[3])?;
-    let pending = group.remove_consumer(&args[4]);
-    if pending.is_some() {
-        ctx.modified(key, Class::Stream, "xgroup-delconsumer");
-    }
-    ctx.reply.int(pending.unwrap_or(0) as i64);
-    Ok(())
+    group_change(ctx, args, "xgroup-delconsumer", |stream, key| {
+        let pending = named_group(stream, key, &args[3])?.remove_consumer(&args[4]);
+        Ok((pending.unwrap_or(0) as i64, pending.is_some()))
+    })
 }
 
 pub fn xgroup_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {

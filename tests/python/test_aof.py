@@ -74,7 +74,8 @@ def test_oxidis_aof_loads_in_redis_with_identical_contents(tmp_path):
     expected = snapshot(ox)
     ox.stop()
     check_aof(tmp_path)
-    assert_holds(redis_server(tmp_path, "--appendonly", "yes", "--save", ""), expected)
+    assert_holds(redis_server(tmp_path, "--appendonly", "yes", "--save", ""), expected,
+                 from_log=True)
 
 
 @pytest.mark.parametrize("preamble", ["yes", "no"])
@@ -95,8 +96,10 @@ def test_rewritten_aof_loads_in_both_servers(tmp_path, preamble):
         f"appendonly.aof.2.base.{extension}", "appendonly.aof.2.incr.aof", "appendonly.aof.manifest"]
     ox.stop()
     check_aof(tmp_path)
-    assert_holds(oxidis(tmp_path, "--appendonly", "yes", "--save", ""), expected)
-    assert_holds(redis_server(tmp_path, "--appendonly", "yes", "--save", ""), expected)
+    assert_holds(oxidis(tmp_path, "--appendonly", "yes", "--save", ""), expected,
+                 from_log=True)
+    assert_holds(redis_server(tmp_path, "--appendonly", "yes", "--save", ""), expected,
+                 from_log=True)
 
 
 def test_redis_aof_loads_in_oxidis(tmp_path):
@@ -105,7 +108,8 @@ def test_redis_aof_loads_in_oxidis(tmp_path):
     commands_that_need_rewriting(rs)
     expected = snapshot(rs)
     rs.stop()
-    assert_holds(oxidis(tmp_path, "--appendonly", "yes", "--save", ""), expected)
+    assert_holds(oxidis(tmp_path, "--appendonly", "yes", "--save", ""), expected,
+                 from_log=True)
 
 
 def test_config_set_appendonly_at_run_time(tmp_path):
