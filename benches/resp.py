@@ -11,9 +11,9 @@ def command(*args):
 
 
 def run(sock, commands):
-    """Sends the commands in one write and reads one reply line per command (none of them
-    may get a multi-line reply)."""
-    sock.sendall(b"".join(commands))
-    lines = 0
-    while lines < len(commands):
-        lines += sock.recv(1 << 20).count(b"\r\n")
+    """Sends the commands in one write, then a PING, and reads until the PING's reply: the
+    replies before it may span any number of lines."""
+    sock.sendall(b"".join(commands) + command("PING"))
+    data = b""
+    while not data.endswith(b"+PONG\r\n"):
+        data += sock.recv(1 << 20)
