@@ -211,8 +211,11 @@ pub fn purge() {
 
 /// Bytes currently allocated by the process through Rust's allocator.
 pub fn allocated() -> usize {
-    COUNTERS
+    // Only slots some thread took count: eviction reads this before every command.
+    let used = NEXT_SLOT.load(Ordering::Relaxed).min(SHARED);
+    COUNTERS[..used]
         .iter()
+        .chain(std::iter::once(&COUNTERS[SHARED]))
         .map(|s| s.0.load(Ordering::Relaxed))
         .sum::<isize>()
         .max(0) as usize

@@ -150,10 +150,19 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
             .acl
             .set_default_password(password.as_bytes(), &ctx.server.commands);
     }
-    if changed.contains(&config::NOTIFY_KEYSPACE_EVENTS)
-        || changed.contains(&config::CLIENT_OUTPUT_BUFFER_LIMIT)
-    {
+    let cached = [
+        config::NOTIFY_KEYSPACE_EVENTS,
+        config::CLIENT_OUTPUT_BUFFER_LIMIT,
+        config::MAXMEMORY_POLICY,
+        config::LFU_LOG_FACTOR,
+        config::LFU_DECAY_TIME,
+    ];
+    if cached.iter().any(|index| changed.contains(index)) {
         ctx.server.apply_cached_settings();
+    }
+    // After the policy, when one CONFIG SET changes both.
+    if changed.contains(&config::MAXMEMORY) {
+        ctx.server.evict();
     }
 }
 

@@ -14,6 +14,7 @@ use crate::client::{Blocked, Client, Queued};
 use crate::protocol::{Reply, peek_requests};
 use crate::server::Server;
 use crate::store::PREFETCH_BATCH;
+use crate::store::evict::Outcome;
 use crate::util::clock::Ticks;
 
 const WRITE: u32 = flag_bit("write");
@@ -280,11 +281,11 @@ pub fn effective_flags(server: &Server, command: &Command, args: &[Bytes]) -> u3
     }
 }
 
-/// Whether `maxmemory` is set and exceeded. Nothing is evicted yet, so every policy behaves
-/// as `noeviction`.
+/// Evicts keys as `maxmemory-policy` says while `maxmemory` is exceeded (before every
+/// command, as Redis's `processCommand` does); whether memory is still over the limit with
+/// nothing left to evict, so that commands which may grow it are refused.
 pub(super) fn out_of_memory(server: &Server) -> bool {
-    let limit = server.config.int(crate::config::MAXMEMORY);
-    limit > 0 && crate::alloc::allocated() as i64 > limit
+    server.evict() == Outcome::Failed
 }
 
 /// Which commands Redis refuses when out of memory: those that may grow the dataset, every

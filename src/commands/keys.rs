@@ -4,7 +4,8 @@
 use bytes::Bytes;
 
 use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, NO_SUCH_KEY, SYNTAX, int_arg, reply_help};
-use crate::store::{Class, Value};
+use crate::store::clock::AccessClock;
+use crate::store::{Class, Entry};
 use crate::util::{eq_ignore_case, glob_match, parse_i64};
 
 pub fn del(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
@@ -30,15 +31,22 @@ pub fn exists(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// Like EXISTS, but each key found counts as an access.
 pub fn touch(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    exists(ctx, args)
+    let db = ctx.db();
+    let count = args[1..]
+        .iter()
+        .filter(|key| db.lock(key).get(key).is_some())
+        .count();
+    ctx.reply.int(count as i64);
+    Ok(())
 }
 
 pub fn key_type(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
     let name = locked
-        .get(&args[1])
+        .peek(&args[1])
         .map_or("none", |e| e.value.kind().name());
     ctx.reply.simple(name);
     Ok(())
@@ -387,7 +395,7 @@ fn ttl_generic(ctx: &mut Ctx, args: &[Bytes], millis: bool, absolute: bool) -> C
     let db = ctx.db();
     let mut locked = db.lock(&args[1]);
     let now = locked.now as i64;
-    let reply = match locked.get(&args[1]) {
+    let reply = match locked.peek(&args[1]) {
         None => -2,
         Some(entry) => match entry.expire_at() {
             None => -1,
@@ -435,50 +443,71 @@ pub fn persist(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Runs `f` on the value at `key`, or replies null when the key is missing (OBJECT's rule).
-fn with_object(ctx: &mut Ctx, key: &[u8], f: impl FnOnce(&mut Ctx, &Value)) -> CmdResult {
+/// Runs `f` on the entry at `key`, or replies null when the key is missing (OBJECT's rule).
+/// Looking is not an access.
+fn with_object(
+    ctx: &mut Ctx,
+    key: &[u8],
+    f: impl FnOnce(&mut Ctx, &Entry) -> CmdResult,
+) -> CmdResult {
     let db = ctx.db();
     let mut locked = db.lock(key);
-    match locked.get(key) {
-        Some(entry) => f(ctx, &entry.value),
-        None => ctx.reply.null(),
+    match locked.peek(key) {
+        Some(entry) => f(ctx, entry),
+        None => {
+            ctx.reply.null();
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 pub fn object_encoding(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    with_object(ctx, &args[2], |ctx, value| {
-        ctx.reply.bulk(value.encoding().as_bytes())
+    with_object(ctx, &args[2], |ctx, entry| {
+        ctx.reply.bulk(entry.value.encoding().as_bytes());
+        Ok(())
     })
 }
 
-/// Redis shares the integers 0..9999 between keys and reports them with INT_MAX references.
+/// Redis shares the integers 0..9999 between keys and reports them with INT_MAX references,
+/// except under the LRU and LFU policies, where each key needs its own clock.
 pub fn object_refcount(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    with_object(ctx, &args[2], |ctx, value| ctx.reply.int(value.refcount()))
+    let shared = shares_integers(ctx.server);
+    with_object(ctx, &args[2], |ctx, entry| {
+        ctx.reply.int(entry.value.refcount(shared));
+        Ok(())
+    })
+}
+
+pub(super) fn shares_integers(server: &crate::server::Server) -> bool {
+    let policy = server.store.evictor.policy();
+    server.config.int(crate::config::MAXMEMORY) == 0 || !(policy.is_lru() || policy.is_lfu())
 }
 
 pub fn object_idletime(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    if ctx
-        .server
-        .config
-        .text(crate::config::MAXMEMORY_POLICY)
-        .contains("lfu")
-    {
-        return Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
-    }
-    with_object(ctx, &args[2], |ctx, _| ctx.reply.int(0))
+    with_object(ctx, &args[2], |ctx, entry| {
+        if ctx.server.store.notifier.clock.is_lfu() {
+            return Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
+        }
+        let idle = entry.clock().map_or(0, |clock| {
+            AccessClock::idle_ms(clock, crate::util::now_ms())
+        });
+        ctx.reply.int((idle / 1000) as i64);
+        Ok(())
+    })
 }
 
 pub fn object_freq(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    if !ctx
-        .server
-        .config
-        .text(crate::config::MAXMEMORY_POLICY)
-        .contains("lfu")
-    {
-        return Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
-    }
-    with_object(ctx, &args[2], |ctx, _| ctx.reply.int(0))
+    with_object(ctx, &args[2], |ctx, entry| {
+        let clock = &ctx.server.store.notifier.clock;
+        if !clock.is_lfu() {
+            return Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
+        }
+        let freq = entry
+            .clock()
+            .map_or(0, |c| clock.frequency(c, crate::util::now_ms()));
+        ctx.reply.int(freq as i64);
+        Ok(())
+    })
 }
 
 pub fn object_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {

@@ -281,7 +281,7 @@ pub fn memory_usage(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let db = ctx.db();
     let mut locked = db.lock(key);
-    match locked.get(key) {
+    match locked.peek(key) {
         Some(entry) => {
             // Key bytes, value bytes and the per-entry node, as allocated.
             let value = entry.value.allocated();

@@ -79,7 +79,8 @@ pub fn dump(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]
 pub fn restore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let (mut replace, mut absttl, mut idle, mut freq) = (false, false, false, false);
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq): (Option<u64>, Option<u8>) = (None, None);
     let mut i = 4;
     while i < args.len() {
         let more = i + 1 < args.len();
@@ -87,17 +88,17 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             replace = true;
         } else if eq_ignore_case(&args[i], "absttl") {
             absttl = true;
-        } else if eq_ignore_case(&args[i], "idletime") && more && !freq {
-            if int_arg(&args[i + 1])? < 0 {
+        } else if eq_ignore_case(&args[i], "idletime") && more && freq.is_none() {
+            let Ok(seconds) = u64::try_from(int_arg(&args[i + 1])?) else {
                 return Err("ERR Invalid IDLETIME value, must be >= 0".into());
-            }
-            idle = true;
+            };
+            idle = Some(seconds);
             i += 1;
-        } else if eq_ignore_case(&args[i], "freq") && more && !idle {
-            if !(0..=255).contains(&int_arg(&args[i + 1])?) {
+        } else if eq_ignore_case(&args[i], "freq") && more && idle.is_none() {
+            let Ok(count) = u8::try_from(int_arg(&args[i + 1])?) else {
                 return Err("ERR Invalid FREQ value, must be >= 0 and <= 255".into());
-            }
-            freq = true;
+            };
+            freq = Some(count);
             i += 1;
         } else {
             return Err(SYNTAX.into());
@@ -129,6 +130,7 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     locked.set_with_expire(key, value, expire_at);
+    locked.restore_clock(key, freq, idle);
     ctx.modified(key, Class::Generic, "restore");
     ctx.reply.ok();
     Ok(())

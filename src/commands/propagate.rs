@@ -108,7 +108,7 @@ fn deterministic(server: &Server, db: usize, name: &str, args: &[Bytes]) -> Opti
     let entry = |visit: &mut dyn FnMut(Found<'_>)| {
         let db = server.store.db(db);
         let mut locked = db.lock(key);
-        match locked.get(key) {
+        match locked.peek(key) {
             Some(entry) => {
                 let at = entry.expire_at();
                 visit(Some((&entry.value, at)))

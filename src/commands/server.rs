@@ -14,6 +14,7 @@ use crate::config;
 use crate::pubsub::Space;
 use crate::server::{OXIDIS_VERSION, REDIS_VERSION, Server};
 use crate::store::Value;
+use crate::store::clock::AccessClock;
 use crate::util::{eq_ignore_case, now_ms, now_us, parse_f64, parse_i64};
 
 pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
@@ -405,7 +406,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         for key in &args[2..] {
             let digest = db
                 .lock(key)
-                .get(key)
+                .peek(key)
                 .map_or(0, |e| value_digest(&mut e.value));
             ctx.reply.bulk(digest_hex(digest).as_bytes());
         }
@@ -469,16 +470,19 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {
         return Err(super::NO_SUCH_KEY.into());
     };
     let value = &entry.value;
+    let clock = entry.clock().unwrap_or(0);
     let length = match value {
         Value::Str(s) => s.len(),
         _ => value.allocated(),
     };
     let line = format!(
-        "Value at:{:p} refcount:{} encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
+        "Value at:{:p} refcount:{} encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",
         value as *const Value,
-        value.refcount(),
+        value.refcount(super::keys::shares_integers(ctx.server)),
         value.encoding(),
-        length.max(1)
+        length.max(1),
+        clock,
+        AccessClock::idle_ms(clock, crate::util::now_ms()) / 1000,
     );
     drop(locked);
     ctx.reply.simple(&line);
@@ -564,7 +568,7 @@ fn keyspace_digest(ctx: &Ctx) -> u64 {
     for db in ctx.server.store.dbs() {
         for key in db.keys(|_| true) {
             let mut locked = db.lock(&key);
-            if let Some(entry) = locked.get(&key) {
+            if let Some(entry) = locked.peek(&key) {
                 let expire = entry.expire_at().unwrap_or(0).to_le_bytes();
                 let value = value_digest(&mut entry.value).to_le_bytes();
                 digest ^= hash_bytes(&[&db.index.to_le_bytes(), &key, &value, &expire]);
@@ -829,7 +833,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  total_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\n\
                  instantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\n\
                  sync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\n\
-                 expired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:0\r\n\
+                 expired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\n\
                  evicted_clients:0\r\nevicted_scripts:{}\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
                  keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
                  pubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n\
@@ -846,6 +850,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 load(&stats.net_output_bytes),
                 load(&server.clients.rejected_connections),
                 load(&server.store.notifier.expired_keys),
+                load(&server.store.evictor.evicted_keys),
                 load(&server.scripts.stats.evicted_scripts),
                 stats.keyspace_hits.get(),
                 stats.keyspace_misses.get(),

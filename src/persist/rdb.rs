@@ -17,7 +17,11 @@ use crc::{CRC_64_REDIS, Crc, Digest};
 use super::blobs::{self, Element};
 use super::lzf;
 use crate::config::{self, Config};
-use crate::store::{End, Fill, Hash, HashLimits, List, Set, Store, Str, Value, Zset, ZsetLimits};
+use crate::store::clock::AccessClock;
+use crate::store::evict::Policy;
+use crate::store::{
+    End, Entry, Fill, Hash, HashLimits, List, Set, Store, Str, Value, Zset, ZsetLimits,
+};
 use crate::util::{parse_f64, parse_i64};
 
 pub static CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_REDIS);
@@ -197,10 +201,24 @@ impl Encoder {
     }
 
     /// One key with its expiry, as it appears in a snapshot.
-    pub fn key(&mut self, key: &[u8], value: &Value, expire_at: Option<u64>) {
-        if let Some(at) = expire_at {
+    pub fn key(&mut self, key: &[u8], entry: &Entry, access: &Access, now: u64) {
+        if let Some(at) = entry.expire_at() {
             self.buf.push(OPCODE_EXPIRETIME_MS);
             self.buf.extend(at.to_le_bytes());
+        }
+        // Redis keeps the access clock only under the policies that read it.
+        let value = &entry.value;
+        match (access.policy, entry.clock()) {
+            (policy, clock) if policy.is_lru() => {
+                self.buf.push(OPCODE_IDLE);
+                self.len(clock.map_or(0, |c| AccessClock::idle_ms(c, now) / 1000));
+            }
+            (policy, clock) if policy.is_lfu() => {
+                self.buf.push(OPCODE_FREQ);
+                let freq = clock.map_or(0, |c| access.clock.frequency(c, now));
+                self.buf.push(freq as u8);
+            }
+            _ => {}
         }
         self.buf.push(Self::value_type(value));
         self.string(key);
@@ -325,6 +343,10 @@ pub fn save(
     encoder.aux("used-mem", crate::alloc::allocated().to_string().as_bytes());
     encoder.aux("aof-base", if aof_base { b"1" } else { b"0" });
     encoder.functions(functions);
+    let access = Access {
+        policy: store.evictor.policy(),
+        clock: &store.notifier.clock,
+    };
     for db in store.dbs() {
         let (size, volatile) = (db.len(), db.volatile_len());
         if size == 0 {
@@ -338,11 +360,10 @@ pub fn save(
         let mut result = Ok(());
         db.for_each(|key, entry| {
             // Keys past their expiry are written too, as Redis does; loading drops them.
-            let expire_at = entry.expire_at();
             if result.is_err() {
                 return;
             }
-            encoder.key(key, &entry.value, expire_at);
+            encoder.key(key, entry, &access, now);
             if !key_delay.is_zero() {
                 std::thread::sleep(key_delay);
             }
@@ -357,6 +378,12 @@ pub fn save(
     let crc = if checksum { digest.finalize() } else { 0 };
     encoder.buf.extend(crc.to_le_bytes());
     out.write_all(&encoder.buf)
+}
+
+/// How keys' access clocks are kept, for the IDLE and FREQ a dump holds.
+pub struct Access<'a> {
+    policy: Policy,
+    clock: &'a AccessClock,
 }
 
 /// What a load found, for the log.
@@ -394,6 +421,7 @@ pub fn load(
     let mut loaded = Loaded::default();
     let mut db = 0usize;
     let mut expire_at = None;
+    let (mut freq, mut idle) = (None, None);
     loop {
         let kind = decoder.byte().map_err(short)?;
         match kind {
@@ -410,11 +438,11 @@ pub fn load(
                 continue;
             }
             OPCODE_FREQ => {
-                decoder.byte().map_err(short)?;
+                freq = Some(decoder.byte().map_err(short)?);
                 continue;
             }
             OPCODE_IDLE => {
-                decoder.len().map_err(short)?;
+                idle = Some(decoder.len().map_err(short)?);
                 continue;
             }
             OPCODE_SELECTDB => {
@@ -453,6 +481,7 @@ pub fn load(
         let key = decoder.string().map_err(short)?;
         let value = decoder.value(kind, &limits)?;
         let expire = expire_at.take();
+        let (freq, idle) = (freq.take(), idle.take());
         if expire.is_some_and(|at| at <= now) {
             loaded.expired += 1;
             continue;
@@ -469,6 +498,7 @@ pub fn load(
             ));
         }
         locked.set_with_expire(&key, value, expire);
+        locked.restore_clock(&key, freq, idle);
         loaded.keys += 1;
     }
     if version >= 5 {

@@ -49,6 +49,11 @@ pub async fn run(server: Arc<Server>) {
             .await;
         }
         check_clients(&server);
+        if !script_busy {
+            // Eviction that ran out of time before a command goes on here, as in Redis's
+            // eviction time event.
+            server.evict();
+        }
         let live = crate::alloc::allocated();
         server.stats.note_memory_peak(live as u64);
         purger.check(live, Instant::now());

@@ -8,6 +8,7 @@ pub use listener::PortKind;
 mod stream;
 mod tls;
 
+use crate::store::evict::{Limits, Outcome, Policy};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -350,6 +351,30 @@ impl Server {
         self.store.notifier.pubsub.set_limits(hard, soft, seconds);
         let [hard, _, _] = config::output_buffer_limits(&limits, "normal");
         self.normal_output_limit.store(hard, Ordering::Relaxed);
+        let policy = Policy::parse(&self.config.text(config::MAXMEMORY_POLICY));
+        self.store.evictor.set_policy(policy);
+        self.store.notifier.clock.configure(
+            policy.is_lfu(),
+            self.config.int(config::LFU_LOG_FACTOR) as u32,
+            self.config.int(config::LFU_DECAY_TIME) as u32,
+        );
+    }
+
+    /// Evicts keys while `maxmemory` is exceeded, within the time `maxmemory-eviction-tenacity`
+    /// allows: before each command, from the cron, and when `maxmemory` is lowered.
+    pub fn evict(&self) -> Outcome {
+        let maxmemory = self.config.int(config::MAXMEMORY);
+        if maxmemory <= 0 {
+            return Outcome::Within;
+        }
+        let limits = Limits {
+            maxmemory: maxmemory as usize,
+            samples: self.config.int(config::MAXMEMORY_SAMPLES) as usize,
+            time_limit_us: Limits::time_limit_us(
+                self.config.int(config::MAXMEMORY_EVICTION_TENACITY),
+            ),
+        };
+        self.store.evict(&limits)
     }
 
     /// Whether `pending` bytes of replies break the normal clients' hard output buffer limit.

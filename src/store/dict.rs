@@ -96,6 +96,24 @@ impl<V> Dict<V> {
         None
     }
 
+    /// Like `find`, with the value mutable.
+    pub fn find_mut(&mut self, key: &[u8]) -> Option<(Place, &mut V)> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let bucket = self.bucket_of(key);
+        let mut link = &mut self.buckets[bucket];
+        let mut depth = 0;
+        while let Some(node) = link {
+            if &*node.key == key {
+                return Some((Place { bucket, depth }, &mut node.value));
+            }
+            link = &mut node.next;
+            depth += 1;
+        }
+        None
+    }
+
     /// The value at a place `find` returned, the dict unchanged since.
     pub fn at_mut(&mut self, place: Place) -> &mut V {
         let mut node = self.buckets[place.bucket].as_mut().expect("found node");
@@ -265,6 +283,37 @@ impl<V> Dict<V> {
                 return Some((&node.key, &node.value));
             }
         }
+    }
+
+    /// Visits up to `count` elements that `keep` accepts, from consecutive buckets from the
+    /// one `start` picks (Redis's `dictGetSomeKeys`): at most `count * 10` buckets, but on
+    /// through the whole table while none is found, so rare elements are still reached.
+    /// Returns how many were visited.
+    pub fn sample(
+        &self,
+        start: u64,
+        count: usize,
+        mut keep: impl FnMut(&V) -> bool,
+        mut visit: impl FnMut(&[u8], &V),
+    ) -> usize {
+        if self.len == 0 {
+            return 0;
+        }
+        let mask = self.buckets.len() - 1;
+        let mut found = 0;
+        for step in 0..self.buckets.len() {
+            if found >= count || (found > 0 && step >= count * 10) {
+                break;
+            }
+            let head = &self.buckets[(start as usize).wrapping_add(step) & mask];
+            for node in std::iter::successors(head.as_deref(), |n| n.next.as_deref()) {
+                if found < count && keep(&node.value) {
+                    visit(&node.key, &node.value);
+                    found += 1;
+                }
+            }
+        }
+        found
     }
 
     fn shrink_if_sparse(&mut self) {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use foldhash::fast::FixedState;
 
+use super::clock;
 use super::dict::{Dict, Place};
 use super::notify::{Class, Notifier};
 use super::value::Value;
@@ -26,24 +27,60 @@ const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 
 pub struct Entry {
     pub value: Value,
-    /// Absolute expiry in Unix milliseconds; 0 means the key does not expire.
-    expire_at: u64,
+    /// The expiry and the access clock in one word, so that the clock costs a key nothing:
+    /// an expiry from `EXPIRE_BASE` on is kept as milliseconds since it in the 40 bits above
+    /// the clock's 23 (0: no expiry). One outside those 34 years (before September 2020 or
+    /// after June 2055) is kept whole with `WIDE` set, and such a key keeps no clock: it reads
+    /// as just used (`Entry::clock`).
+    meta: u64,
 }
 
+const EXPIRE_BASE: u64 = 1_600_000_000_000;
+const WIDE: u64 = 1 << 63;
+const CODE_MAX: u64 = (1 << 40) - 1;
+const CLOCK_MASK: u64 = clock::MASK as u64;
+
 impl Entry {
-    pub fn new(value: Value) -> Entry {
-        Entry {
-            value,
-            expire_at: 0,
-        }
+    fn new(value: Value, expire_at: Option<u64>, clock: u32) -> Entry {
+        let mut entry = Entry { value, meta: 0 };
+        entry.set_meta(expire_at, clock);
+        entry
+    }
+
+    fn set_meta(&mut self, expire_at: Option<u64>, clock: u32) {
+        let clock = clock as u64 & CLOCK_MASK;
+        self.meta = match expire_at {
+            None => clock,
+            Some(at) if at >= EXPIRE_BASE && at - EXPIRE_BASE < CODE_MAX => {
+                (at - EXPIRE_BASE + 1) << clock::BITS | clock
+            }
+            Some(at) => WIDE | at.min(i64::MAX as u64),
+        };
     }
 
     pub fn expire_at(&self) -> Option<u64> {
-        (self.expire_at != 0).then_some(self.expire_at)
+        if self.meta & WIDE != 0 {
+            return Some(self.meta & !WIDE);
+        }
+        match self.meta >> clock::BITS {
+            0 => None,
+            code => Some(EXPIRE_BASE + code - 1),
+        }
+    }
+
+    /// The access clock (see `store::clock`); None for a key whose expiry is kept whole.
+    pub fn clock(&self) -> Option<u32> {
+        (self.meta & WIDE == 0).then_some((self.meta & CLOCK_MASK) as u32)
+    }
+
+    fn set_clock(&mut self, clock: u32) {
+        if self.meta & WIDE == 0 {
+            self.meta = self.meta & !CLOCK_MASK | clock as u64 & CLOCK_MASK;
+        }
     }
 
     fn is_expired(&self, now: u64) -> bool {
-        self.expire_at != 0 && self.expire_at <= now
+        self.expire_at().is_some_and(|at| at <= now)
     }
 }
 
@@ -272,6 +309,32 @@ impl Db {
         None
     }
 
+    /// Visits up to `count` live keys (only keys with an expiry when `volatile`) of a shard
+    /// picked at random, for eviction.
+    pub fn sample(
+        &self,
+        rng: &mut crate::util::Rng,
+        count: usize,
+        volatile: bool,
+        mut visit: impl FnMut(&[u8], &Entry),
+    ) {
+        let first = rng.next_u64() as usize;
+        for offset in 0..SHARDS {
+            let locked = self.lock_shard(first.wrapping_add(offset) & (SHARDS - 1));
+            let shard = &locked.shard;
+            if shard.dict.is_empty() || (volatile && shard.volatile == 0) {
+                continue;
+            }
+            let now = locked.now;
+            let keep = |entry: &Entry| {
+                !entry.is_expired(now) && (!volatile || entry.expire_at().is_some())
+            };
+            if shard.dict.sample(rng.next_u64(), count, keep, &mut visit) > 0 {
+                return;
+            }
+        }
+    }
+
     /// One pass of active expiry over up to `budget` buckets per shard; returns keys removed.
     pub fn active_expire(&self, budget: usize) -> usize {
         let mut removed_total = 0;
@@ -316,24 +379,61 @@ pub struct Locked<'a> {
 }
 
 impl Locked<'_> {
-    /// The live entry for `key`, deleting it first if it has expired.
+    /// The live entry for `key`, deleting it first if it has expired. Counts as an access.
     pub fn get(&mut self, key: &[u8]) -> Option<&mut Entry> {
         let place = self.find(key)?;
         Some(self.entry_at(place))
     }
 
-    /// Where the live entry for `key` is, deleting it first if it has expired. The place stays
-    /// valid until the shard next changes; `entry_at` and `store` use it without hashing and
-    /// comparing the key again.
+    /// Like `get`, without counting as an access (Redis's LOOKUP_NOTOUCH: TYPE, TTL, OBJECT).
+    pub fn peek(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let place = self.find_untouched(key)?;
+        Some(self.entry_at(place))
+    }
+
+    /// Where the live entry for `key` is, deleting it first if it has expired; counts as an
+    /// access. The place stays valid until the shard next changes; `entry_at` and `store`
+    /// use it without hashing and comparing the key again.
     pub fn find(&mut self, key: &[u8]) -> Option<Place> {
+        let now = self.now;
+        let clock_now = self.clock_now();
+        let db = self.db;
+        let (place, entry) = self.shard.dict.find_mut(key)?;
+        if entry.is_expired(now) {
+            self.drop_expired(key);
+            return None;
+        }
+        if let Some(clock) = entry.clock() {
+            let touched = db.notifier.clock.touched(clock, clock_now);
+            if touched != clock {
+                entry.set_clock(touched);
+            }
+        }
+        Some(place)
+    }
+
+    fn find_untouched(&mut self, key: &[u8]) -> Option<Place> {
         let (place, entry) = self.shard.dict.find(key)?;
         if entry.is_expired(self.now) {
-            self.shard.dict.remove(key);
-            self.shard.volatile -= 1;
-            self.db.notifier.expired(self.db.index, key);
+            self.drop_expired(key);
             return None;
         }
         Some(place)
+    }
+
+    /// The time for access clocks: `now` is 0 while loading, to keep keys from expiring.
+    fn clock_now(&self) -> u64 {
+        if self.now == 0 {
+            crate::util::now_ms()
+        } else {
+            self.now
+        }
+    }
+
+    fn drop_expired(&mut self, key: &[u8]) {
+        self.shard.dict.remove(key);
+        self.shard.volatile -= 1;
+        self.db.notifier.expired(self.db.index, key);
     }
 
     pub fn entry_at(&mut self, place: Place) -> &mut Entry {
@@ -354,8 +454,9 @@ impl Locked<'_> {
             .is_some_and(|entry| entry.is_expired(self.now))
     }
 
+    /// Whether `key` is live; not an access (EXISTS).
     pub fn contains(&mut self, key: &[u8]) -> bool {
-        self.get(key).is_some()
+        self.find_untouched(key).is_some()
     }
 
     /// Stores `value` at `key`, dropping any previous value and its expiry.
@@ -369,7 +470,8 @@ impl Locked<'_> {
     }
 
     /// Stores `value` at `key`, dropping any previous value and its expiry, where `found` is
-    /// where the key was (`find`), the shard unchanged since.
+    /// where the key was (`find`), the shard unchanged since. A new value starts a new
+    /// clock, except that under LFU it keeps the old one's count (Redis's `dbOverwrite`).
     pub fn store(
         &mut self,
         found: Option<Place>,
@@ -377,21 +479,27 @@ impl Locked<'_> {
         value: Value,
         expire_at: Option<u64>,
     ) {
-        let entry = Entry {
-            value,
-            expire_at: expire_at.unwrap_or(0),
-        };
-        let added = entry.expire_at != 0;
+        let access = &self.db.notifier.clock;
+        let mut clock = access.fresh(self.clock_now());
+        let added = expire_at.is_some();
         match found {
             Some(place) => {
-                let old = std::mem::replace(self.shard.dict.at_mut(place), entry);
-                if old.expire_at != 0 {
+                let old = self.shard.dict.at_mut(place);
+                if access.is_lfu()
+                    && let Some(old_clock) = old.clock()
+                {
+                    clock = old_clock;
+                }
+                let old = std::mem::replace(old, Entry::new(value, expire_at, clock));
+                if old.expire_at().is_some() {
                     self.shard.volatile -= 1;
                 }
             }
             None => {
                 self.created(key);
-                self.shard.dict.insert_new(key, entry);
+                self.shard
+                    .dict
+                    .insert_new(key, Entry::new(value, expire_at, clock));
             }
         }
         if added {
@@ -402,7 +510,10 @@ impl Locked<'_> {
     /// Inserts a key the caller has just found absent; returns its entry.
     pub fn insert_new(&mut self, key: &[u8], value: Value) -> &mut Entry {
         self.created(key);
-        self.shard.dict.insert_new(key, Entry::new(value))
+        let clock = self.db.notifier.clock.fresh(self.clock_now());
+        self.shard
+            .dict
+            .insert_new(key, Entry::new(value, None, clock))
     }
 
     fn created(&self, key: &[u8]) {
@@ -412,13 +523,9 @@ impl Locked<'_> {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let live = self.get(key).is_some();
-        let entry = if live {
-            self.shard.dict.remove(key)
-        } else {
-            None
-        }?;
-        if entry.expire_at != 0 {
+        self.find_untouched(key)?;
+        let entry = self.shard.dict.remove(key)?;
+        if entry.expire_at().is_some() {
             self.shard.volatile -= 1;
         }
         Some(entry)
@@ -426,13 +533,14 @@ impl Locked<'_> {
 
     /// Sets or clears (None) the expiry of an existing live key; returns false if absent.
     pub fn set_expire(&mut self, key: &[u8], expire_at: Option<u64>) -> bool {
-        let Some(entry) = self.get(key) else {
+        let fresh = self.db.notifier.clock.fresh(self.clock_now());
+        let Some(entry) = self.peek(key) else {
             return false;
         };
-        let had = entry.expire_at != 0;
-        entry.expire_at = expire_at.unwrap_or(0);
-        let has = entry.expire_at != 0;
-        match (had, has) {
+        let had = entry.expire_at().is_some();
+        let clock = entry.clock().unwrap_or(fresh);
+        entry.set_meta(expire_at, clock);
+        match (had, expire_at.is_some()) {
             (false, true) => self.shard.volatile += 1,
             (true, false) => self.shard.volatile -= 1,
             _ => {}
@@ -440,7 +548,53 @@ impl Locked<'_> {
         true
     }
 
+    /// Sets the access clock of a live key from a frequency or idle time (RESTORE's FREQ and
+    /// IDLETIME, a dump's FREQ and IDLE), where the policy keeps that kind of clock.
+    pub fn restore_clock(&mut self, key: &[u8], freq: Option<u8>, idle_secs: Option<u64>) {
+        let Some(clock) = self
+            .db
+            .notifier
+            .clock
+            .restored(freq, idle_secs, self.clock_now())
+        else {
+            return;
+        };
+        if let Some(entry) = self.peek(key) {
+            entry.set_clock(clock);
+        }
+    }
+
     pub fn db_index(&self) -> usize {
         self.db.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Str;
+
+    #[test]
+    fn the_clock_shares_the_expiry_word() {
+        assert_eq!(size_of::<Entry>(), 24);
+        let value = || Value::Str(Str::Int(1));
+        let now = 1_800_000_000_123;
+        for expire in [None, Some(now), Some(EXPIRE_BASE), Some(EXPIRE_BASE + CODE_MAX - 2)] {
+            let entry = Entry::new(value(), expire, clock::MASK);
+            assert_eq!(entry.expire_at(), expire);
+            assert_eq!(entry.clock(), Some(clock::MASK));
+        }
+        // Outside the 40 bits the expiry is kept whole, and the key keeps no clock.
+        for far in [1, EXPIRE_BASE - 1, EXPIRE_BASE + CODE_MAX, 9_223_372_036_854_770_000] {
+            let mut entry = Entry::new(value(), Some(far), 77);
+            assert_eq!(entry.expire_at(), Some(far));
+            assert_eq!(entry.clock(), None);
+            entry.set_clock(5);
+            assert_eq!(entry.expire_at(), Some(far));
+        }
+        let mut entry = Entry::new(value(), Some(now), 12);
+        entry.set_clock(99);
+        assert_eq!((entry.expire_at(), entry.clock()), (Some(now), Some(99)));
+        assert!(entry.is_expired(now) && !entry.is_expired(now - 1));
     }
 }

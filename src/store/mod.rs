@@ -1,6 +1,8 @@
 //! The keyspace: databases of sharded dictionaries, values, and the modify hook.
 
+pub mod clock;
 pub mod dict;
+pub mod evict;
 pub mod hash;
 pub mod hll;
 mod id_map;
@@ -36,6 +38,7 @@ pub struct Store {
     /// see and leave the keyspace as one atomic step. Never held across an await.
     gate: RwLock<()>,
     pub notifier: Arc<Notifier>,
+    pub evictor: evict::Evictor,
 }
 
 /// Proof that the gate is held; released on drop.
@@ -93,6 +96,7 @@ impl Store {
                 .collect(),
             gate: RwLock::new(()),
             notifier,
+            evictor: evict::Evictor::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use super::clock::AccessClock;
 use super::watch::Watches;
 use crate::blocking::Blocking;
 use crate::persist::aof::Aof;
@@ -47,6 +48,9 @@ pub struct Notifier {
     pub pubsub: Hub,
     /// So does the append-only file, because expired keys are logged as deletions through it.
     pub aof: Aof,
+    /// Keys' access clock: how lookups through any database keep it. Beside the hook, as the
+    /// loading flag is, because every database reaches the hook.
+    pub clock: AccessClock,
     /// Set while a dump or AOF loads: keys do not expire then, so replayed commands see the
     /// data as it was when they were logged (Redis's `server.loading`).
     pub loading: AtomicBool,
@@ -101,6 +105,12 @@ impl Notifier {
     pub fn expired(&self, db: usize, key: &[u8]) {
         self.expired_keys.fetch_add(1, Ordering::Relaxed);
         self.touched(db, key, Class::Expired, "expired");
+        self.aof.feed(db, &[b"DEL", key]);
+    }
+
+    /// Signals that eviction removed `key`: logged as a deletion, as an expiry is.
+    pub fn evicted(&self, db: usize, key: &[u8]) {
+        self.touched(db, key, Class::Evicted, "evicted");
         self.aof.feed(db, &[b"DEL", key]);
     }
 

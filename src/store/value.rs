@@ -109,11 +109,12 @@ impl Value {
         }
     }
 
-    /// OBJECT REFCOUNT: Redis shares the integers 0..9999 between keys and reports such shared
-    /// objects with INT_MAX references; every other value is referenced once.
-    pub fn refcount(&self) -> i64 {
+    /// OBJECT REFCOUNT: Redis shares the integers 0..9999 between keys (when `shared`) and
+    /// reports such shared objects with INT_MAX references; every other value is referenced
+    /// once.
+    pub fn refcount(&self, shared: bool) -> i64 {
         match self {
-            Value::Str(Str::Int(n)) if (0..10_000).contains(n) => i32::MAX as i64,
+            Value::Str(Str::Int(n)) if shared && (0..10_000).contains(n) => i32::MAX as i64,
             _ => 1,
         }
     }

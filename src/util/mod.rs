@@ -61,6 +61,16 @@ impl Rng {
     }
 }
 
+thread_local! {
+    static THREAD_RNG: std::cell::RefCell<Rng> = std::cell::RefCell::new(Rng::new());
+}
+
+/// A random number in [0, 1) from this thread's generator, for draws on hot paths (the LFU
+/// counter's) that should not seed a generator each time.
+pub fn thread_rng_f64() -> f64 {
+    THREAD_RNG.with(|rng| (rng.borrow_mut().next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+}
+
 /// Case-insensitive ASCII comparison of a command argument with a keyword.
 pub fn eq_ignore_case(arg: &[u8], keyword: &str) -> bool {
     arg.eq_ignore_ascii_case(keyword.as_bytes())

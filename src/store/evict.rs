@@ -1,0 +1,267 @@
+//! Eviction: while the allocator holds more than `maxmemory`, keys are deleted as the policy
+//! says, before a command runs (Redis's `performEvictions`). The LRU, LFU and TTL policies
+//! keep Redis's eviction pool: the best candidates of every sample, kept across calls, so each
+//! eviction takes the best of many samples; the random policies pick keys at random.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::Store;
+use super::keyspace::Entry;
+use crate::util::Rng;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Policy {
+    NoEviction,
+    AllKeysLru,
+    AllKeysLfu,
+    AllKeysRandom,
+    VolatileLru,
+    VolatileLfu,
+    VolatileRandom,
+    VolatileTtl,
+}
+
+const POLICIES: [Policy; 8] = [
+    Policy::NoEviction,
+    Policy::AllKeysLru,
+    Policy::AllKeysLfu,
+    Policy::AllKeysRandom,
+    Policy::VolatileLru,
+    Policy::VolatileLfu,
+    Policy::VolatileRandom,
+    Policy::VolatileTtl,
+];
+
+impl Policy {
+    /// A `maxmemory-policy` value (the config table has checked it).
+    pub fn parse(name: &str) -> Policy {
+        match name {
+            "allkeys-lru" => Policy::AllKeysLru,
+            "allkeys-lfu" => Policy::AllKeysLfu,
+            "allkeys-random" => Policy::AllKeysRandom,
+            "volatile-lru" => Policy::VolatileLru,
+            "volatile-lfu" => Policy::VolatileLfu,
+            "volatile-random" => Policy::VolatileRandom,
+            "volatile-ttl" => Policy::VolatileTtl,
+            _ => Policy::NoEviction,
+        }
+    }
+
+    pub fn is_lfu(self) -> bool {
+        matches!(self, Policy::AllKeysLfu | Policy::VolatileLfu)
+    }
+
+    pub fn is_lru(self) -> bool {
+        matches!(self, Policy::AllKeysLru | Policy::VolatileLru)
+    }
+
+    fn volatile_only(self) -> bool {
+        matches!(
+            self,
+            Policy::VolatileLru
+                | Policy::VolatileLfu
+                | Policy::VolatileRandom
+                | Policy::VolatileTtl
+        )
+    }
+
+    fn random(self) -> bool {
+        matches!(self, Policy::AllKeysRandom | Policy::VolatileRandom)
+    }
+}
+
+/// What eviction works to, read from the configuration before each command.
+pub struct Limits {
+    pub maxmemory: usize,
+    /// `maxmemory-samples`: keys sampled per database for each pool refill.
+    pub samples: usize,
+    /// How long one call may evict before it lets the command run (from
+    /// `maxmemory-eviction-tenacity`, as Redis's `evictionTimeLimitUs`).
+    pub time_limit_us: u64,
+}
+
+impl Limits {
+    pub fn time_limit_us(tenacity: i64) -> u64 {
+        match tenacity {
+            t if t <= 10 => 50 * t as u64,
+            t if t < 100 => (500.0 * 1.15f64.powi(t as i32 - 10)) as u64,
+            _ => u64::MAX,
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// Memory is within the limit.
+    Within,
+    /// Over the limit still, but eviction made progress and goes on with the next command.
+    Running,
+    /// Over the limit and nothing can be evicted: commands that grow memory are refused.
+    Failed,
+}
+
+/// Entries in the pool, as Redis's EVPOOL_SIZE.
+const POOL_SIZE: usize = 16;
+
+struct Candidate {
+    score: u64,
+    db: usize,
+    key: Box<[u8]>,
+}
+
+#[derive(Default)]
+pub struct Evictor {
+    /// Ascending by score: the best candidate is last.
+    pool: Mutex<Vec<Candidate>>,
+    /// `maxmemory-policy`, parsed once when set.
+    policy: AtomicU8,
+    /// The database a random policy looks in next, so that every one gives up keys in turn.
+    next_db: AtomicUsize,
+    pub evicted_keys: AtomicU64,
+}
+
+impl Evictor {
+    pub fn policy(&self) -> Policy {
+        POLICIES[self.policy.load(Ordering::Relaxed) as usize]
+    }
+
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(policy as u8, Ordering::Relaxed);
+    }
+
+    fn offer(pool: &mut Vec<Candidate>, candidate: Candidate) {
+        if let Some(same) = pool
+            .iter()
+            .position(|c| c.db == candidate.db && c.key == candidate.key)
+        {
+            pool.remove(same);
+        }
+        if pool.len() == POOL_SIZE {
+            if pool[0].score >= candidate.score {
+                return;
+            }
+            pool.remove(0);
+        }
+        let at = pool.partition_point(|c| c.score < candidate.score);
+        pool.insert(at, candidate);
+    }
+}
+
+impl Store {
+    /// Evicts keys until memory is within `limits`, or the time limit passes, or nothing is
+    /// left to evict.
+    pub fn evict(&self, limits: &Limits) -> Outcome {
+        let over = || crate::alloc::allocated() > limits.maxmemory;
+        if limits.maxmemory == 0 || !over() {
+            return Outcome::Within;
+        }
+        let policy = self.evictor.policy();
+        if policy == Policy::NoEviction {
+            return Outcome::Failed;
+        }
+        let _gate = self.enter(false);
+        let started = Instant::now();
+        let mut rng = Rng::new();
+        let mut evicted = 0u64;
+        while over() {
+            let Some((db, key)) = self.victim(policy, limits.samples, &mut rng) else {
+                return Outcome::Failed;
+            };
+            if self.db(db).lock(&key).remove(&key).is_some() {
+                self.notifier.evicted(db, &key);
+                self.evictor.evicted_keys.fetch_add(1, Ordering::Relaxed);
+            }
+            evicted += 1;
+            if evicted.is_multiple_of(16)
+                && started.elapsed().as_micros() as u64 > limits.time_limit_us
+            {
+                return Outcome::Running;
+            }
+        }
+        Outcome::Within
+    }
+
+    /// The next key to evict: at random, or the best in the pool once refilled from every
+    /// database (Redis's `evictionPoolPopulate`).
+    fn victim(&self, policy: Policy, samples: usize, rng: &mut Rng) -> Option<(usize, Box<[u8]>)> {
+        let volatile = policy.volatile_only();
+        let dbs = self.dbs();
+        if policy.random() {
+            for _ in 0..dbs.len() {
+                let db = self.evictor.next_db.fetch_add(1, Ordering::Relaxed) % dbs.len();
+                let mut found = None;
+                dbs[db].sample(rng, 1, volatile, |key, _| found = Some(key.into()));
+                if let Some(key) = found {
+                    return Some((db, key));
+                }
+            }
+            return None;
+        }
+        let clock = &self.notifier.clock;
+        let mut pool = self.evictor.pool.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let now = crate::util::now_ms();
+            let mut sampled = false;
+            for (index, db) in dbs.iter().enumerate() {
+                db.sample(rng, samples, volatile, |key, entry: &Entry| {
+                    sampled = true;
+                    let score = match (policy, entry.clock()) {
+                        (Policy::VolatileTtl, _) => u64::MAX - entry.expire_at().unwrap_or(0),
+                        (_, Some(c)) => clock.eviction_score(c, now),
+                        // A key whose expiry is kept whole keeps no clock: just used.
+                        (_, None) => 0,
+                    };
+                    Evictor::offer(
+                        &mut pool,
+                        Candidate {
+                            score,
+                            db: index,
+                            key: key.into(),
+                        },
+                    );
+                });
+            }
+            // The pool may hold keys deleted since they were sampled.
+            while let Some(best) = pool.pop() {
+                let mut locked = dbs[best.db].lock(&best.key);
+                let live = if volatile {
+                    locked
+                        .peek(&best.key)
+                        .is_some_and(|e| e.expire_at().is_some())
+                } else {
+                    locked.contains(&best.key)
+                };
+                if live {
+                    return Some((best.db, best.key));
+                }
+            }
+            if !sampled {
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_keeps_the_sixteen_best_in_order() {
+        let mut pool = Vec::new();
+        for score in [
+            5u64, 1, 9, 3, 7, 20, 2, 8, 11, 4, 6, 15, 13, 12, 10, 14, 16, 0, 30,
+        ] {
+            let key = score.to_string().into_bytes().into_boxed_slice();
+            Evictor::offer(&mut pool, Candidate { score, db: 0, key });
+        }
+        let scores: Vec<u64> = pool.iter().map(|c| c.score).collect();
+        let best: Vec<u64> = (3..=16).chain([20, 30]).collect();
+        assert_eq!(scores, best);
+        assert_eq!(Limits::time_limit_us(10), 500);
+        assert_eq!(Limits::time_limit_us(100), u64::MAX);
+    }
+}
