@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::Server;
 use crate::client::{FLAG_BLOCKED, FLAG_MONITOR};
 use crate::config;
+use crate::store::evict::Outcome;
 use crate::util::now_ms;
 
 /// Buckets visited per shard per step of the expiry sweep.
@@ -49,14 +50,20 @@ pub async fn run(server: Arc<Server>) {
             .await;
         }
         check_clients(&server);
-        if !script_busy {
-            // Eviction that ran out of time before a command goes on here, as in Redis's
-            // eviction time event.
-            server.evict();
-        }
         let live = crate::alloc::allocated();
         server.stats.note_memory_peak(live as u64);
         purger.check(live, Instant::now());
+    }
+}
+
+/// Goes on with eviction that ran out of time before a command, a round at a time with other
+/// tasks served between rounds, until memory is within `maxmemory` or nothing is left to evict.
+pub async fn evict_on(server: Arc<Server>) {
+    loop {
+        server.eviction_unfinished.notified().await;
+        while !server.scripts.running.is_active() && server.evict() == Outcome::Running {
+            tokio::task::yield_now().await;
+        }
     }
 }
 

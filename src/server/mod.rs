@@ -56,6 +56,9 @@ pub struct Server {
     pub tls: std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>,
     pub ports: listener::Ports,
     pub scripts: crate::scripting::Scripts,
+    /// Woken when eviction ran out of time before a command: `cron::evict_on` goes on with it
+    /// between other clients' commands, as Redis's eviction time event does.
+    pub eviction_unfinished: Notify,
 }
 
 #[derive(Default)]
@@ -304,6 +307,7 @@ impl Server {
             tls: Default::default(),
             ports: Default::default(),
             scripts: Default::default(),
+            eviction_unfinished: Notify::new(),
         };
         server.apply_cached_settings();
         server
@@ -361,7 +365,7 @@ impl Server {
     }
 
     /// Evicts keys while `maxmemory` is exceeded, within the time `maxmemory-eviction-tenacity`
-    /// allows: before each command, from the cron, and when `maxmemory` is lowered.
+    /// allows: before each command and when `maxmemory` is lowered.
     pub fn evict(&self) -> Outcome {
         let maxmemory = self.config.int(config::MAXMEMORY);
         if maxmemory <= 0 {
@@ -374,7 +378,11 @@ impl Server {
                 self.config.int(config::MAXMEMORY_EVICTION_TENACITY),
             ),
         };
-        self.store.evict(&limits)
+        let outcome = self.store.evict(&limits);
+        if outcome == Outcome::Running {
+            self.eviction_unfinished.notify_one();
+        }
+        outcome
     }
 
     /// Whether `pending` bytes of replies break the normal clients' hard output buffer limit.

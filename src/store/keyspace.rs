@@ -579,13 +579,23 @@ mod tests {
         assert_eq!(size_of::<Entry>(), 24);
         let value = || Value::Str(Str::Int(1));
         let now = 1_800_000_000_123;
-        for expire in [None, Some(now), Some(EXPIRE_BASE), Some(EXPIRE_BASE + CODE_MAX - 2)] {
+        for expire in [
+            None,
+            Some(now),
+            Some(EXPIRE_BASE),
+            Some(EXPIRE_BASE + CODE_MAX - 2),
+        ] {
             let entry = Entry::new(value(), expire, clock::MASK);
             assert_eq!(entry.expire_at(), expire);
             assert_eq!(entry.clock(), Some(clock::MASK));
         }
         // Outside the 40 bits the expiry is kept whole, and the key keeps no clock.
-        for far in [1, EXPIRE_BASE - 1, EXPIRE_BASE + CODE_MAX, 9_223_372_036_854_770_000] {
+        for far in [
+            1,
+            EXPIRE_BASE - 1,
+            EXPIRE_BASE + CODE_MAX,
+            9_223_372_036_854_770_000,
+        ] {
             let mut entry = Entry::new(value(), Some(far), 77);
             assert_eq!(entry.expire_at(), Some(far));
             assert_eq!(entry.clock(), None);
