@@ -5,10 +5,10 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Store;
-use super::keyspace::Entry;
+use super::keyspace::{Entry, SamplePoint};
 use crate::util::Rng;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -112,10 +112,26 @@ struct Candidate {
     key: Box<[u8]>,
 }
 
+/// How long the list of databases that hold keys is trusted before it is made again: making
+/// it locks every shard of every database.
+const LIVE_DBS_TTL: Duration = Duration::from_millis(100);
+
+#[derive(Default)]
+struct Pool {
+    /// Ascending by score: the best candidate is last.
+    candidates: Vec<Candidate>,
+    /// The databases that held keys (with an expiry, for the volatile policies) when last
+    /// looked, and when that was.
+    live_dbs: Vec<usize>,
+    checked: Option<Instant>,
+    rng: Rng,
+    /// Where each database's next sample starts.
+    points: Vec<SamplePoint>,
+}
+
 #[derive(Default)]
 pub struct Evictor {
-    /// Ascending by score: the best candidate is last.
-    pool: Mutex<Vec<Candidate>>,
+    pool: Mutex<Pool>,
     /// `maxmemory-policy`, parsed once when set.
     policy: AtomicU8,
     /// The database a random policy looks in next, so that every one gives up keys in turn.
@@ -130,23 +146,21 @@ impl Evictor {
 
     pub fn set_policy(&self, policy: Policy) {
         self.policy.store(policy as u8, Ordering::Relaxed);
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).checked = None;
     }
 
-    fn offer(pool: &mut Vec<Candidate>, candidate: Candidate) {
-        if let Some(same) = pool
-            .iter()
-            .position(|c| c.db == candidate.db && c.key == candidate.key)
-        {
-            pool.remove(same);
-        }
+    /// Puts a sampled key in the pool if it is among the best seen; its name is copied only
+    /// then. A key sampled twice may sit in the pool twice: the second is found gone.
+    fn offer(pool: &mut Vec<Candidate>, score: u64, db: usize, key: &[u8]) {
         if pool.len() == POOL_SIZE {
-            if pool[0].score >= candidate.score {
+            if pool[0].score >= score {
                 return;
             }
             pool.remove(0);
         }
-        let at = pool.partition_point(|c| c.score < candidate.score);
-        pool.insert(at, candidate);
+        let at = pool.partition_point(|c| c.score < score);
+        let key = key.into();
+        pool.insert(at, Candidate { score, db, key });
     }
 }
 
@@ -163,19 +177,28 @@ impl Store {
             return Outcome::Failed;
         }
         let _gate = self.enter(false);
+        let mut pool = self.evictor.pool.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let mut rng = Rng::new();
-        let mut evicted = 0u64;
+        let now = crate::util::now_ms();
+        let mut tries = 0u64;
         while over() {
-            let Some((db, key)) = self.victim(policy, limits.samples, &mut rng) else {
+            let Some((db, key)) = self.victim(&mut pool, policy, limits.samples, (started, now))
+            else {
                 return Outcome::Failed;
             };
-            if self.db(db).lock(&key).remove(&key).is_some() {
+            // A candidate may have gone (or lost its expiry) since it was sampled.
+            let mut locked = self.db(db).lock(&key);
+            let live = locked
+                .peek(&key)
+                .is_some_and(|e| !policy.volatile_only() || e.expire_at().is_some());
+            if live {
+                locked.remove(&key);
+                drop(locked);
                 self.notifier.evicted(db, &key);
                 self.evictor.evicted_keys.fetch_add(1, Ordering::Relaxed);
             }
-            evicted += 1;
-            if evicted.is_multiple_of(16)
+            tries += 1;
+            if tries.is_multiple_of(16)
                 && started.elapsed().as_micros() as u64 > limits.time_limit_us
             {
                 return Outcome::Running;
@@ -185,63 +208,75 @@ impl Store {
     }
 
     /// The next key to evict: at random, or the best in the pool once refilled from every
-    /// database (Redis's `evictionPoolPopulate`).
-    fn victim(&self, policy: Policy, samples: usize, rng: &mut Rng) -> Option<(usize, Box<[u8]>)> {
+    /// database that holds keys (Redis's `evictionPoolPopulate`). Looks at every database
+    /// again before it gives up.
+    fn victim(
+        &self,
+        pool: &mut Pool,
+        policy: Policy,
+        samples: usize,
+        (started, now): (Instant, u64),
+    ) -> Option<(usize, Box<[u8]>)> {
         let volatile = policy.volatile_only();
         let dbs = self.dbs();
-        if policy.random() {
-            for _ in 0..dbs.len() {
-                let db = self.evictor.next_db.fetch_add(1, Ordering::Relaxed) % dbs.len();
-                let mut found = None;
-                dbs[db].sample(rng, 1, volatile, |key, _| found = Some(key.into()));
-                if let Some(key) = found {
-                    return Some((db, key));
-                }
+        pool.points.resize(dbs.len(), SamplePoint::default());
+        for fresh_look in [false, true] {
+            let stale = pool
+                .checked
+                .is_none_or(|at| started.saturating_duration_since(at) > LIVE_DBS_TTL);
+            if fresh_look || stale {
+                pool.live_dbs = (0..dbs.len())
+                    .filter(|&i| match volatile {
+                        true => dbs[i].volatile_len() > 0,
+                        false => !dbs[i].is_empty(),
+                    })
+                    .collect();
+                pool.checked = Some(started);
             }
-            return None;
-        }
-        let clock = &self.notifier.clock;
-        let mut pool = self.evictor.pool.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let now = crate::util::now_ms();
-            let mut sampled = false;
-            for (index, db) in dbs.iter().enumerate() {
-                db.sample(rng, samples, volatile, |key, entry: &Entry| {
-                    sampled = true;
+            if pool.live_dbs.is_empty() {
+                continue;
+            }
+            if policy.random() {
+                let live = &pool.live_dbs;
+                for _ in 0..live.len() {
+                    let turn = self.evictor.next_db.fetch_add(1, Ordering::Relaxed);
+                    let db = live[turn % live.len()];
+                    let mut found = None;
+                    let (rng, point) = (&mut pool.rng, &mut pool.points[db]);
+                    dbs[db].sample(point, rng, 1, volatile, now, |key, _| {
+                        found = Some(key.into())
+                    });
+                    if let Some(key) = found {
+                        return Some((db, key));
+                    }
+                }
+                continue;
+            }
+            let clock = &self.notifier.clock;
+            let Pool {
+                candidates,
+                live_dbs,
+                rng,
+                points,
+                ..
+            } = pool;
+            for &index in live_dbs.iter() {
+                let point = &mut points[index];
+                dbs[index].sample(point, rng, samples, volatile, now, |key, entry: &Entry| {
                     let score = match (policy, entry.clock()) {
                         (Policy::VolatileTtl, _) => u64::MAX - entry.expire_at().unwrap_or(0),
                         (_, Some(c)) => clock.eviction_score(c, now),
                         // A key whose expiry is kept whole keeps no clock: just used.
                         (_, None) => 0,
                     };
-                    Evictor::offer(
-                        &mut pool,
-                        Candidate {
-                            score,
-                            db: index,
-                            key: key.into(),
-                        },
-                    );
+                    Evictor::offer(candidates, score, index, key);
                 });
             }
-            // The pool may hold keys deleted since they were sampled.
-            while let Some(best) = pool.pop() {
-                let mut locked = dbs[best.db].lock(&best.key);
-                let live = if volatile {
-                    locked
-                        .peek(&best.key)
-                        .is_some_and(|e| e.expire_at().is_some())
-                } else {
-                    locked.contains(&best.key)
-                };
-                if live {
-                    return Some((best.db, best.key));
-                }
-            }
-            if !sampled {
-                return None;
+            if let Some(best) = candidates.pop() {
+                return Some((best.db, best.key));
             }
         }
+        None
     }
 }
 
@@ -255,8 +290,7 @@ mod tests {
         for score in [
             5u64, 1, 9, 3, 7, 20, 2, 8, 11, 4, 6, 15, 13, 12, 10, 14, 16, 0, 30,
         ] {
-            let key = score.to_string().into_bytes().into_boxed_slice();
-            Evictor::offer(&mut pool, Candidate { score, db: 0, key });
+            Evictor::offer(&mut pool, score, 0, score.to_string().as_bytes());
         }
         let scores: Vec<u64> = pool.iter().map(|c| c.score).collect();
         let best: Vec<u64> = (3..=16).chain([20, 30]).collect();

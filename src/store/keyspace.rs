@@ -93,6 +93,13 @@ pub struct Shard {
     expire_cursor: u64,
 }
 
+/// Where a database's next eviction sample starts: a shard and a bucket.
+#[derive(Clone, Copy, Default)]
+pub struct SamplePoint {
+    shard: usize,
+    start: u64,
+}
+
 pub struct Db {
     pub index: usize,
     shards: Box<[Mutex<Shard>]>,
@@ -119,6 +126,11 @@ impl Db {
     }
 
     fn lock_shard(&self, index: usize) -> Locked<'_> {
+        self.lock_shard_at(index, crate::util::now_ms())
+    }
+
+    /// Locks a shard with the time its lookups expire keys by.
+    fn lock_shard_at(&self, index: usize, now: u64) -> Locked<'_> {
         // While loading nothing expires: `now` 0 is before every expiry time.
         let loading = self
             .notifier
@@ -127,7 +139,7 @@ impl Db {
         Locked {
             shard: self.shards[index].lock().unwrap_or_else(|e| e.into_inner()),
             db: self,
-            now: if loading { 0 } else { crate::util::now_ms() },
+            now: if loading { 0 } else { now },
         }
     }
 
@@ -309,18 +321,21 @@ impl Db {
         None
     }
 
-    /// Visits up to `count` live keys (only keys with an expiry when `volatile`) of a shard
-    /// picked at random, for eviction.
+    /// Visits up to `count` keys live at `now` (only keys with an expiry when `volatile`),
+    /// from the random shard and bucket `point` holds, for eviction. Picks the point of the
+    /// next sample and starts loading its bucket, so that the next sample does not wait for
+    /// it (under constant eviction, each command samples once).
     pub fn sample(
         &self,
+        point: &mut SamplePoint,
         rng: &mut crate::util::Rng,
         count: usize,
         volatile: bool,
+        now: u64,
         mut visit: impl FnMut(&[u8], &Entry),
     ) {
-        let first = rng.next_u64() as usize;
         for offset in 0..SHARDS {
-            let locked = self.lock_shard(first.wrapping_add(offset) & (SHARDS - 1));
+            let locked = self.lock_shard_at(point.shard.wrapping_add(offset) & (SHARDS - 1), now);
             let shard = &locked.shard;
             if shard.dict.is_empty() || (volatile && shard.volatile == 0) {
                 continue;
@@ -329,10 +344,21 @@ impl Db {
             let keep = |entry: &Entry| {
                 !entry.is_expired(now) && (!volatile || entry.expire_at().is_some())
             };
-            if shard.dict.sample(rng.next_u64(), count, keep, &mut visit) > 0 {
-                return;
+            let start = if offset == 0 {
+                point.start
+            } else {
+                rng.next_u64()
+            };
+            if shard.dict.sample(start, count, keep, &mut visit) > 0 {
+                break;
             }
         }
+        point.shard = rng.next_u64() as usize & (SHARDS - 1);
+        point.start = rng.next_u64();
+        let next = self.shards[point.shard]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        next.dict.prefetch_slot(point.start);
     }
 
     /// One pass of active expiry over up to `budget` buckets per shard; returns keys removed.
