@@ -168,6 +168,7 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
 
 pub fn resetstat(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ctx.server.stats.reset();
+    ctx.server.store.lazyfree.reset_stats();
     ctx.server.commands.reset_stats();
     ctx.reply.ok();
     Ok(())

@@ -9,13 +9,30 @@ use crate::store::{Class, Entry};
 use crate::util::{eq_ignore_case, glob_match, parse_i64};
 
 pub fn del(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let lazy = ctx
+        .server
+        .config
+        .bool(crate::config::LAZYFREE_LAZY_USER_DEL);
+    delete_keys(ctx, args, lazy)
+}
+
+/// DEL whose big values are freed on the lazyfree thread.
+pub fn unlink(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    delete_keys(ctx, args, true)
+}
+
+fn delete_keys(ctx: &mut Ctx, args: &[Bytes], lazy: bool) -> CmdResult {
     let db = ctx.db();
     let mut deleted = 0;
     for key in &args[1..] {
-        if db.lock(key).remove(key).is_some() {
-            deleted += 1;
-            ctx.modified(key, Class::Generic, "del");
+        let Some(entry) = db.lock(key).remove(key) else {
+            continue;
+        };
+        if lazy {
+            ctx.server.store.lazyfree.drop_value(entry.value);
         }
+        deleted += 1;
+        ctx.modified(key, Class::Generic, "del");
     }
     ctx.reply.int(deleted);
     Ok(())

@@ -22,10 +22,11 @@ pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// SYNC or ASYNC; ASYNC frees the old contents on another thread.
-fn flush_mode(args: &[Bytes]) -> Result<bool, Error> {
+/// SYNC or ASYNC (without either, `lazyfree-lazy-user-flush` says); ASYNC frees the old
+/// contents on the lazyfree thread.
+fn flush_mode(ctx: &Ctx, args: &[Bytes]) -> Result<bool, Error> {
     match args.get(1) {
-        None => Ok(false),
+        None => Ok(ctx.server.config.bool(config::LAZYFREE_LAZY_USER_FLUSH)),
         Some(mode) if args.len() == 2 && eq_ignore_case(mode, "async") => Ok(true),
         Some(mode) if args.len() == 2 && eq_ignore_case(mode, "sync") => Ok(false),
         Some(_) => Err(SYNTAX.into()),
@@ -34,18 +35,20 @@ fn flush_mode(args: &[Bytes]) -> Result<bool, Error> {
 
 fn flush_dbs(ctx: &Ctx, indexes: impl Iterator<Item = usize>, async_free: bool) {
     let mut garbage = Vec::new();
+    let mut keys = 0;
     let notifier = &ctx.server.store.notifier;
     for index in indexes {
         touch_watched_existing(ctx, index, &[index]);
         let old = ctx.server.store.db(index).take_all();
         let removed: usize = old.iter().map(|d| d.len()).sum();
         notifier.dirty.fetch_add(removed as u64, Ordering::Relaxed);
+        keys += removed as u64;
         garbage.extend(old);
         // XREADGROUP waiters on streams that are gone are answered with an error.
         notifier.blocking.signal_db(index);
     }
     if async_free {
-        std::thread::spawn(move || drop(garbage));
+        ctx.server.store.lazyfree.drop_all(Box::new(garbage), keys);
     }
 }
 
@@ -64,7 +67,7 @@ fn touch_watched_existing(ctx: &Ctx, db: usize, dbs: &[usize]) {
 }
 
 pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let async_free = flush_mode(args)?;
+    let async_free = flush_mode(ctx, args)?;
     ctx.log_as(args.to_vec());
     flush_dbs(ctx, std::iter::once(ctx.client.db), async_free);
     ctx.reply.ok();
@@ -74,7 +77,7 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// FLUSHALL also stops a background save and, when save points exist, saves the now empty
 /// data set at once, so a restart does not bring the old keys back (as Redis does).
 pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let async_free = flush_mode(args)?;
+    let async_free = flush_mode(ctx, args)?;
     ctx.log_as(args.to_vec());
     flush_dbs(ctx, 0..ctx.server.store.dbs().len(), async_free);
     let snapshots = &ctx.server.snapshots;
@@ -764,7 +767,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  used_memory_dataset:{}\r\nused_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{system}\r\n\
                  total_system_memory_human:{}\r\n{}maxmemory:{maxmemory}\r\n\
                  maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n\
-                 lazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+                 lazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
                 human_bytes(used),
                 human_bytes(rss),
                 human_bytes(peak),
@@ -782,6 +785,8 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 } else {
                     0.0
                 },
+                server.store.lazyfree.pending(),
+                server.store.lazyfree.freed(),
             );
         }
         "persistence" => {

@@ -1567,10 +1567,8 @@ pub fn xinfo_stream(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     reply.int(c.length as i64);
     reply.bulk(b"radix-tree-keys");
     reply.int(stream.node_count() as i64);
-    // Redis counts its radix tree's inner nodes; a B-tree has none of those, so this is the
-    // number of nodes a radix tree of that many 16-byte keys roughly needs.
     reply.bulk(b"radix-tree-nodes");
-    reply.int(stream.node_count() as i64 * 2 + 1);
+    reply.int(stream.radix_nodes() as i64);
     reply.bulk(b"last-generated-id");
     bulk_id(reply, c.last_id);
     reply.bulk(b"max-deleted-entry-id");

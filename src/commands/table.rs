@@ -471,7 +471,7 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("touch", ByKeys, keys::touch),
         ("ttl", ByKeys, keys::ttl),
         ("type", ByKeys, keys::key_type),
-        ("unlink", ByKeys, keys::del),
+        ("unlink", ByKeys, keys::unlink),
         // connection
         ("auth", ByKeys, acl::auth),
         ("client|getname", ByKeys, connection::client_getname),

@@ -23,6 +23,8 @@ use crate::util::now_ms;
 const READ_CHUNK: usize = 16 * 1024;
 /// An empty query buffer larger than this is trimmed to READ_CHUNK for the next request.
 const LARGE_QUERY_BUFFER: usize = 4 * READ_CHUNK;
+/// Argument slots a connection keeps between commands.
+const MANY_ARGS: usize = 1024;
 /// Unwritten output a client that has not logged in may have. Redis closes such a client once
 /// its replies overflow the 16 KB reply buffer by more than 1 KB (`checkClientOutputBufferLimits`
 /// counts only the reply list beyond `c->buf`), checked as each reply is added.
@@ -180,6 +182,11 @@ async fn client_loop(
                         chained = None;
                     }
                     args.clear();
+                    // After a command of many arguments, the vector would keep their room
+                    // (32 bytes each) for as long as the client stays connected.
+                    if args.capacity() > MANY_ARGS {
+                        args = Vec::with_capacity(8);
+                    }
                     if let Some(blocked) = client.blocked.take() {
                         chained = None;
                         reply.protocol = client.protocol;

@@ -377,6 +377,7 @@ impl Server {
             time_limit_us: Limits::time_limit_us(
                 self.config.int(config::MAXMEMORY_EVICTION_TENACITY),
             ),
+            lazy: self.config.bool(config::LAZYFREE_LAZY_EVICTION),
         };
         let outcome = self.store.evict(&limits);
         if outcome == Outcome::Running {

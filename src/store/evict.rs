@@ -81,6 +81,8 @@ pub struct Limits {
     /// How long one call may evict before it lets the command run (from
     /// `maxmemory-eviction-tenacity`, as Redis's `evictionTimeLimitUs`).
     pub time_limit_us: u64,
+    /// `lazyfree-lazy-eviction`: big values are freed on the lazyfree thread.
+    pub lazy: bool,
 }
 
 impl Limits {
@@ -184,7 +186,7 @@ impl Store {
         while over() {
             let Some((db, key)) = self.victim(&mut pool, policy, limits.samples, (started, now))
             else {
-                return Outcome::Failed;
+                return self.wait_for_lazyfree(limits, over);
             };
             // A candidate may have gone (or lost its expiry) since it was sampled.
             let mut locked = self.db(db).lock(&key);
@@ -192,9 +194,14 @@ impl Store {
                 .peek(&key)
                 .is_some_and(|e| !policy.volatile_only() || e.expire_at().is_some());
             if live {
-                locked.remove(&key);
+                let entry = locked.remove(&key);
                 drop(locked);
-                self.notifier.evicted(db, &key);
+                if let Some(entry) = entry
+                    && limits.lazy
+                {
+                    self.lazyfree.drop_value(entry.value);
+                }
+                self.notifier.evicted(db, &key, limits.lazy);
                 self.evictor.evicted_keys.fetch_add(1, Ordering::Relaxed);
             }
             tries += 1;
@@ -205,6 +212,20 @@ impl Store {
             }
         }
         Outcome::Within
+    }
+
+    /// Nothing is left to evict, but values may still be being freed on the lazyfree thread:
+    /// give it the time limit before refusing (as Redis does).
+    fn wait_for_lazyfree(&self, limits: &Limits, over: impl Fn() -> bool) -> Outcome {
+        let deadline = Instant::now() + Duration::from_micros(limits.time_limit_us.min(1_000_000));
+        while self.lazyfree.pending() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        if over() {
+            Outcome::Failed
+        } else {
+            Outcome::Within
+        }
     }
 
     /// The next key to evict: at random, or the best in the pool once refilled from every

@@ -54,6 +54,11 @@ pub struct List {
 }
 
 impl List {
+    /// Packed nodes, each one allocation (Redis's quicklist length).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

@@ -8,6 +8,7 @@ pub mod hll;
 mod id_map;
 mod key;
 pub mod keyspace;
+pub mod lazyfree;
 pub mod list;
 pub mod listpack;
 pub mod notify;
@@ -39,6 +40,7 @@ pub struct Store {
     gate: RwLock<()>,
     pub notifier: Arc<Notifier>,
     pub evictor: evict::Evictor,
+    pub lazyfree: lazyfree::LazyFree,
 }
 
 /// Proof that the gate is held; released on drop.
@@ -97,6 +99,7 @@ impl Store {
             gate: RwLock::new(()),
             notifier,
             evictor: evict::Evictor::default(),
+            lazyfree: lazyfree::LazyFree::default(),
         }
     }
 

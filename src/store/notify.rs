@@ -108,10 +108,12 @@ impl Notifier {
         self.aof.feed(db, &[b"DEL", key]);
     }
 
-    /// Signals that eviction removed `key`: logged as a deletion, as an expiry is.
-    pub fn evicted(&self, db: usize, key: &[u8]) {
+    /// Signals that eviction removed `key`: logged as a deletion (UNLINK when freed lazily,
+    /// as Redis's `propagateDeletion`).
+    pub fn evicted(&self, db: usize, key: &[u8], lazy: bool) {
         self.touched(db, key, Class::Evicted, "evicted");
-        self.aof.feed(db, &[b"DEL", key]);
+        let command: &[u8] = if lazy { b"UNLINK" } else { b"DEL" };
+        self.aof.feed(db, &[command, key]);
     }
 
     pub fn set_events(&self, flags: u32) {

@@ -454,6 +454,13 @@ impl Stream {
         self.counters.last_id
     }
 
+    /// Redis counts its radix tree's inner nodes (XINFO's radix-tree-nodes, lazyfree's
+    /// effort); a B-tree has none of those, so this is the number of nodes a radix tree of
+    /// that many 16-byte keys roughly needs.
+    pub fn radix_nodes(&self) -> usize {
+        self.node_count() * 2 + 1
+    }
+
     /// Number of nodes (XINFO's radix-tree-keys).
     pub fn node_count(&self) -> usize {
         self.nodes.len()

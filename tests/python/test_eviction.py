@@ -222,3 +222,26 @@ def test_lfu_frequency_grows_with_use_decays_and_survives_redis(tmp_path):
         assert peer.client.object("freq", "k") == 26
     finally:
         peer.stop()
+
+
+def test_lazy_eviction_frees_big_values_on_the_lazyfree_thread(tmp_path):
+    server = oxidis(tmp_path, "--save", "", "--maxmemory", str(LIMIT), "--maxmemory-policy",
+                    "allkeys-random", "--lazyfree-lazy-eviction", "yes")
+    r = server.client
+    try:
+        # Hashes of 200 fields are hash tables: freeing one takes 200 allocations, past the
+        # 64 that Redis frees in line.
+        for start in range(0, 400, 50):
+            p = r.pipeline(transaction=False)
+            for i in range(start, start + 50):
+                p.hset(f"h:{i}", mapping={f"field:{j}": VALUE for j in range(200)})
+            assert all(reply == 200 for reply in p.execute())
+        settle(r)
+        info = r.info()
+        assert info["evicted_keys"] > 0
+        deadline = time.time() + 5
+        while r.info("memory")["lazyfree_pending_objects"] and time.time() < deadline:
+            time.sleep(0.05)
+        assert r.info("memory")["lazyfreed_objects"] == r.info()["evicted_keys"]
+    finally:
+        server.stop()
