@@ -28,6 +28,7 @@ impl Child {
         if pid < 0 {
             return Err(io::Error::last_os_error());
         }
+        crate::store::clock::child_started();
         Ok(Child {
             pid,
             started: Instant::now(),
@@ -55,5 +56,12 @@ impl Child {
             libc::kill(self.pid, libc::SIGUSR1);
             libc::waitpid(self.pid, std::ptr::null_mut(), 0);
         }
+    }
+}
+
+impl Drop for Child {
+    /// Dropped once reaped or killed: keys' access clocks move again.
+    fn drop(&mut self) {
+        crate::store::clock::child_ended();
     }
 }

@@ -7,7 +7,19 @@
 //!   decrement in minutes, wrapping every 22 days (Redis: 45). A counter decays by one per
 //!   `lfu-decay-time` minutes, so wrapping matters only for decay times above 130 minutes.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+/// Forked children writing a snapshot: while one runs, lookups leave clocks as they are, as
+/// Redis does, so that reads do not copy the pages the child shares.
+static CHILDREN: AtomicUsize = AtomicUsize::new(0);
+
+pub fn child_started() {
+    CHILDREN.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn child_ended() {
+    CHILDREN.fetch_sub(1, Ordering::Relaxed);
+}
 
 pub const BITS: u32 = 23;
 pub const MASK: u32 = (1 << BITS) - 1;
@@ -52,8 +64,12 @@ impl AccessClock {
         }
     }
 
-    /// The clock after an access now (Redis's `updateLFU`, or the LRU clock).
+    /// The clock after an access now (Redis's `updateLFU`, or the LRU clock); unchanged
+    /// while a snapshot child runs.
     pub fn touched(&self, clock: u32, now_ms: u64) -> u32 {
+        if CHILDREN.load(Ordering::Relaxed) > 0 {
+            return clock;
+        }
         if !self.is_lfu() {
             return lru_now(now_ms);
         }

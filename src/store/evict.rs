@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Store;
+use super::key::Key;
 use super::keyspace::{Entry, SamplePoint};
 use crate::util::Rng;
 
@@ -111,7 +112,8 @@ const POOL_SIZE: usize = 16;
 struct Candidate {
     score: u64,
     db: usize,
-    key: Box<[u8]>,
+    /// Short names are kept inline: no allocation per candidate.
+    key: Key,
 }
 
 /// How long the list of databases that hold keys is trusted before it is made again: making
@@ -189,7 +191,7 @@ impl Store {
                 return self.wait_for_lazyfree(limits, over);
             };
             // A candidate may have gone (or lost its expiry) since it was sampled.
-            let mut locked = self.db(db).lock(&key);
+            let mut locked = self.db(db).lock_at(&key, now);
             let live = locked
                 .peek(&key)
                 .is_some_and(|e| !policy.volatile_only() || e.expire_at().is_some());
@@ -237,7 +239,7 @@ impl Store {
         policy: Policy,
         samples: usize,
         (started, now): (Instant, u64),
-    ) -> Option<(usize, Box<[u8]>)> {
+    ) -> Option<(usize, Key)> {
         let volatile = policy.volatile_only();
         let dbs = self.dbs();
         pool.points.resize(dbs.len(), SamplePoint::default());

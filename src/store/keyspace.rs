@@ -125,6 +125,11 @@ impl Db {
         self.lock_shard(shard_index(key))
     }
 
+    /// Like `lock`, for a caller that has read the time already (`now`, Unix milliseconds).
+    pub fn lock_at(&self, key: &[u8], now: u64) -> Locked<'_> {
+        self.lock_shard_at(shard_index(key), now)
+    }
+
     fn lock_shard(&self, index: usize) -> Locked<'_> {
         self.lock_shard_at(index, crate::util::now_ms())
     }
