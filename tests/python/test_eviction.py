@@ -194,7 +194,7 @@ def test_lru_idle_time_survives_reload_restart_and_redis(tmp_path):
         server.stop()
 
 
-def test_lfu_frequency_grows_with_use_decays_and_survives_redis(tmp_path):
+def test_lfu_frequency_grows_with_use_and_survives_reload_and_redis(tmp_path):
     server = oxidis(tmp_path, "--save", "", "--maxmemory-policy", "allkeys-lfu",
                     "--lfu-log-factor", "0", "--enable-debug-command", "yes")
     r = server.client
