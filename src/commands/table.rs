@@ -196,10 +196,16 @@ impl Command {
     }
 
     /// Runs the handler. A container (CLIENT, CONFIG ...) reaches here only with too few
-    /// arguments, which the arity check already refused.
+    /// arguments, which the arity check already refused. A client with CLIENT NO-TOUCH moves
+    /// no key's access clock, but with TOUCH; nor do the commands its scripts and
+    /// transactions call.
     pub fn run(&self, ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         match self.handler {
-            Some(handler) => handler(ctx, args),
+            Some(handler) => {
+                let untouched = ctx.client.handle.has_flag(crate::client::FLAG_NO_TOUCH)
+                    && self.name != "touch";
+                crate::store::clock::untouched_while(untouched, || handler(ctx, args))
+            }
             None => {
                 Err(format!("ERR wrong number of arguments for '{}' command", self.name).into())
             }

@@ -21,6 +21,21 @@ pub fn child_ended() {
     CHILDREN.fetch_sub(1, Ordering::Relaxed);
 }
 
+thread_local! {
+    /// Set while a command of a CLIENT NO-TOUCH client runs on this thread.
+    static UNTOUCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with lookups leaving clocks as they are when `untouched` (or when an outer call
+/// said so already: a script or transaction of such a client).
+pub fn untouched_while<T>(untouched: bool, f: impl FnOnce() -> T) -> T {
+    let outer = UNTOUCHED.get();
+    UNTOUCHED.set(outer || untouched);
+    let result = f();
+    UNTOUCHED.set(outer);
+    result
+}
+
 pub const BITS: u32 = 23;
 pub const MASK: u32 = (1 << BITS) - 1;
 const MINUTES_MASK: u32 = MASK >> 8;
@@ -67,7 +82,7 @@ impl AccessClock {
     /// The clock after an access now (Redis's `updateLFU`, or the LRU clock); unchanged
     /// while a snapshot child runs.
     pub fn touched(&self, clock: u32, now_ms: u64) -> u32 {
-        if CHILDREN.load(Ordering::Relaxed) > 0 {
+        if CHILDREN.load(Ordering::Relaxed) > 0 || UNTOUCHED.get() {
             return clock;
         }
         if !self.is_lfu() {

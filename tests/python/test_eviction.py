@@ -245,3 +245,20 @@ def test_lazy_eviction_frees_big_values_on_the_lazyfree_thread(tmp_path):
         assert r.info("memory")["lazyfreed_objects"] == r.info()["evicted_keys"]
     finally:
         server.stop()
+
+
+def test_client_no_touch_reads_leave_the_clock_but_touch_moves_it(tmp_path):
+    server = oxidis(tmp_path, "--save", "", "--maxmemory-policy", "allkeys-lru")
+    r = server.client
+    try:
+        r.set("reading", "x")
+        r.restore("idle", 0, r.dump("reading"), idletime=1000)
+        quiet = redis.Redis(port=server.port, single_connection_client=True)
+        assert quiet.execute_command("CLIENT", "NO-TOUCH", "ON") == b"OK"
+        assert quiet.get("idle") == b"x"
+        assert quiet.eval("return redis.call('get', KEYS[1])", 1, "idle") == b"x"
+        assert r.object("idletime", "idle") >= 1000
+        assert quiet.touch("idle") == 1
+        assert r.object("idletime", "idle") == 0
+    finally:
+        server.stop()
