@@ -580,6 +580,14 @@ impl Aof {
         lock(&self.shared.inner)
     }
 
+    /// Bytes of commands waiting to be written.
+    pub fn buffered(&self) -> usize {
+        if !self.is_on() {
+            return 0;
+        }
+        self.inner().buf.capacity()
+    }
+
     pub fn is_on(&self) -> bool {
         self.on.load(Ordering::Relaxed)
     }

@@ -368,11 +368,13 @@ impl Server {
     /// allows: before each command and when `maxmemory` is lowered.
     pub fn evict(&self) -> Outcome {
         let maxmemory = self.config.int(config::MAXMEMORY);
-        if maxmemory <= 0 {
+        if maxmemory <= 0 || crate::alloc::allocated() <= maxmemory as usize {
             return Outcome::Within;
         }
+        // The AOF buffer does not count, as in Redis: the deletions eviction logs would
+        // otherwise call for more eviction.
         let limits = Limits {
-            maxmemory: maxmemory as usize,
+            maxmemory: maxmemory as usize + self.store.notifier.aof.buffered(),
             samples: self.config.int(config::MAXMEMORY_SAMPLES) as usize,
             time_limit_us: Limits::time_limit_us(
                 self.config.int(config::MAXMEMORY_EVICTION_TENACITY),
