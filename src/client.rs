@@ -63,6 +63,10 @@ pub struct Client {
     /// Scripts this client calls are left to its connection, which can let other tasks run
     /// while a long one does (see `crate::scripting::slices`); set for connections.
     pub defer_scripts: bool,
+    /// CLIENT TRACKING's mode while on (the shared state is in `crate::tracking`).
+    pub tracking: Option<crate::tracking::Mode>,
+    /// CLIENT CACHING YES (OPTIN) or NO (OPTOUT), for the next command only.
+    pub tracking_caching: bool,
     /// The request just checked is a script command for the connection to run (see
     /// `commands::execute_deferred`).
     pub script_deferred: bool,
@@ -177,6 +181,8 @@ impl Client {
             exec_logged: None,
             recent_command: NO_COMMAND,
             defer_scripts: false,
+            tracking: None,
+            tracking_caching: false,
             script_deferred: false,
             propagate: true,
             in_script: false,
@@ -204,6 +210,9 @@ pub const FLAG_NO_TOUCH: u32 = 1 << 2;
 pub const FLAG_CLOSE_ASAP: u32 = 1 << 3;
 pub const FLAG_BLOCKED: u32 = 1 << 4;
 pub const FLAG_MULTI: u32 = 1 << 5;
+pub const FLAG_TRACKING: u32 = 1 << 6;
+pub const FLAG_TRACKING_BCAST: u32 = 1 << 7;
+pub const FLAG_TRACKING_BROKEN_REDIRECT: u32 = 1 << 8;
 
 pub const NO_COMMAND: usize = usize::MAX;
 
@@ -345,6 +354,13 @@ impl ClientHandle {
         self.local.load(Ordering::Relaxed)
     }
 
+    /// In pub/sub mode: subscribed to a channel, pattern or shard channel.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|n| n.load(Ordering::Relaxed) > 0)
+    }
+
     pub fn protocol(&self) -> Protocol {
         if self.resp.load(Ordering::Relaxed) == 3 {
             Protocol::Resp3
@@ -460,17 +476,22 @@ impl ClientHandle {
         if self.has_flag(FLAG_BLOCKED) {
             flags.push('b');
         }
+        for (flag, letter) in [
+            (FLAG_TRACKING, 't'),
+            (FLAG_TRACKING_BROKEN_REDIRECT, 'R'),
+            (FLAG_TRACKING_BCAST, 'B'),
+        ] {
+            if self.has_flag(flag) {
+                flags.push(letter);
+            }
+        }
         if self.has_flag(FLAG_NO_EVICT) {
             flags.push('e');
         }
         if self.has_flag(FLAG_NO_TOUCH) {
             flags.push('T');
         }
-        if self
-            .subscriptions
-            .iter()
-            .any(|n| n.load(Ordering::Relaxed) > 0)
-        {
+        if self.is_subscribed() {
             flags.push('P');
         }
         if self.has_flag(FLAG_MULTI) {
@@ -540,6 +561,14 @@ impl ClientRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Messages waiting for clients, up to `per_client` bytes each.
+    pub fn pending_output(&self, per_client: usize) -> usize {
+        self.lock()
+            .values()
+            .map(|c| c.output_buffer.load(Ordering::Relaxed).min(per_client))
+            .sum()
     }
 
     /// Every client, ordered by id as Redis lists them. Killed clients are gone already,

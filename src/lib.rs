@@ -16,4 +16,5 @@ pub mod scripting;
 pub mod server;
 pub mod store;
 pub mod timer;
+pub mod tracking;
 pub mod util;

@@ -156,6 +156,7 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
         config::MAXMEMORY_POLICY,
         config::LFU_LOG_FACTOR,
         config::LFU_DECAY_TIME,
+        config::TRACKING_TABLE_MAX_KEYS,
     ];
     if cached.iter().any(|index| changed.contains(index)) {
         ctx.server.apply_cached_settings();

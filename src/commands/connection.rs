@@ -1,15 +1,17 @@
 //! Connection commands (Redis's networking.c and parts of server.c): PING, ECHO, HELLO, AUTH,
 //! SELECT, QUIT, RESET and the CLIENT family.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, SYNTAX, reply_help};
+use super::{CmdResult, Ctx, DB_OUT_OF_RANGE, Error, SYNTAX, int_arg, reply_help};
 use crate::blocking::Wake;
 use crate::client::{FLAG_NO_EVICT, FLAG_NO_TOUCH, ReplyMode};
 use crate::protocol::Protocol;
 use crate::server::REDIS_VERSION;
+use crate::tracking::{Mode, overlap};
 use crate::util::{eq_ignore_case, now_ms, parse_i64};
 
 pub fn ping(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
@@ -148,6 +150,9 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     }
     super::transactions::discard_transaction(ctx.server, client);
     super::pubsub::unsubscribe_all(ctx.server, client);
+    if client.tracking.take().is_some() {
+        ctx.server.store.notifier.tracking.disable(client.id);
+    }
     ctx.reply.protocol = Protocol::Resp2;
     ctx.reply.simple("RESET");
     Ok(())
@@ -373,6 +378,175 @@ fn on_off(arg: &[u8]) -> Result<bool, Error> {
         _ if eq_ignore_case(arg, "off") => Ok(false),
         _ => Err(SYNTAX.into()),
     }
+}
+
+/// CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP], with
+/// Redis's checks in Redis's order.
+pub fn client_tracking(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let mut mode = Mode::default();
+    let mut redirect: Option<Arc<crate::client::ClientHandle>> = None;
+    let mut prefixes: Vec<Bytes> = Vec::new();
+    let mut i = 3;
+    while i < args.len() {
+        let more = i + 1 < args.len();
+        let arg = &args[i];
+        if eq_ignore_case(arg, "redirect") && more {
+            i += 1;
+            if redirect.is_some() {
+                return Err("ERR A client can only redirect to a single other client".into());
+            }
+            let id = int_arg(&args[i])?;
+            let target = u64::try_from(id)
+                .ok()
+                .and_then(|id| ctx.server.clients.get(id));
+            let Some(target) = target else {
+                return Err("ERR The client ID you want redirect to does not exist".into());
+            };
+            redirect = Some(target);
+        } else if eq_ignore_case(arg, "bcast") {
+            mode.bcast = true;
+        } else if eq_ignore_case(arg, "optin") {
+            mode.optin = true;
+        } else if eq_ignore_case(arg, "optout") {
+            mode.optout = true;
+        } else if eq_ignore_case(arg, "noloop") {
+            mode.noloop = true;
+        } else if eq_ignore_case(arg, "prefix") && more {
+            i += 1;
+            prefixes.push(args[i].clone());
+        } else {
+            return Err(SYNTAX.into());
+        }
+        i += 1;
+    }
+    let tracking = &ctx.server.store.notifier.tracking;
+    if !on_off(&args[2])? {
+        if ctx.client.tracking.take().is_some() {
+            tracking.disable(ctx.client.id);
+        }
+        ctx.client.tracking_caching = false;
+        ctx.reply.ok();
+        return Ok(());
+    }
+    if !mode.bcast && !prefixes.is_empty() {
+        return Err("ERR PREFIX option requires BCAST mode to be enabled".into());
+    }
+    if let Some(old) = ctx.client.tracking
+        && old.bcast != mode.bcast
+    {
+        return Err("ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode.".into());
+    }
+    if mode.bcast && (mode.optin || mode.optout) {
+        return Err("ERR OPTIN and OPTOUT are not compatible with BCAST".into());
+    }
+    if mode.optin && mode.optout {
+        return Err("ERR You can't specify both OPTIN mode and OPTOUT mode".into());
+    }
+    if let Some(old) = ctx.client.tracking
+        && ((mode.optin && old.optout) || (mode.optout && old.optin))
+    {
+        return Err("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode.".into());
+    }
+    if mode.bcast {
+        for (n, prefix) in prefixes.iter().enumerate() {
+            if let Some(existing) = tracking.overlapping(ctx.client.id, prefix) {
+                return Err(format!(
+                    "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client must not overlap.",
+                    String::from_utf8_lossy(prefix),
+                    String::from_utf8_lossy(&existing)
+                )
+                .into());
+            }
+            if let Some(other) = prefixes[n + 1..].iter().find(|p| overlap(prefix, p)) {
+                return Err(format!(
+                    "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single client must not overlap.",
+                    String::from_utf8_lossy(prefix),
+                    String::from_utf8_lossy(other)
+                )
+                .into());
+            }
+        }
+    }
+    tracking.enable(&ctx.client.handle, mode, redirect.as_ref(), prefixes);
+    ctx.client.tracking = Some(mode);
+    ctx.reply.ok();
+    Ok(())
+}
+
+pub fn client_caching(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let Some(mode) = ctx.client.tracking else {
+        return Err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled".into());
+    };
+    if eq_ignore_case(&args[2], "yes") {
+        if !mode.optin {
+            return Err(
+                "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode."
+                    .into(),
+            );
+        }
+    } else if eq_ignore_case(&args[2], "no") {
+        if !mode.optout {
+            return Err(
+                "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode."
+                    .into(),
+            );
+        }
+    } else {
+        return Err(SYNTAX.into());
+    }
+    ctx.client.tracking_caching = true;
+    ctx.reply.ok();
+    Ok(())
+}
+
+/// The client invalidations go to: -1 when tracking is off, 0 for the client itself.
+pub fn client_getredir(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let info = ctx.server.store.notifier.tracking.info(ctx.client.id);
+    ctx.reply
+        .int(info.map_or(-1, |(_, redirect, _, _)| redirect as i64));
+    Ok(())
+}
+
+pub fn client_trackinginfo(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let info = ctx.server.store.notifier.tracking.info(ctx.client.id);
+    let caching = ctx.client.tracking_caching;
+    let reply = &mut *ctx.reply;
+    reply.map(3);
+    reply.bulk(b"flags");
+    let Some((mode, redirect, broken, prefixes)) = info else {
+        reply.set(1);
+        reply.bulk(b"off");
+        reply.bulk(b"redirect");
+        reply.int(-1);
+        reply.bulk(b"prefixes");
+        reply.array(0);
+        return Ok(());
+    };
+    let flags: Vec<&[u8]> = [
+        (true, &b"on"[..]),
+        (mode.bcast, b"bcast"),
+        (mode.optin, b"optin"),
+        (mode.optin && caching, b"caching-yes"),
+        (mode.optout, b"optout"),
+        (mode.optout && caching, b"caching-no"),
+        (mode.noloop, b"noloop"),
+        (broken, b"broken_redirect"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    reply.set(flags.len());
+    for flag in flags {
+        reply.bulk(flag);
+    }
+    reply.bulk(b"redirect");
+    reply.int(redirect as i64);
+    reply.bulk(b"prefixes");
+    reply.array(prefixes.len());
+    for prefix in &prefixes {
+        reply.bulk(prefix);
+    }
+    Ok(())
 }
 
 pub fn client_no_evict(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {

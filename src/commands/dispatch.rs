@@ -18,6 +18,8 @@ use crate::store::evict::Outcome;
 use crate::util::clock::Ticks;
 
 const WRITE: u32 = flag_bit("write");
+const READONLY: u32 = flag_bit("readonly");
+const PUBSUB: u32 = flag_bit("pubsub");
 const DENYOOM: u32 = flag_bit("denyoom");
 const ADMIN: u32 = flag_bit("admin");
 const NO_AUTH: u32 = flag_bit("no_auth");
@@ -82,6 +84,11 @@ pub fn execute_chained(
         return None;
     }
     let reply_start = reply.buf.len();
+    let tracking = &server.store.notifier.tracking;
+    let _tracking = tracking.scope(client.id);
+    // A lowered `tracking-table-max-keys` applies before the next command, as in Redis.
+    tracking.enforce_limit();
+    tracking.write_own(client.id, reply);
     let command = match check(server, client, args) {
         Ok(command) => command,
         Err((command, message)) => {
@@ -131,7 +138,11 @@ pub fn execute_chained(
                 .enter_for(command.exclusive(args), command.flags & WRITE != 0)
         });
         let time = crate::util::clock::freeze_at(started.unwrap_or_else(Ticks::now));
+        // Invalidations of keys evicted before the command go before its reply, those of
+        // keys it changed itself after (as Redis orders them).
+        tracking.write_own(client.id, reply);
         let ended = call(server, client, reply, command, args, time.at());
+        tracking.write_own(client.id, reply);
         if let Some(request) = client.wants_block.take() {
             let deadline_ms = request.deadline_ms;
             let wake = server.store.notifier.blocking.block(
@@ -359,6 +370,19 @@ fn call(
         };
         command.run(&mut ctx, args)
     };
+    // A script counts as reading its declared keys when a command it ran read (the
+    // read-only script commands themselves only through those).
+    let read = if command.access == Access::Script {
+        crate::tracking::script_read()
+    } else {
+        command.flags & READONLY != 0
+    };
+    if read {
+        crate::tracking::note_read(client.id);
+    }
+    if client.tracking.is_some() {
+        remember_tracked_keys(server, client, command, args, read);
+    }
     let ended = Ticks::now();
     let nanos = ended.ns_since(started);
     let micros = nanos / 1000;
@@ -401,6 +425,41 @@ fn call(
     ended
 }
 
+/// After a read-only command of a client with CLIENT TRACKING on (not BCAST): the keys it read
+/// are remembered, unless OPTIN without CLIENT CACHING YES or OPTOUT with CLIENT CACHING NO
+/// (Redis's `trackingRememberKeys`). CLIENT CACHING lasts one command, or one transaction.
+fn remember_tracked_keys(
+    server: &Server,
+    client: &mut Client,
+    command: &Command,
+    args: &[Bytes],
+    read: bool,
+) {
+    let Some(mode) = client.tracking else {
+        return;
+    };
+    let caching = client.tracking_caching;
+    if client.multi.is_none() && !command.name.starts_with("client") {
+        client.tracking_caching = false;
+    }
+    if mode.bcast
+        || !read
+        || command.flags & PUBSUB != 0
+        || (mode.optin && !caching)
+        || (mode.optout && caching)
+    {
+        return;
+    }
+    let keys: Vec<&[u8]> = command
+        .key_positions(args)
+        .into_iter()
+        .map(|i| &args[i][..])
+        .collect();
+    if !keys.is_empty() {
+        server.store.notifier.tracking.remember(client.id, &keys);
+    }
+}
+
 /// Runs the script command that `execute_chained` checked and left to the connection
 /// (`client.script_deferred`), and writes its reply: on this thread, in slices once it runs too
 /// long (see `scripting::slices`), or with `io-threads` in `block_in_place`, so that the other
@@ -431,8 +490,11 @@ fn run_alone(server: &Server, client: &mut Client, reply: &mut Reply, args: &[By
         return;
     };
     let _gate = server.store.enter(true);
+    let tracking = &server.store.notifier.tracking;
+    let _tracking = tracking.scope(client.id);
     let time = crate::util::clock::freeze_at(Ticks::now());
     call(server, client, reply, command, args, time.at());
+    tracking.write_own(client.id, reply);
     if server.store.notifier.blocking.has_ready() {
         serve_blocked(server);
     }
@@ -538,6 +600,8 @@ fn serve_blocked(server: &Server) {
             proxy.ready_key = Some(Box::new(key.1.clone()));
             let mut reply = Reply::new(waiter.protocol);
             let dirty_before = server.store.notifier.dirty.load(Ordering::Relaxed);
+            let tracking = &server.store.notifier.tracking;
+            let _tracking = tracking.serving(proxy.id);
             let result = {
                 let mut ctx = Ctx {
                     server,
@@ -567,6 +631,7 @@ fn serve_blocked(server: &Server) {
                 command.failed.add(1);
             }
             command.calls.add(1);
+            tracking.write_own(proxy.id, &mut reply);
             blocking.finish(id, Wake::Reply(reply.buf));
         }
     }
@@ -576,6 +641,9 @@ fn serve_blocked(server: &Server) {
 pub fn forget_client(server: &Server, client: &mut Client) {
     transactions::unwatch_all(server, client);
     pubsub::unsubscribe_all(server, client);
+    if client.tracking.take().is_some() {
+        server.store.notifier.tracking.disable(client.id);
+    }
 }
 
 /// Applies CLIENT REPLY OFF/SKIP by dropping what the command wrote.

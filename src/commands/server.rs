@@ -47,6 +47,7 @@ fn flush_dbs(ctx: &Ctx, indexes: impl Iterator<Item = usize>, async_free: bool) 
         // XREADGROUP waiters on streams that are gone are answered with an error.
         notifier.blocking.signal_db(index);
     }
+    notifier.tracking.flushed();
     if async_free {
         ctx.server.store.lazyfree.drop_all(Box::new(garbage), keys);
     }
@@ -393,6 +394,11 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     } else if eq_ignore_case(sub, "aof-flush-sleep") && argc == 3 {
         let micros = parse_i64(&args[2]).unwrap_or(0).max(0) as u64;
         ctx.server.store.notifier.aof.set_flush_sleep(micros);
+        ctx.reply.ok();
+    } else if eq_ignore_case(sub, "pause-cron") && argc == 3 {
+        ctx.server
+            .cron_paused
+            .store(&args[2][..] != b"0", Ordering::Relaxed);
         ctx.reply.ok();
     } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {
         ctx.server
@@ -748,10 +754,11 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 w,
                 "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\n\
                  client_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\n\
-                 tracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+                 tracking_clients:{}\r\nclients_in_timeout_table:0\r\n",
                 server.clients.len(),
                 server.config.int(config::MAXCLIENTS),
                 server.store.notifier.blocking.waiting(),
+                server.store.notifier.tracking.stats()[0],
             );
         }
         "memory" => {
@@ -766,7 +773,8 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  used_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{}\r\nused_memory_startup:{}\r\n\
                  used_memory_dataset:{}\r\nused_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{system}\r\n\
                  total_system_memory_human:{}\r\n{}maxmemory:{maxmemory}\r\n\
-                 maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n\
+                 maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_not_counted_for_evict:{}\r\n\
+                 mem_allocator:libc\r\n\
                  lazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
                 human_bytes(used),
                 human_bytes(rss),
@@ -785,6 +793,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 } else {
                     0.0
                 },
+                server.not_counted_for_eviction(),
                 server.store.lazyfree.pending(),
                 server.store.lazyfree.freed(),
             );
@@ -831,6 +840,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
         }
         "stats" => {
             let hub = &server.store.notifier.pubsub;
+            let tracking = server.store.notifier.tracking.stats();
             let _ = write!(
                 w,
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\n\
@@ -844,8 +854,8 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  pubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n\
                  slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n\
                  active_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\n\
-                 current_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\n\
-                 tracking_total_prefixes:0\r\nunexpected_error_replies:{}\r\ntotal_error_replies:{}\r\n\
+                 current_active_defrag_time:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\n\
+                 tracking_total_prefixes:{}\r\nunexpected_error_replies:{}\r\ntotal_error_replies:{}\r\n\
                  dump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\n\
                  io_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\n\
                  reply_buffer_expands:0\r\nclient_output_buffer_limit_disconnections:{}\r\n",
@@ -862,6 +872,9 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 hub.len(Space::Channel),
                 hub.len(Space::Pattern),
                 hub.len(Space::Shard),
+                tracking[1],
+                tracking[2],
+                tracking[3],
                 load(&stats.unexpected_error_replies),
                 load(&stats.error_replies),
                 load(&crate::client::OUTPUT_LIMIT_DISCONNECTIONS),

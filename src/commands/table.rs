@@ -480,7 +480,9 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("unlink", ByKeys, keys::unlink),
         // connection
         ("auth", ByKeys, acl::auth),
+        ("client|caching", ByKeys, connection::client_caching),
         ("client|getname", ByKeys, connection::client_getname),
+        ("client|getredir", ByKeys, connection::client_getredir),
         ("client|help", ByKeys, connection::client_help),
         ("client|id", ByKeys, connection::client_id),
         ("client|info", ByKeys, connection::client_info),
@@ -492,6 +494,12 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("client|reply", ByKeys, connection::client_reply),
         ("client|setinfo", ByKeys, connection::client_setinfo),
         ("client|setname", ByKeys, connection::client_setname),
+        ("client|tracking", ByKeys, connection::client_tracking),
+        (
+            "client|trackinginfo",
+            ByKeys,
+            connection::client_trackinginfo,
+        ),
         ("client|unblock", Exclusive, connection::client_unblock),
         ("client|unpause", ByKeys, connection::client_unpause),
         ("echo", ByKeys, connection::echo),

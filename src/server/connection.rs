@@ -20,7 +20,7 @@ use crate::protocol::{Limits, Reply, RequestParser};
 use crate::util::clock::Ticks;
 use crate::util::now_ms;
 
-const READ_CHUNK: usize = 16 * 1024;
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// An empty query buffer larger than this is trimmed to READ_CHUNK for the next request.
 const LARGE_QUERY_BUFFER: usize = 4 * READ_CHUNK;
 /// Argument slots a connection keeps between commands.

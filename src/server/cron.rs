@@ -22,6 +22,9 @@ pub async fn run(server: Arc<Server>) {
         let hz = server.config.int(config::HZ).clamp(1, 500) as u64;
         let period = Duration::from_millis(1000 / hz);
         crate::timer::sleep(period).await;
+        if server.cron_paused.load(Ordering::Relaxed) {
+            continue;
+        }
         // A running script holds the keyspace: what needs it waits for the next tick.
         let script_busy = server.scripts.running.is_active();
         if server.active_expire.load(Ordering::Relaxed) && !script_busy {
@@ -50,6 +53,8 @@ pub async fn run(server: Arc<Server>) {
             .await;
         }
         check_clients(&server);
+        server.store.notifier.tracking.enforce_limit();
+        server.store.notifier.tracking.send_pending();
         let live = crate::alloc::allocated();
         server.stats.note_memory_peak(live as u64);
         purger.check(live, Instant::now());

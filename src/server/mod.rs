@@ -46,6 +46,8 @@ pub struct Server {
     pub run_id: String,
     /// Turned off by DEBUG SET-ACTIVE-EXPIRE 0.
     pub active_expire: AtomicBool,
+    /// Set by DEBUG PAUSE-CRON 1: the background cycle skips its work.
+    pub cron_paused: AtomicBool,
     pub lastsave: AtomicU64,
     pub snapshots: Snapshots,
     pub listen_port: AtomicU64,
@@ -300,6 +302,7 @@ impl Server {
             started: Instant::now(),
             run_id,
             active_expire: AtomicBool::new(true),
+            cron_paused: AtomicBool::new(false),
             lastsave: AtomicU64::new(now_ms() / 1000),
             snapshots: Snapshots::default(),
             listen_port: AtomicU64::new(0),
@@ -355,6 +358,8 @@ impl Server {
         self.store.notifier.pubsub.set_limits(hard, soft, seconds);
         let [hard, _, _] = config::output_buffer_limits(&limits, "normal");
         self.normal_output_limit.store(hard, Ordering::Relaxed);
+        let max_keys = self.config.int(config::TRACKING_TABLE_MAX_KEYS) as u64;
+        self.store.notifier.tracking.set_max_keys(max_keys);
         let policy = Policy::parse(&self.config.text(config::MAXMEMORY_POLICY));
         self.store.evictor.set_policy(policy);
         self.store.notifier.clock.configure(
@@ -371,10 +376,8 @@ impl Server {
         if maxmemory <= 0 || crate::alloc::allocated() <= maxmemory as usize {
             return Outcome::Within;
         }
-        // The AOF buffer does not count, as in Redis: the deletions eviction logs would
-        // otherwise call for more eviction.
         let limits = Limits {
-            maxmemory: maxmemory as usize + self.store.notifier.aof.buffered(),
+            maxmemory: maxmemory as usize + self.not_counted_for_eviction(),
             samples: self.config.int(config::MAXMEMORY_SAMPLES) as usize,
             time_limit_us: Limits::time_limit_us(
                 self.config.int(config::MAXMEMORY_EVICTION_TENACITY),
@@ -386,6 +389,14 @@ impl Server {
             self.eviction_unfinished.notify_one();
         }
         outcome
+    }
+
+    /// Memory eviction leaves out (INFO's `mem_not_counted_for_evict`), so that what evictions
+    /// send does not call for more of them: the AOF buffer, as in Redis, and messages waiting
+    /// for clients (keyspace events, invalidations) up to the 16 KB reply buffer each
+    /// connection has, where Redis writes them into a buffer allocated already.
+    pub fn not_counted_for_eviction(&self) -> usize {
+        self.store.notifier.aof.buffered() + self.clients.pending_output(connection::READ_CHUNK)
     }
 
     /// Whether `pending` bytes of replies break the normal clients' hard output buffer limit.

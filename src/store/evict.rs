@@ -169,11 +169,18 @@ impl Evictor {
 }
 
 impl Store {
-    /// Evicts keys until memory is within `limits`, or the time limit passes, or nothing is
-    /// left to evict.
+    /// Evicts keys until they have freed what memory exceeded `limits` by when the call
+    /// began, or the time limit passes, or nothing is left to evict. What the evictions
+    /// themselves allocate (invalidation messages to tracking clients, keyspace events)
+    /// does not call for more eviction in the same call: that would feed on itself (Redis
+    /// counts freed memory the same way).
     pub fn evict(&self, limits: &Limits) -> Outcome {
-        let over = || crate::alloc::allocated() > limits.maxmemory;
-        if limits.maxmemory == 0 || !over() {
+        let allocated = crate::alloc::allocated;
+        let over = || allocated() > limits.maxmemory;
+        let Some(to_free) = allocated().checked_sub(limits.maxmemory).filter(|&n| n > 0) else {
+            return Outcome::Within;
+        };
+        if limits.maxmemory == 0 {
             return Outcome::Within;
         }
         let policy = self.evictor.policy();
@@ -185,10 +192,22 @@ impl Store {
         let started = Instant::now();
         let now = crate::util::now_ms();
         let mut tries = 0u64;
-        while over() {
+        let deadline = started + Duration::from_micros(limits.time_limit_us.min(1_000_000));
+        let mut freed = 0;
+        // Lazily freed values come back on the lazyfree thread: then memory itself is the
+        // measure.
+        while if limits.lazy { over() } else { freed < to_free } {
+            // Values handed to the lazyfree thread are memory about to come back: wait for
+            // it rather than evict keys that need not go.
+            if limits.lazy && self.lazyfree.pending() > 0 {
+                if !self.wait_for_lazyfree(deadline) {
+                    return Outcome::Running;
+                }
+                continue;
+            }
             let Some((db, key)) = self.victim(&mut pool, policy, limits.samples, (started, now))
             else {
-                return self.wait_for_lazyfree(limits, over);
+                return Outcome::Failed;
             };
             // A candidate may have gone (or lost its expiry) since it was sampled.
             let mut locked = self.db(db).lock_at(&key, now);
@@ -196,13 +215,14 @@ impl Store {
                 .peek(&key)
                 .is_some_and(|e| !policy.volatile_only() || e.expire_at().is_some());
             if live {
+                let before = allocated();
                 let entry = locked.remove(&key);
                 drop(locked);
-                if let Some(entry) = entry
-                    && limits.lazy
-                {
-                    self.lazyfree.drop_value(entry.value);
+                match entry {
+                    Some(entry) if limits.lazy => self.lazyfree.drop_value(entry.value),
+                    entry => drop(entry),
                 }
+                freed += before.saturating_sub(allocated());
                 self.notifier.evicted(db, &key, limits.lazy);
                 self.evictor.evicted_keys.fetch_add(1, Ordering::Relaxed);
             }
@@ -216,18 +236,16 @@ impl Store {
         Outcome::Within
     }
 
-    /// Nothing is left to evict, but values may still be being freed on the lazyfree thread:
-    /// give it the time limit before refusing (as Redis does).
-    fn wait_for_lazyfree(&self, limits: &Limits, over: impl Fn() -> bool) -> Outcome {
-        let deadline = Instant::now() + Duration::from_micros(limits.time_limit_us.min(1_000_000));
-        while self.lazyfree.pending() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(50));
+    /// Waits until the lazyfree thread has freed what it was given, or `deadline`; whether
+    /// it has.
+    fn wait_for_lazyfree(&self, deadline: Instant) -> bool {
+        while self.lazyfree.pending() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(20));
         }
-        if over() {
-            Outcome::Failed
-        } else {
-            Outcome::Within
-        }
+        true
     }
 
     /// The next key to evict: at random, or the best in the pool once refilled from every

@@ -46,6 +46,8 @@ pub struct Notifier {
     pub blocking: Blocking,
     /// Pub/sub lives beside the hook because keyspace events are published through it.
     pub pubsub: Hub,
+    /// Client-side caching: the clients to tell when a key they may cache changes.
+    pub tracking: crate::tracking::Tracking,
     /// So does the append-only file, because expired keys are logged as deletions through it.
     pub aof: Aof,
     /// Keys' access clock: how lookups through any database keep it. Beside the hook, as the
@@ -69,6 +71,7 @@ impl Notifier {
     pub fn modified_quietly(&self, db: usize, key: &[u8]) {
         self.dirty.fetch_add(1, Ordering::Relaxed);
         self.watches.touch(db, key, false);
+        self.tracking.invalidate(key);
     }
 
     /// What every change sets off, counted as a change to save or not.
@@ -76,6 +79,7 @@ impl Notifier {
         self.notify(db, key, class, event);
         let deleted = matches!(event, "del" | "expired" | "evicted");
         self.watches.touch(db, key, deleted);
+        self.tracking.invalidate(key);
         // A deleted key is signalled too: XREADGROUP waiters on a stream that is gone are
         // answered with an error (a list's waiters find nothing and wait on).
         self.blocking.signal(db, key);
