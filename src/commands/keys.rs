@@ -39,21 +39,27 @@ fn delete_keys(ctx: &mut Ctx, args: &[Bytes], lazy: bool) -> CmdResult {
 }
 
 pub fn exists(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let db = ctx.db();
-    let count = args[1..]
-        .iter()
-        .filter(|key| db.lock(key).contains(key))
-        .count();
-    ctx.reply.int(count as i64);
-    Ok(())
+    count_live(ctx, args, false)
 }
 
 /// Like EXISTS, but each key found counts as an access.
 pub fn touch(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    count_live(ctx, args, true)
+}
+
+/// How many of the keys are live; with `access`, looking moves their clocks.
+fn count_live(ctx: &mut Ctx, args: &[Bytes], access: bool) -> CmdResult {
     let db = ctx.db();
     let count = args[1..]
         .iter()
-        .filter(|key| db.lock(key).get(key).is_some())
+        .filter(|key| {
+            let mut locked = db.lock(key);
+            if access {
+                locked.get(key).is_some()
+            } else {
+                locked.contains(key)
+            }
+        })
         .count();
     ctx.reply.int(count as i64);
     Ok(())
