@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -67,6 +67,8 @@ pub struct Client {
     pub tracking: Option<crate::tracking::Mode>,
     /// CLIENT CACHING YES (OPTIN) or NO (OPTOUT), for the next command only.
     pub tracking_caching: bool,
+    /// What this client's BCAST prefixes take in the tracking table.
+    pub tracking_memory: usize,
     /// The request just checked is a script command for the connection to run (see
     /// `commands::execute_deferred`).
     pub script_deferred: bool,
@@ -128,6 +130,8 @@ pub struct Blocked {
 #[derive(Default)]
 pub struct Multi {
     pub queued: Vec<Queued>,
+    /// What the queued commands hold, for CLIENT LIST's `multi-mem`.
+    pub memory: usize,
     /// A command was refused while queuing: EXEC fails with EXECABORT.
     pub aborted: bool,
 }
@@ -138,6 +142,18 @@ pub struct Queued {
     /// again (the ACL rules may have changed) with one name comparison instead of a lookup.
     pub command: usize,
     pub args: Vec<Bytes>,
+}
+
+impl Queued {
+    /// Bytes the queued command holds: its arguments and their handles.
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Queued>()
+            + self
+                .args
+                .iter()
+                .map(|a| a.len() + std::mem::size_of::<Bytes>())
+                .sum::<usize>()
+    }
 }
 
 /// The keys this client WATCHes, and the flag the keyspace raises when one changes.
@@ -183,6 +199,7 @@ impl Client {
             defer_scripts: false,
             tracking: None,
             tracking_caching: false,
+            tracking_memory: 0,
             script_deferred: false,
             propagate: true,
             in_script: false,
@@ -190,7 +207,28 @@ impl Client {
     }
 }
 
+/// What a watched key costs its client beyond the key: its place in the client's list and in
+/// the keyspace's table of watchers.
+const WATCHED_KEY_MEMORY: usize = std::mem::size_of::<(usize, Bytes, bool)>() + 48;
+/// What a subscription costs its client: its place in the client's set and in the hub's list.
+const SUBSCRIPTION_MEMORY: usize = std::mem::size_of::<Bytes>() * 2;
+
 impl Client {
+    /// What this client's own state holds beyond its buffers, for `tot-mem` and client
+    /// eviction: the MULTI queue, watched keys, subscriptions and tracking prefixes. Keys and
+    /// channel names are left out, as Redis leaves them: they are shared with the keyspace
+    /// and the hub.
+    pub fn state_memory(&self) -> usize {
+        let subscriptions = self.subscriptions.count() + self.subscriptions.shard_count();
+        self.multi.as_ref().map_or(0, |m| m.memory)
+            + self
+                .watch
+                .as_ref()
+                .map_or(0, |w| w.keys.len() * WATCHED_KEY_MEMORY)
+            + subscriptions * SUBSCRIPTION_MEMORY
+            + self.tracking_memory
+    }
+
     /// The `acl_generation` of internal clients.
     pub const INTERNAL: u64 = u64::MAX;
 
@@ -230,6 +268,23 @@ pub fn note_handoff() {
 /// How many handoffs this thread has made (see `note_handoff`).
 pub fn handoffs() -> u64 {
     HANDOFFS.get()
+}
+
+/// A class's `client-output-buffer-limit`: hard bytes, soft bytes, soft seconds (0 disables
+/// each).
+#[derive(Default)]
+pub struct OutputLimits([AtomicU64; 3]);
+
+impl OutputLimits {
+    pub fn set(&self, limits: [u64; 3]) {
+        for (slot, value) in self.0.iter().zip(limits) {
+            slot.store(value, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self) -> [u64; 3] {
+        [0, 1, 2].map(|i| self.0[i].load(Ordering::Relaxed))
+    }
 }
 
 /// Clients closed for exceeding an output buffer limit, for INFO.
@@ -272,6 +327,17 @@ pub struct ClientHandle {
     pub release_buffers: AtomicBool,
     /// Connected over the loopback interface or a Unix socket.
     pub local: AtomicBool,
+    /// What the connection holds besides pending output: its buffers and its state (see
+    /// `Client::state_memory`), as its task last saw them.
+    pub memory: AtomicUsize,
+    /// The parts of `memory` CLIENT LIST shows: the arguments of a request still arriving,
+    /// and the MULTI queue.
+    pub argv_memory: AtomicUsize,
+    pub multi_memory: AtomicUsize,
+    /// This client's part of `ClientsMemory::total`, while client eviction is on.
+    counted: AtomicUsize,
+    /// The registry's totals, once the client is registered.
+    clients_memory: OnceLock<Arc<ClientsMemory>>,
 }
 
 /// What CLIENT SETNAME and CLIENT SETINFO set.
@@ -319,6 +385,11 @@ impl ClientHandle {
             user_serial: AtomicU64::new(0),
             release_buffers: AtomicBool::new(false),
             local: AtomicBool::new(false),
+            memory: AtomicUsize::new(0),
+            argv_memory: AtomicUsize::new(0),
+            multi_memory: AtomicUsize::new(0),
+            counted: AtomicUsize::new(0),
+            clients_memory: OnceLock::new(),
         }
     }
 
@@ -326,6 +397,9 @@ impl ClientHandle {
     pub fn kill(&self) -> bool {
         if self.killed.swap(true, Ordering::Relaxed) {
             return false;
+        }
+        if let Some(shared) = self.clients_memory.get() {
+            shared.replace(&self.counted, 0);
         }
         self.wake();
         self.kill_notify.notify_one();
@@ -385,6 +459,7 @@ impl ClientHandle {
         }
         self.mailbox.push(message);
         note_handoff();
+        self.recount();
     }
 
     /// For the server cron: a client that stays over its soft limit with no new traffic is
@@ -433,16 +508,33 @@ impl ClientHandle {
         true
     }
 
-    /// The connection wrote `bytes` of pushed messages to the socket.
+    /// The connection took `bytes` of output off `output_buffer`: written them to the socket,
+    /// or moved pushed messages into its own buffer, which `memory` counts.
     pub fn delivered(&self, bytes: usize) {
         self.output_buffer.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// CLIENT LIST's `tot-mem`: buffered input and output, and the client's own state.
+    /// CLIENT LIST's `tot-mem`: buffers, pending output, and the client's own state.
     pub fn total_memory(&self) -> usize {
-        self.query_buffer.load(Ordering::Relaxed)
-            + self.output_buffer.load(Ordering::Relaxed)
-            + 1024
+        self.memory.load(Ordering::Relaxed) + self.output_buffer.load(Ordering::Relaxed)
+    }
+
+    /// Brings this client's part of the clients' total up to date, while client eviction is
+    /// on (the total is only read then; turning it on counts every client first). A killed
+    /// client is no longer counted.
+    pub fn recount(&self) {
+        let Some(shared) = self.clients_memory.get() else {
+            return;
+        };
+        if shared.limit() == 0 {
+            return;
+        }
+        let now = if self.killed.load(Ordering::Relaxed) {
+            0
+        } else {
+            self.total_memory()
+        };
+        shared.replace(&self.counted, now);
     }
 
     pub fn has_flag(&self, flag: u32) -> bool {
@@ -504,7 +596,7 @@ impl ClientHandle {
         let omem = self.output_buffer.load(Ordering::Relaxed);
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 \
-             qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r \
+             qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r \
              cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -520,6 +612,8 @@ impl ClientHandle {
             self.subscriptions[2].load(Ordering::Relaxed),
             qbuf,
             self.query_buffer_free.load(Ordering::Relaxed),
+            self.argv_memory.load(Ordering::Relaxed),
+            self.multi_memory.load(Ordering::Relaxed),
             qbuf + self.query_buffer_free.load(Ordering::Relaxed),
             omem,
             self.total_memory(),
@@ -532,6 +626,47 @@ impl ClientHandle {
     }
 }
 
+/// The memory of every client (their `tot-mem`) and `maxmemory-clients` in bytes, for
+/// client eviction (Redis 7's `evictClients`).
+#[derive(Default)]
+pub struct ClientsMemory {
+    /// The sum of the clients' `counted` parts; kept while `limit` is set.
+    total: AtomicUsize,
+    /// 0 when client eviction is off.
+    limit: AtomicUsize,
+    /// The total when the last eviction found no client it could close, so that each
+    /// command does not look again until something changes.
+    stuck_at: AtomicUsize,
+    /// INFO's `evicted_clients`.
+    pub evicted: AtomicU64,
+}
+
+impl ClientsMemory {
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Whether the clients hold more than `maxmemory-clients` allows and an eviction may help.
+    pub fn over_limit(&self) -> bool {
+        let limit = self.limit();
+        if limit == 0 {
+            return false;
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        total > limit && total != self.stuck_at.load(Ordering::Relaxed)
+    }
+
+    /// Sets a client's part of the total to `now`.
+    fn replace(&self, counted: &AtomicUsize, now: usize) {
+        let before = counted.swap(now, Ordering::Relaxed);
+        if now > before {
+            self.total.fetch_add(now - before, Ordering::Relaxed);
+        } else if before > now {
+            self.total.fetch_sub(before - now, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Every connected client, by id.
 #[derive(Default)]
 pub struct ClientRegistry {
@@ -539,6 +674,7 @@ pub struct ClientRegistry {
     next_id: AtomicU64,
     pub total_connections: AtomicU64,
     pub rejected_connections: AtomicU64,
+    pub memory: Arc<ClientsMemory>,
 }
 
 impl ClientRegistry {
@@ -548,11 +684,66 @@ impl ClientRegistry {
 
     pub fn add(&self, handle: Arc<ClientHandle>) {
         self.total_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = handle.clients_memory.set(self.memory.clone());
         self.lock().insert(handle.id, handle);
     }
 
     pub fn remove(&self, id: u64) {
-        self.lock().remove(&id);
+        if let Some(handle) = self.lock().remove(&id) {
+            self.memory.replace(&handle.counted, 0);
+        }
+    }
+
+    /// Sets `maxmemory-clients` in bytes (0: off), counting every client afresh.
+    pub fn set_memory_limit(&self, limit: usize) {
+        let memory = &self.memory;
+        memory.limit.store(limit, Ordering::Relaxed);
+        memory.stuck_at.store(0, Ordering::Relaxed);
+        for client in self.lock().values() {
+            client.recount();
+        }
+    }
+
+    /// A client's NO-EVICT flag changed: the next check looks at every client again.
+    pub fn eviction_changed(&self) {
+        self.memory.stuck_at.store(0, Ordering::Relaxed);
+    }
+
+    /// Closes clients, largest first, until the clients' memory is within
+    /// `maxmemory-clients`. Clients with NO-EVICT and MONITOR clients are never closed;
+    /// Redis closes those it can, then logs that it could not get under the limit.
+    pub fn evict(&self) {
+        let memory = &self.memory;
+        if !memory.over_limit() {
+            return;
+        }
+        let mut candidates: Vec<(usize, Arc<ClientHandle>)> = self
+            .lock()
+            .values()
+            .filter(|c| !c.killed.load(Ordering::Relaxed) && !c.has_flag(FLAG_NO_EVICT))
+            .filter(|c| !c.has_flag(FLAG_MONITOR))
+            .map(|c| (c.counted.load(Ordering::Relaxed), c.clone()))
+            .collect();
+        candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
+        let limit = memory.limit();
+        for (size, client) in candidates {
+            if memory.total.load(Ordering::Relaxed) <= limit {
+                return;
+            }
+            if client.kill() {
+                memory.evicted.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    "Evicting client: id={} addr={} tot-mem={size}",
+                    client.id,
+                    client.addr
+                );
+            }
+        }
+        let total = memory.total.load(Ordering::Relaxed);
+        if total > limit {
+            memory.stuck_at.store(total, Ordering::Relaxed);
+            tracing::warn!("Over client maxmemory after evicting all evictable clients");
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -561,6 +752,11 @@ impl ClientRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The memory of every client (INFO's `mem_clients_normal`).
+    pub fn total_memory(&self) -> usize {
+        self.lock().values().map(|c| c.total_memory()).sum()
     }
 
     /// Messages waiting for clients, up to `per_client` bytes each.

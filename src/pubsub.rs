@@ -5,12 +5,11 @@
 //! growing memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
-use crate::client::ClientHandle;
+use crate::client::{ClientHandle, OutputLimits};
 use crate::protocol::{Protocol, Reply};
 use crate::util::glob_match;
 
@@ -27,8 +26,8 @@ type Subscribers = HashMap<Bytes, Vec<Arc<ClientHandle>>>;
 #[derive(Default)]
 pub struct Hub {
     spaces: [RwLock<Subscribers>; 3],
-    /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
-    limits: [AtomicU64; 3],
+    /// `client-output-buffer-limit pubsub`.
+    pub limits: OutputLimits,
 }
 
 /// One message, encoded lazily once per protocol for all its receivers.
@@ -67,16 +66,6 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn set_limits(&self, hard: u64, soft: u64, soft_seconds: u64) {
-        for (slot, value) in self.limits.iter().zip([hard, soft, soft_seconds]) {
-            slot.store(value, Ordering::Relaxed);
-        }
-    }
-
-    pub fn limits(&self) -> [u64; 3] {
-        [0, 1, 2].map(|i| self.limits[i].load(Ordering::Relaxed))
-    }
-
     /// Adds a subscriber; the caller has checked that it was not subscribed to `name` yet.
     pub fn subscribe(&self, space: Space, name: &Bytes, client: &Arc<ClientHandle>) {
         self.write(space)
@@ -107,7 +96,7 @@ impl Hub {
     /// Sends `message` to the subscribers of `channel` and, unless sharded, of every matching
     /// pattern; returns how many deliveries were made, as PUBLISH replies.
     pub fn publish(&self, channel: &[u8], message: &[u8], sharded: bool) -> usize {
-        let limits = self.limits();
+        let limits = self.limits.get();
         let mut receivers = 0;
         let (space, kind): (Space, &[u8]) = if sharded {
             (Space::Shard, b"smessage")

@@ -32,6 +32,10 @@ pub struct Mode {
     pub noloop: bool,
 }
 
+/// What a BCAST prefix costs beyond its bytes: its place in the client's list and in the
+/// table's map of prefixes.
+const PREFIX_MEMORY: usize = 128;
+
 struct Tracker {
     handle: Weak<ClientHandle>,
     mode: Mode,
@@ -195,14 +199,15 @@ impl Tracking {
         self.max_keys.store(max, Ordering::Relaxed);
     }
 
-    /// CLIENT TRACKING ON: `target` is the redirect client, found by the caller.
+    /// CLIENT TRACKING ON: `target` is the redirect client, found by the caller. Returns what
+    /// the client's prefixes take in the table, for its `tot-mem`.
     pub fn enable(
         &self,
         handle: &Arc<ClientHandle>,
         mode: Mode,
         redirect: Option<&Arc<ClientHandle>>,
         prefixes: Vec<Bytes>,
-    ) {
+    ) -> usize {
         let mut state = self.lock();
         let id = handle.id;
         if !state.trackers.contains_key(&id) {
@@ -236,7 +241,13 @@ impl Tracking {
                 }
             }
         }
+        let memory = tracker
+            .prefixes
+            .iter()
+            .map(|p| p.len() + PREFIX_MEMORY)
+            .sum();
         state.trackers.insert(id, tracker);
+        memory
     }
 
     /// CLIENT TRACKING OFF, or the client left. Its ids in the key table go lazily, as in

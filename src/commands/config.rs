@@ -1,5 +1,7 @@
 //! CONFIG GET, SET, RESETSTAT, REWRITE over the one settings table in `crate::config`.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use super::{CmdResult, Ctx, Error, reply_help};
@@ -157,6 +159,8 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
         config::LFU_LOG_FACTOR,
         config::LFU_DECAY_TIME,
         config::TRACKING_TABLE_MAX_KEYS,
+        config::MAXMEMORY,
+        config::MAXMEMORY_CLIENTS,
     ];
     if cached.iter().any(|index| changed.contains(index)) {
         ctx.server.apply_cached_settings();
@@ -165,10 +169,18 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
     if changed.contains(&config::MAXMEMORY) {
         ctx.server.evict();
     }
+    ctx.server.clients.evict();
 }
 
 pub fn resetstat(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ctx.server.stats.reset();
+    for counter in [
+        &ctx.server.clients.memory.evicted,
+        &ctx.server.store.evictor.evicted_keys,
+        &ctx.server.store.notifier.expired_keys,
+    ] {
+        counter.store(0, Ordering::Relaxed);
+    }
     ctx.server.store.lazyfree.reset_stats();
     ctx.server.commands.reset_stats();
     ctx.reply.ok();

@@ -153,6 +153,7 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     if client.tracking.take().is_some() {
         ctx.server.store.notifier.tracking.disable(client.id);
     }
+    client.tracking_memory = 0;
     ctx.reply.protocol = Protocol::Resp2;
     ctx.reply.simple("RESET");
     Ok(())
@@ -425,6 +426,7 @@ pub fn client_tracking(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             tracking.disable(ctx.client.id);
         }
         ctx.client.tracking_caching = false;
+        ctx.client.tracking_memory = 0;
         ctx.reply.ok();
         return Ok(());
     }
@@ -467,7 +469,8 @@ pub fn client_tracking(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             }
         }
     }
-    tracking.enable(&ctx.client.handle, mode, redirect.as_ref(), prefixes);
+    ctx.client.tracking_memory =
+        tracking.enable(&ctx.client.handle, mode, redirect.as_ref(), prefixes);
     ctx.client.tracking = Some(mode);
     ctx.reply.ok();
     Ok(())
@@ -551,6 +554,7 @@ pub fn client_trackinginfo(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 
 pub fn client_no_evict(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     ctx.client.handle.set_flag(FLAG_NO_EVICT, on_off(&args[2])?);
+    ctx.server.clients.eviction_changed();
     ctx.reply.ok();
     Ok(())
 }

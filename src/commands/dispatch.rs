@@ -114,10 +114,12 @@ pub fn execute_chained(
     if let Some(multi) = &mut client.multi
         && command.tx == TxRole::Queued
     {
-        multi.queued.push(Queued {
+        let queued = Queued {
             command: client.recent_command,
             args: args.to_vec(),
-        });
+        };
+        multi.memory += queued.memory();
+        multi.queued.push(queued);
         reply.simple("QUEUED");
         finish_reply(client, reply, reply_start);
         return None;

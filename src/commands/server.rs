@@ -400,6 +400,14 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             .cron_paused
             .store(&args[2][..] != b"0", Ordering::Relaxed);
         ctx.reply.ok();
+    } else if eq_ignore_case(sub, "replybuffer")
+        && argc == 4
+        && eq_ignore_case(&args[2], "resizing")
+    {
+        ctx.server
+            .reply_buffer_resizing
+            .store(&args[3][..] != b"0", Ordering::Relaxed);
+        ctx.reply.ok();
     } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {
         ctx.server
             .active_expire
@@ -458,6 +466,8 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 "    Reply with a test value of the specified type. <type> can be: string,",
                 "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
                 "    true, false.",
+                "REPLYBUFFER RESIZING <0|1>",
+                "    Enable or disable the reply buffer resize cron job.",
                 "SET-ACTIVE-EXPIRE <0|1>",
                 "    Setting it to 0 disables expiring keys in background when they are not",
                 "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -774,7 +784,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  used_memory_dataset:{}\r\nused_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{system}\r\n\
                  total_system_memory_human:{}\r\n{}maxmemory:{maxmemory}\r\n\
                  maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_not_counted_for_evict:{}\r\n\
-                 mem_allocator:libc\r\n\
+                 mem_clients_slaves:0\r\nmem_clients_normal:{}\r\nmem_allocator:libc\r\n\
                  lazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
                 human_bytes(used),
                 human_bytes(rss),
@@ -794,6 +804,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                     0.0
                 },
                 server.not_counted_for_eviction(),
+                server.clients.total_memory(),
                 server.store.lazyfree.pending(),
                 server.store.lazyfree.freed(),
             );
@@ -849,7 +860,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  instantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\n\
                  sync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\n\
                  expired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\n\
-                 evicted_clients:0\r\nevicted_scripts:{}\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
+                 evicted_clients:{}\r\nevicted_scripts:{}\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
                  keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
                  pubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n\
                  slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n\
@@ -866,6 +877,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 load(&server.clients.rejected_connections),
                 load(&server.store.notifier.expired_keys),
                 load(&server.store.evictor.evicted_keys),
+                load(&server.clients.memory.evicted),
                 load(&server.scripts.stats.evicted_scripts),
                 stats.keyspace_hits.get(),
                 stats.keyspace_misses.get(),

@@ -79,6 +79,9 @@ impl Reply {
     }
 
     pub fn bulk(&mut self, data: &[u8]) {
+        // Room for the whole of it at once: growing for the data and then again for its CRLF
+        // would double a buffer that a big value has just sized.
+        self.buf.reserve(data.len() + 24);
         self.header(b'$', data.len() as i64);
         self.buf.extend_from_slice(data);
         self.buf.extend_from_slice(b"\r\n");

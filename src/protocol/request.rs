@@ -97,8 +97,11 @@ impl RequestParser {
                         return protocol_error("unauthenticated bulk length");
                     }
                     buf.advance(line_end + 2);
+                    // Room for exactly the rest of the argument, as Redis's
+                    // `sdsMakeRoomForNonGreedy`: the buffer's size then does not depend on how
+                    // much of the argument came with its header.
                     if len >= BIG_ARG {
-                        buf.reserve(len + 2);
+                        buf.reserve((len + 2).saturating_sub(buf.len()));
                     }
                     self.bulk_len = Some(len);
                     len
@@ -117,6 +120,12 @@ impl RequestParser {
 }
 
 impl RequestParser {
+    /// Bytes still to come of the bulk argument being read (with its CRLF), 0 when none is.
+    pub fn awaited(&self, buf: &BytesMut) -> usize {
+        self.bulk_len
+            .map_or(0, |len| (len + 2).saturating_sub(buf.len()))
+    }
+
     /// Whether the next byte of input starts a new request (no request is half parsed).
     pub fn at_request_start(&self) -> bool {
         self.remaining == 0

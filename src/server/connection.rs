@@ -11,8 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Server;
 use super::stream::{ClientStream, Peer};
+use super::unsent::Unsent;
 use crate::blocking::Wake;
-use crate::client::{Blocked, Client, ClientHandle, OUTPUT_LIMIT_DISCONNECTIONS};
+use crate::client::{Blocked, Client, ClientHandle, FLAG_NO_EVICT, OUTPUT_LIMIT_DISCONNECTIONS};
 use crate::commands;
 use crate::config;
 use crate::mailbox::Inbox;
@@ -31,6 +32,9 @@ const MANY_ARGS: usize = 1024;
 const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 16 * 1024 + 1024;
 /// Replies held back while more of a pipeline is read (see `client_loop`) at most.
 const HELD_REPLIES_LIMIT: usize = 4 * READ_CHUNK;
+/// What a connection takes before its buffers and state, for `tot-mem`.
+const CONNECTION_MEMORY: usize =
+    std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>();
 
 pub async fn serve<S: ClientStream>(server: Arc<Server>, mut stream: S, peer: Peer) {
     let local = peer.local;
@@ -84,6 +88,7 @@ async fn client_loop(
     let mut parser = RequestParser::default();
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
     let mut reply = Reply::new(client.protocol);
+    let mut unsent = Unsent::default();
     let mut read_at = Ticks::now();
     // Input read without waiting, while the replies to the input before it are held back.
     let mut read_more = None;
@@ -92,7 +97,10 @@ async fn client_loop(
     loop {
         let event = match read_more.take() {
             Some(event) => event,
-            None => next_event(stream, &handle, &mut inbox, &reply, &mut buf).await?,
+            None => {
+                let awaited = parser.awaited(&buf);
+                next_event(stream, &handle, &mut inbox, &unsent, &mut buf, awaited).await?
+            }
         };
         let filled = match event {
             Event::Pushed => {
@@ -100,7 +108,7 @@ async fn client_loop(
                 false
             }
             Event::Writable => {
-                write_at_once(server, stream, &mut reply.buf)?;
+                write_unsent(server, stream, &handle, &mut unsent)?;
                 continue;
             }
             Event::Read { len: 0, .. } => return Ok(()),
@@ -128,7 +136,7 @@ async fn client_loop(
         {
             buf = BytesMut::new();
             handle.query_buffer_free.store(0, Ordering::Relaxed);
-            if reply.buf.is_empty() {
+            if reply.buf.is_empty() && server.reply_buffer_resizing.load(Ordering::Relaxed) {
                 reply.buf = Vec::new();
             }
             args = Vec::new();
@@ -157,6 +165,18 @@ async fn client_loop(
                 Ok(true) if args.is_empty() => continue,
                 Ok(true) => {
                     requests += 1;
+                    // With client eviction on, Redis counts an evictable client's memory after
+                    // each command (replies held in the batch included) and evicts clients
+                    // before the next, ahead of evicting keys.
+                    if server.clients.memory.limit() > 0 {
+                        if !handle.has_flag(FLAG_NO_EVICT) {
+                            publish_memory(client, &buf, &args, &reply);
+                        }
+                        server.clients.evict();
+                        if handle.killed.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                    }
                     // The first request of a pipeline is about to run; the rest may be worth
                     // prefetching, while a lone request is not.
                     if requests == 1 && !buf.is_empty() && limits.authenticated {
@@ -164,13 +184,25 @@ async fn client_loop(
                     }
                     if server.pause.is_paused() {
                         Box::pin(wait_while_paused(
-                            server, &args, stream, &handle, &mut reply,
+                            server,
+                            &args,
+                            stream,
+                            &handle,
+                            &mut reply,
+                            &mut unsent,
                         ))
                         .await?;
                         chained = None;
                     }
                     if server.scripts.running.is_active() {
-                        Box::pin(wait_for_script(server, stream, &handle, &mut reply)).await?;
+                        Box::pin(wait_for_script(
+                            server,
+                            stream,
+                            &handle,
+                            &mut reply,
+                            &mut unsent,
+                        ))
+                        .await?;
                         chained = None;
                     }
                     chained = commands::execute_chained(server, client, &mut reply, &args, chained);
@@ -190,20 +222,21 @@ async fn client_loop(
                     if let Some(blocked) = client.blocked.take() {
                         chained = None;
                         reply.protocol = client.protocol;
-                        flush(server, stream, &handle, &mut reply).await?;
+                        drain(server, stream, &handle, &mut reply, &mut unsent).await?;
                         Box::pin(wait_blocked(
                             server, stream, client, blocked, &mut buf, &mut inbox, &mut reply,
                         ))
                         .await?;
                     }
+                    let pending = reply.buf.len() + unsent.len();
                     if !limits.authenticated
-                        && reply.buf.len() > UNAUTHENTICATED_OUTPUT_LIMIT
+                        && pending > UNAUTHENTICATED_OUTPUT_LIMIT
                         && commands::auth_required(server, client)
                     {
                         log_unauthenticated_close(client, &handle);
                         return Ok(());
                     }
-                    if server.over_output_limit(reply.buf.len()) {
+                    if server.over_output_limit(pending) {
                         OUTPUT_LIMIT_DISCONNECTIONS.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             "Client id={} addr={} closed for overcoming of output buffer limits.",
@@ -268,7 +301,8 @@ async fn client_loop(
                 && !client.close_after_reply
             {
                 RunQueued::default().await;
-                read_more = read_now(stream, &mut buf).await?;
+                let awaited = parser.awaited(&buf);
+                read_more = read_now(stream, &mut buf, awaited).await?;
                 if read_more.is_some() {
                     continue;
                 }
@@ -285,15 +319,46 @@ async fn client_loop(
             if requests > 1 && crate::client::handoffs() == handoffs {
                 RunQueued::default().await;
             }
-            flush(server, stream, &handle, &mut reply).await?;
-        } else if !write_at_once(server, stream, &mut reply.buf)? {
-            log_unauthenticated_close(client, &handle);
-            return Ok(());
+            flush(server, stream, &handle, &mut reply, &mut unsent).await?;
+        } else {
+            // A client that has not logged in may not make the server hold its replies
+            // (Redis's `checkClientOutputBufferLimits`): one that never reads soon passes
+            // the limit instead of growing the server's memory.
+            flush(server, stream, &handle, &mut reply, &mut unsent).await?;
+            if unsent.len() > UNAUTHENTICATED_OUTPUT_LIMIT {
+                log_unauthenticated_close(client, &handle);
+                return Ok(());
+            }
         }
         if client.close_after_reply {
+            return drain(server, stream, &handle, &mut reply, &mut unsent).await;
+        }
+        publish_memory(client, &buf, &args, &reply);
+        server.clients.evict();
+        if handle.killed.load(Ordering::Relaxed) {
             return Ok(());
         }
     }
+}
+
+/// Publishes what this connection holds: CLIENT LIST's `tot-mem`, and this client's part of
+/// the total that client eviction looks at.
+fn publish_memory(client: &Client, buf: &BytesMut, args: &[Bytes], reply: &Reply) {
+    let handle = &client.handle;
+    // The arguments of a request that has not fully arrived, split off the query buffer.
+    let argv: usize = args
+        .iter()
+        .map(|a| a.len() + std::mem::size_of::<Bytes>())
+        .sum();
+    let buffers = buf.capacity() + reply.buf.capacity();
+    handle.memory.store(
+        CONNECTION_MEMORY + buffers + argv + client.state_memory(),
+        Ordering::Relaxed,
+    );
+    handle.argv_memory.store(argv, Ordering::Relaxed);
+    let multi = client.multi.as_ref().map_or(0, |m| m.memory);
+    handle.multi_memory.store(multi, Ordering::Relaxed);
+    handle.recount();
 }
 
 /// What an idle connection waits for.
@@ -301,8 +366,7 @@ enum Event {
     /// Messages other clients pushed (pub/sub, MONITOR), now in the inbox, or an empty one to
     /// look at `killed` and ACL changes.
     Pushed,
-    /// Room in the socket for output kept from before (only a client that has not logged in
-    /// keeps unwritten output between batches).
+    /// Room in the socket for replies it did not take before.
     Writable,
     /// Input, `len` bytes of it, now in the query buffer (0 when the client has closed);
     /// `filled` if it took all the space the buffer offered.
@@ -317,17 +381,18 @@ fn next_event<'a>(
     stream: &'a mut impl ClientStream,
     handle: &'a ClientHandle,
     inbox: &'a mut Inbox,
-    reply: &'a Reply,
+    unsent: &'a Unsent,
     buf: &'a mut BytesMut,
+    awaited: usize,
 ) -> impl std::future::Future<Output = std::io::Result<Event>> + 'a {
     std::future::poll_fn(move |cx| {
         if inbox.poll_take(&handle.mailbox, cx).is_ready() {
             return Poll::Ready(Ok(Event::Pushed));
         }
-        if !reply.buf.is_empty() && stream.poll_write_ready(cx)?.is_ready() {
+        if !unsent.is_empty() && stream.poll_write_ready(cx)?.is_ready() {
             return Poll::Ready(Ok(Event::Writable));
         }
-        if short_of_room(buf) {
+        if short_of_room(buf, awaited) {
             // Only input makes an empty buffer take memory again: an idle client may have
             // given its buffer back (see `client_loop`).
             std::task::ready!(stream.poll_read_ready(cx))?;
@@ -337,9 +402,12 @@ fn next_event<'a>(
     })
 }
 
-/// Whether the query buffer has too little space left for the next read.
-fn short_of_room(buf: &BytesMut) -> bool {
-    buf.capacity() - buf.len() < READ_CHUNK / 4
+/// Whether the query buffer has too little space left for the next read. A big argument
+/// has room made for exactly its rest (see `RequestParser::awaited`): more would double the
+/// buffer for nothing, and CLIENT LIST and client eviction would see it.
+fn short_of_room(buf: &BytesMut, awaited: usize) -> bool {
+    let spare = buf.capacity() - buf.len();
+    spare < READ_CHUNK / 4 && (awaited == 0 || spare < awaited)
 }
 
 fn poll_read(
@@ -359,8 +427,9 @@ fn poll_read(
 async fn read_now(
     stream: &mut impl ClientStream,
     buf: &mut BytesMut,
+    awaited: usize,
 ) -> std::io::Result<Option<Event>> {
-    if short_of_room(buf) {
+    if short_of_room(buf, awaited) {
         buf.reserve(READ_CHUNK);
     }
     std::future::poll_fn(|cx| match poll_read(stream, cx, buf) {
@@ -370,29 +439,20 @@ async fn read_now(
     .await
 }
 
-/// Writes what the socket takes now. False if more than UNAUTHENTICATED_OUTPUT_LIMIT bytes
-/// are left: a client that has not logged in may not make the server hold its replies
-/// (Redis's `checkClientOutputBufferLimits`). The rest waits for the socket while the client
-/// is still read, so one that never reads soon passes the limit instead of stalling the task.
-fn write_at_once(
+/// Writes what the socket takes now of the replies it did not take before.
+fn write_unsent(
     server: &Server,
     stream: &impl ClientStream,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<bool> {
-    let mut written = 0;
-    while written < buf.len() {
-        match stream.try_write(&buf[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    buf.drain(..written);
+    handle: &ClientHandle,
+    unsent: &mut Unsent,
+) -> std::io::Result<()> {
+    let written = unsent.write_to(stream)?;
+    handle.delivered(written);
     server
         .stats
         .net_output_bytes
         .fetch_add(written as u64, Ordering::Relaxed);
-    Ok(buf.len() <= UNAUTHENTICATED_OUTPUT_LIMIT)
+    Ok(())
 }
 
 fn log_unauthenticated_close(client: &Client, handle: &ClientHandle) {
@@ -414,13 +474,14 @@ fn take_pushed(handle: &ClientHandle, inbox: &mut Inbox, reply: &mut Reply) {
     handle.delivered(taken);
 }
 
-/// Writes the output buffer. A peer that stops reading makes this wait; killing the client
-/// (CLIENT KILL, output buffer limit) ends the wait.
+/// Writes the output buffer, as much as the socket takes now; the rest waits in `unsent`
+/// while the client's next commands run (see `crate::server::unsent`).
 async fn flush(
     server: &Server,
     stream: &mut impl ClientStream,
     handle: &ClientHandle,
     reply: &mut Reply,
+    unsent: &mut Unsent,
 ) -> std::io::Result<()> {
     if reply.buf.is_empty() {
         return Ok(());
@@ -442,38 +503,62 @@ async fn flush(
         }
         aof.write_pending();
     }
-    // Most replies fit in the socket at once; only the rest needs the waiting write.
+    if !unsent.is_empty() {
+        handle
+            .output_buffer
+            .fetch_add(reply.buf.len(), Ordering::Relaxed);
+        unsent.push(std::mem::take(&mut reply.buf), 0);
+        reply.clear();
+        return write_unsent(server, stream, handle, unsent);
+    }
+    // Most replies fit in the socket at once.
     let written = match stream.try_write(&reply.buf) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
         Err(e) => return Err(e),
     };
-    if written < reply.buf.len() {
-        Box::pin(write_rest(stream, handle, &reply.buf[written..])).await?;
-    }
     server
         .stats
         .net_output_bytes
-        .fetch_add(reply.buf.len() as u64, Ordering::Relaxed);
-    if reply.buf.capacity() > 1 << 20 {
+        .fetch_add(written as u64, Ordering::Relaxed);
+    if written < reply.buf.len() {
+        handle
+            .output_buffer
+            .fetch_add(reply.buf.len() - written, Ordering::Relaxed);
+        unsent.push(std::mem::take(&mut reply.buf), written);
+    } else if reply.buf.capacity() > 2 * READ_CHUNK {
+        // Replies (or pushed messages) that outgrew the buffer leave it, as Redis frees the
+        // reply blocks beyond a client's 16 KB buffer once written: otherwise every client
+        // that once got a big reply would hold that much for as long as it stays, and
+        // invalidations sent by eviction would call for more eviction.
         reply.buf = Vec::with_capacity(READ_CHUNK);
     }
     reply.clear();
     Ok(())
 }
 
-/// Writes what did not fit in the socket at once, waiting for room: the rare case, so its
-/// future lives on the heap only while it waits instead of in every connection's task.
-async fn write_rest(
+/// Writes the output buffer and everything unsent, waiting for the socket: before the
+/// connection waits for something else (a blocking command, a pause, a script) or closes.
+/// Killing the client ends the wait.
+async fn drain(
+    server: &Server,
     stream: &mut impl ClientStream,
     handle: &ClientHandle,
-    rest: &[u8],
+    reply: &mut Reply,
+    unsent: &mut Unsent,
 ) -> std::io::Result<()> {
-    tokio::select! {
-        biased;
-        written = stream.write_all(rest) => written,
-        _ = handle.kill_notify.notified() => Err(std::io::ErrorKind::ConnectionAborted.into()),
+    flush(server, stream, handle, reply, unsent).await?;
+    while !unsent.is_empty() {
+        tokio::select! {
+            biased;
+            _ = handle.kill_notify.notified() => {
+                return Err(std::io::ErrorKind::ConnectionAborted.into());
+            }
+            ready = std::future::poll_fn(|cx| stream.poll_write_ready(cx)) => ready?,
+        }
+        write_unsent(server, stream, handle, unsent)?;
     }
+    Ok(())
 }
 
 /// Waits for a blocking command to be served, time out, or be unblocked, and writes its reply.
@@ -488,6 +573,8 @@ async fn wait_blocked(
     inbox: &mut Inbox,
     reply: &mut Reply,
 ) -> std::io::Result<()> {
+    // Output is drained before the wait and after each message: none stays unsent.
+    let mut unsent = Unsent::default();
     let blocking = &server.store.notifier.blocking;
     // Leaving the registry under the shared gate cannot overlap a serve (see crate::blocking).
     // A script holds the gate while it runs: wait for it without holding up the thread.
@@ -555,7 +642,7 @@ async fn wait_blocked(
                     return Err(std::io::ErrorKind::ConnectionAborted.into());
                 }
                 take_pushed(&client.handle, inbox, reply);
-                flush(server, stream, &client.handle, reply).await?;
+                drain(server, stream, &client.handle, reply, &mut unsent).await?;
             }
         }
     }
@@ -569,13 +656,14 @@ async fn wait_while_paused(
     stream: &mut impl ClientStream,
     handle: &ClientHandle,
     reply: &mut Reply,
+    unsent: &mut Unsent,
 ) -> std::io::Result<()> {
     let is_write = server
         .commands
         .get(&args[0])
         .is_some_and(|c| c.has_flag("write") || c.has_flag("may_replicate"));
     if server.pause.wait_for(is_write).is_some() {
-        flush(server, stream, handle, reply).await?;
+        drain(server, stream, handle, reply, unsent).await?;
         while let Some(ms) = server.pause.wait_for(is_write) {
             tokio::select! {
                 _ = server.pause.resumed.notified() => {}
@@ -594,12 +682,13 @@ async fn wait_for_script(
     stream: &mut impl ClientStream,
     handle: &ClientHandle,
     reply: &mut Reply,
+    unsent: &mut Unsent,
 ) -> std::io::Result<()> {
     let running = &server.scripts.running;
     if running.is_timed_out() {
         return Ok(());
     }
-    flush(server, stream, handle, reply).await?;
+    drain(server, stream, handle, reply, unsent).await?;
     let threshold = server.config.int(config::BUSY_REPLY_THRESHOLD);
     // 0 turns the threshold off: wait for the script's end.
     let threshold = if threshold > 0 {

@@ -95,14 +95,13 @@ const QUERY_BUFFER_IDLE_MS: u64 = 2000;
 /// receive nothing new. Blocked clients and subscribers are never idle.
 fn check_clients(server: &Server) {
     let timeout = server.config.int(config::TIMEOUT) as u64;
-    let limits = server.store.notifier.pubsub.limits();
+    let pubsub = server.store.notifier.pubsub.limits.get();
+    let normal = server.normal_output_limits.get();
     let now = now_ms();
+    server.clients.evict();
     for client in server.clients.snapshot() {
-        client.check_output_limits(limits);
-        let subscribed = client
-            .subscriptions
-            .iter()
-            .any(|n| n.load(Ordering::Relaxed) > 0);
+        let subscribed = client.is_subscribed();
+        client.check_output_limits(if subscribed { pubsub } else { normal });
         let idle = now.saturating_sub(client.last_interaction_ms.load(Ordering::Relaxed));
         if idle > QUERY_BUFFER_IDLE_MS && client.query_buffer_free.load(Ordering::Relaxed) > 0 {
             client.release_buffers.store(true, Ordering::Relaxed);

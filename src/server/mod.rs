@@ -7,6 +7,7 @@ mod listener;
 pub use listener::PortKind;
 mod stream;
 mod tls;
+mod unsent;
 
 use crate::store::evict::{Limits, Outcome, Policy};
 use std::collections::{HashMap, VecDeque};
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::acl::Acl;
-use crate::client::{ClientHandle, ClientRegistry};
+use crate::client::{ClientHandle, ClientRegistry, OutputLimits};
 use crate::commands::CommandTable;
 use crate::config::{self, Config};
 use crate::persist::Snapshots;
@@ -48,11 +49,13 @@ pub struct Server {
     pub active_expire: AtomicBool,
     /// Set by DEBUG PAUSE-CRON 1: the background cycle skips its work.
     pub cron_paused: AtomicBool,
+    /// Turned off by DEBUG REPLYBUFFER RESIZING 0: idle clients keep their reply buffers.
+    pub reply_buffer_resizing: AtomicBool,
     pub lastsave: AtomicU64,
     pub snapshots: Snapshots,
     pub listen_port: AtomicU64,
-    /// `client-output-buffer-limit normal` hard bytes (0: none).
-    pub normal_output_limit: AtomicU64,
+    /// `client-output-buffer-limit normal`.
+    pub normal_output_limits: OutputLimits,
     /// The TLS settings in force, when `tls-port` is set; CONFIG SET of a `tls-*` setting
     /// replaces them for the next connections.
     pub tls: std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>,
@@ -303,10 +306,11 @@ impl Server {
             run_id,
             active_expire: AtomicBool::new(true),
             cron_paused: AtomicBool::new(false),
+            reply_buffer_resizing: AtomicBool::new(true),
             lastsave: AtomicU64::new(now_ms() / 1000),
             snapshots: Snapshots::default(),
             listen_port: AtomicU64::new(0),
-            normal_output_limit: AtomicU64::new(0),
+            normal_output_limits: OutputLimits::default(),
             tls: Default::default(),
             ports: Default::default(),
             scripts: Default::default(),
@@ -354,10 +358,11 @@ impl Server {
             self.store.notifier.set_events(flags);
         }
         let limits = self.config.text(config::CLIENT_OUTPUT_BUFFER_LIMIT);
-        let [hard, soft, seconds] = config::output_buffer_limits(&limits, "pubsub");
-        self.store.notifier.pubsub.set_limits(hard, soft, seconds);
-        let [hard, _, _] = config::output_buffer_limits(&limits, "normal");
-        self.normal_output_limit.store(hard, Ordering::Relaxed);
+        let pubsub = config::output_buffer_limits(&limits, "pubsub");
+        self.store.notifier.pubsub.limits.set(pubsub);
+        let normal = config::output_buffer_limits(&limits, "normal");
+        self.normal_output_limits.set(normal);
+        self.clients.set_memory_limit(self.client_memory_limit());
         let max_keys = self.config.int(config::TRACKING_TABLE_MAX_KEYS) as u64;
         self.store.notifier.tracking.set_max_keys(max_keys);
         let policy = Policy::parse(&self.config.text(config::MAXMEMORY_POLICY));
@@ -367,6 +372,21 @@ impl Server {
             self.config.int(config::LFU_LOG_FACTOR) as u32,
             self.config.int(config::LFU_DECAY_TIME) as u32,
         );
+    }
+
+    /// `maxmemory-clients` in bytes (0: no client eviction): a percentage is of `maxmemory`,
+    /// and Redis never lets it go under 128 KB, so that a bad setting cannot cut everyone off.
+    fn client_memory_limit(&self) -> usize {
+        let setting = self.config.int(config::MAXMEMORY_CLIENTS);
+        let limit = if setting < 0 {
+            (self.config.int(config::MAXMEMORY) as i128 * -setting as i128 / 100) as usize
+        } else {
+            setting as usize
+        };
+        match limit {
+            0 => 0,
+            limit => limit.max(128 * 1024),
+        }
     }
 
     /// Evicts keys while `maxmemory` is exceeded, within the time `maxmemory-eviction-tenacity`
@@ -401,7 +421,8 @@ impl Server {
 
     /// Whether `pending` bytes of replies break the normal clients' hard output buffer limit.
     pub fn over_output_limit(&self, pending: usize) -> bool {
-        let hard = self.normal_output_limit.load(Ordering::Relaxed) as usize;
+        let [hard, _, _] = self.normal_output_limits.get();
+        let hard = hard as usize;
         hard > 0 && pending > hard
     }
 
@@ -409,7 +430,7 @@ impl Server {
     /// limit. Commands that repeat elements a client asked for (HRANDFIELD key -1000000000)
     /// stop there: the client is closed for passing the limit anyway.
     pub fn reply_items_cap(&self, min_bytes: usize) -> u64 {
-        match self.normal_output_limit.load(Ordering::Relaxed) as usize {
+        match self.normal_output_limits.get()[0] as usize {
             0 => u64::MAX,
             hard => (hard / min_bytes + 1) as u64,
         }
