@@ -189,14 +189,14 @@ fn million_pipelined_commands_without_reading_keep_memory_bounded() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let (flood, sent) = writer.join().unwrap();
-    // The server stops reading a client that does not read its replies: the kernel buffers
+    // The server stops reading a client whose unread replies pass 32 MB: the kernel buffers
     // fill and the writer is held back, instead of the server queueing a million replies.
     assert!(
         sent < 1_000_000,
         "all {sent} commands were taken without replies read"
     );
     let grown = rss_kb(server.pid()).saturating_sub(before);
-    assert!(grown < 64 * 1024, "RSS grew by {grown} kB");
+    assert!(grown < 96 * 1024, "RSS grew by {grown} kB");
     drop(flood);
     bystander_still_served(&mut bystander, 100);
 }

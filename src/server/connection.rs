@@ -32,6 +32,11 @@ const MANY_ARGS: usize = 1024;
 const UNAUTHENTICATED_OUTPUT_LIMIT: usize = 16 * 1024 + 1024;
 /// Replies held back while more of a pipeline is read (see `client_loop`) at most.
 const HELD_REPLIES_LIMIT: usize = 4 * READ_CHUNK;
+/// Unsent replies past which a client's next requests wait until the socket takes them.
+/// Redis queues a normal client's replies without bound unless `client-output-buffer-limit
+/// normal` is set; Oxidis bounds them at the hard limit Redis's defaults give a subscriber,
+/// so that a client that pipelines without reading cannot grow the server by gigabytes.
+const UNSENT_LIMIT: usize = 32 * 1024 * 1024;
 /// What a connection takes before its buffers and state, for `tot-mem`.
 const CONNECTION_MEMORY: usize =
     std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>();
@@ -228,6 +233,11 @@ async fn client_loop(
                         ))
                         .await?;
                     }
+                    if reply.buf.len() + unsent.len() > UNSENT_LIMIT {
+                        chained = None;
+                        let (limit, out) = (UNSENT_LIMIT, &mut unsent);
+                        write_down_to(limit, server, stream, &handle, &mut reply, out).await?;
+                    }
                     let pending = reply.buf.len() + unsent.len();
                     if !limits.authenticated
                         && pending > UNAUTHENTICATED_OUTPUT_LIMIT
@@ -392,6 +402,9 @@ fn next_event<'a>(
         if !unsent.is_empty() && stream.poll_write_ready(cx)?.is_ready() {
             return Poll::Ready(Ok(Event::Writable));
         }
+        if unsent.len() > UNSENT_LIMIT {
+            return Poll::Pending;
+        }
         if short_of_room(buf, awaited) {
             // Only input makes an empty buffer take memory again: an idle client may have
             // given its buffer back (see `client_loop`).
@@ -547,8 +560,20 @@ async fn drain(
     reply: &mut Reply,
     unsent: &mut Unsent,
 ) -> std::io::Result<()> {
+    write_down_to(0, server, stream, handle, reply, unsent).await
+}
+
+/// Writes, waiting for the socket, until no more than `left` bytes wait unsent.
+async fn write_down_to(
+    left: usize,
+    server: &Server,
+    stream: &mut impl ClientStream,
+    handle: &ClientHandle,
+    reply: &mut Reply,
+    unsent: &mut Unsent,
+) -> std::io::Result<()> {
     flush(server, stream, handle, reply, unsent).await?;
-    while !unsent.is_empty() {
+    while unsent.len() > left {
         tokio::select! {
             biased;
             _ = handle.kill_notify.notified() => {
