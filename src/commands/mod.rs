@@ -17,6 +17,7 @@ mod keys;
 mod lists;
 mod memory;
 pub mod meta;
+mod module;
 mod persistence;
 mod propagate;
 mod pubsub;

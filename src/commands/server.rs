@@ -171,6 +171,17 @@ pub fn time(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// LOLWUT [VERSION v]: the version line Redis 7 prints. The drawings Redis makes for
+/// VERSION 5 and 6 are not reproduced: every version gets the line.
+pub fn lolwut(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if args.len() >= 3 && eq_ignore_case(&args[1], "version") {
+        super::int_arg(&args[2])?;
+    }
+    ctx.reply
+        .verbatim("txt", format!("Redis ver. {REDIS_VERSION}\n").as_bytes());
+    Ok(())
+}
+
 pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ctx.reply
         .int(ctx.server.lastsave.load(Ordering::Relaxed) as i64);
@@ -400,6 +411,11 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             .cron_paused
             .store(&args[2][..] != b"0", Ordering::Relaxed);
         ctx.reply.ok();
+    } else if eq_ignore_case(sub, "error") && argc == 3 {
+        // The error as given, prefix and all (redis-py's tests map prefixes to exceptions
+        // with it); like Redis's, it is not counted in the error stats.
+        let text = String::from_utf8_lossy(&args[2]);
+        ctx.reply.error(&text);
     } else if eq_ignore_case(sub, "replybuffer")
         && argc == 4
         && eq_ignore_case(&args[2], "resizing")
@@ -458,6 +474,9 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 "    Output a hex signature representing the current DB content.",
                 "DIGEST-VALUE <key> [<key> ...]",
                 "    Output a hex signature of the values of all the specified keys.",
+                "ERROR <string>",
+                "    Return a Redis protocol error with <string> as message. Useful for clients",
+                "    unit tests to simulate Redis errors.",
                 "LOG <message>",
                 "    Write <message> to the server log.",
                 "OBJECT <key>",

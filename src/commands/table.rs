@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::meta::{self, CommandSpec, flag_bit};
 use super::{
     CmdResult, Ctx, Handler, acl, bitmaps, command, config, connection, geo, hashes, hyperloglog,
-    keys, lists, memory, persistence, printable, pubsub, scripting, server, sets, sort, spec,
-    streams, strings, transactions, zsets,
+    keys, lists, memory, module, persistence, printable, pubsub, scripting, server, sets, sort,
+    spec, streams, strings, transactions, zsets,
 };
 use crate::client::Queued;
 use crate::util::counter::Counter;
@@ -546,6 +546,12 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("memory|purge", ByKeys, memory::memory_purge),
         ("memory|stats", ByKeys, memory::memory_stats),
         ("memory|usage", ByKeys, memory::memory_usage),
+        ("lolwut", ByKeys, server::lolwut),
+        ("module|help", ByKeys, module::help),
+        ("module|list", ByKeys, module::list),
+        ("module|load", Exclusive, module::load),
+        ("module|loadex", Exclusive, module::load),
+        ("module|unload", Exclusive, module::unload),
         ("monitor", ByKeys, server::monitor),
         ("slowlog|get", ByKeys, server::slowlog_get),
         ("slowlog|help", ByKeys, server::slowlog_help),

@@ -67,6 +67,17 @@ impl Zset {
 
     /// Sets `member`'s score; returns the old score if it was present.
     pub fn insert(&mut self, member: &[u8], score: f64, limits: ZsetLimits) -> Option<f64> {
+        let is_new = self.scores.get(member).is_none();
+        if (is_new && self.len() >= limits.entries) || member.len() > limits.value {
+            self.big = true;
+        }
+        // Redis's listpack keeps a score that is a whole number as an integer, so -0 is
+        // stored as 0 there; the skiplist keeps the double as it is.
+        let score = if !self.big && score == 0.0 {
+            0.0
+        } else {
+            score
+        };
         let old = match self.scores.get_mut(member) {
             // Equal scores (0 and -0 too, as Redis compares them) leave the entry untouched.
             Some(slot) if *slot == score => return Some(*slot),
@@ -80,9 +91,6 @@ impl Zset {
             self.order.remove(old, member);
         }
         self.order.insert(score, member);
-        if self.len() > limits.entries || member.len() > limits.value {
-            self.big = true;
-        }
         old
     }
 

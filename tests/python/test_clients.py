@@ -303,3 +303,31 @@ def test_post_in_a_pipeline_runs_nothing_after_it(port):
     r = redis.Redis(port=port)
     assert (r.get("a"), r.get("b")) == (b"1", None)
     assert r.ping()
+
+
+def test_debug_error_maps_each_prefix_to_redis_py_exceptions(start_oxidis):
+    """redis-py's own tests use DEBUG ERROR to check how it maps error prefixes."""
+    r = redis.Redis(port=start_oxidis("--enable-debug-command", "yes"))
+    for message, exception in [
+        ("ERR plain", redis.ResponseError),
+        ("NOSCRIPT No matching script", redis.exceptions.NoScriptError),
+        ("READONLY You can't write against a read only replica.", redis.exceptions.ReadOnlyError),
+        ("LOADING Redis is loading the dataset in memory", redis.exceptions.BusyLoadingError),
+        ("OOM command not allowed", redis.exceptions.OutOfMemoryError),
+    ]:
+        with pytest.raises(exception) as raised:
+            r.execute_command("DEBUG", "ERROR", message)
+        assert type(raised.value) is exception
+    # Not counted as error replies, as in Redis (redis-py's own reconnections leave ERR ones).
+    assert set(r.info("errorstats")) <= {"errorstat_ERR"}
+
+
+def test_module_list_is_empty_and_load_fails_as_redis_does(port):
+    r = redis.Redis(port=port)
+    assert r.module_list() == []
+    with pytest.raises(redis.ResponseError, match="^Error loading the extension. Please check the server logs.$"):
+        r.module_load("/nonexistent/module.so")
+    with pytest.raises(redis.ResponseError, match="^Error unloading module: no such module with that name$"):
+        r.module_unload("search")
+    assert cli(port, "LOLWUT") == "Redis ver. 7.0.15\n"
+    assert cli(port, "LOLWUT", "VERSION", "x") == "ERR value is not an integer or out of range\n"

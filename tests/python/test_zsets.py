@@ -1,8 +1,11 @@
 """Sorted sets as leaderboards and delayed-job schedules, with redis-py."""
+import math
 import multiprocessing
 
 import pytest
 import redis
+
+from side_by_side import Pair
 
 JOBS = 100_000
 WORKERS = 4
@@ -85,3 +88,44 @@ def test_zset_errors(port):
     with pytest.raises(redis.ResponseError, match="^WRONGTYPE Operation against a key holding the wrong kind of value$"):
         r.zadd("text", {"m": 1})
     assert r.ping() is True
+
+
+def signs(pair, key, member):
+    """The sign bit of a member's score on both servers (-0.0 == 0.0 for Python)."""
+    return [math.copysign(1, s.client.zscore(key, member)) for s in (pair.ox, pair.rs)]
+
+
+def test_signed_zero_and_infinite_scores_as_redis_stores_them(tmp_path):
+    """A listpack keeps a whole-number score as an integer, so -0 becomes 0 there but not in
+    a skiplist; inf times weight 0 is NaN, which ZUNIONSTORE/ZINTERSTORE store as 0."""
+    pair = Pair(tmp_path)
+    try:
+        pair.same("ZADD", "small", "-0.0", "m")
+        assert signs(pair, "small", "m") == [1, 1]
+        pair.same("ZADD", "small", "0.0", "m")
+        pair.same("ZINCRBY", "small", "-0.0", "m")
+        assert signs(pair, "small", "m") == [1, 1]
+        pair.same("ZADD", "big", *[x for i in range(200) for x in (i, f"m{i}")])
+        pair.same("ZADD", "big", "-0.0", "neg")
+        assert pair.same("OBJECT", "ENCODING", "big") == b"skiplist"
+        assert signs(pair, "big", "neg") == [-1, -1]
+        pair.same("ZADD", "long", "-0.0", "x" * 100)
+        assert signs(pair, "long", "x" * 100) == [-1, -1]
+        pair.same("ZADD", "inf", "inf", "a", "-inf", "b")
+        pair.same("ZADD", "one", "1", "a", "1", "b")
+        for op in ("ZUNIONSTORE", "ZINTERSTORE"):
+            pair.same(op, "out", "1", "inf", "WEIGHTS", "0")
+            assert pair.same("ZRANGE", "out", "0", "-1", "WITHSCORES") == [[b"a", 0.0], [b"b", 0.0]]
+            pair.same(op, "out", "2", "inf", "one", "WEIGHTS", "0", "1")
+            assert pair.same("ZRANGE", "out", "0", "-1", "WITHSCORES") == [[b"a", 1.0], [b"b", 1.0]]
+        # A SETBIT that leaves the bit as it was is no write: a WATCHing transaction goes on.
+        pair.same("SETBIT", "bits", "3", "1")
+        for server in (pair.ox, pair.rs):
+            with server.client.pipeline() as p:
+                p.watch("bits")
+                assert redis.Redis(port=server.port).setbit("bits", 3, 1) == 1
+                p.multi()
+                p.set("after", "1")
+                assert p.execute() == [True]
+    finally:
+        pair.stop()
