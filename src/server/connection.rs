@@ -227,7 +227,7 @@ async fn client_loop(
                     if let Some(blocked) = client.blocked.take() {
                         chained = None;
                         reply.protocol = client.protocol;
-                        drain(server, stream, &handle, &mut reply, &mut unsent).await?;
+                        drain_to(0, server, stream, &handle, &mut reply, &mut unsent).await?;
                         Box::pin(wait_blocked(
                             server, stream, client, blocked, &mut buf, &mut inbox, &mut reply,
                         ))
@@ -235,8 +235,15 @@ async fn client_loop(
                     }
                     if reply.buf.len() + unsent.len() > UNSENT_LIMIT {
                         chained = None;
-                        let (limit, out) = (UNSENT_LIMIT, &mut unsent);
-                        write_down_to(limit, server, stream, &handle, &mut reply, out).await?;
+                        drain_to(
+                            UNSENT_LIMIT,
+                            server,
+                            stream,
+                            &handle,
+                            &mut reply,
+                            &mut unsent,
+                        )
+                        .await?;
                     }
                     let pending = reply.buf.len() + unsent.len();
                     if !limits.authenticated
@@ -341,7 +348,7 @@ async fn client_loop(
             }
         }
         if client.close_after_reply {
-            return drain(server, stream, &handle, &mut reply, &mut unsent).await;
+            return drain_to(0, server, stream, &handle, &mut reply, &mut unsent).await;
         }
         publish_memory(client, &buf, &args, &reply);
         server.clients.evict();
@@ -550,21 +557,11 @@ async fn flush(
     Ok(())
 }
 
-/// Writes the output buffer and everything unsent, waiting for the socket: before the
-/// connection waits for something else (a blocking command, a pause, a script) or closes.
+/// Writes the output buffer, then waits for the socket until no more than `left` bytes wait
+/// unsent: all of them (0) before the connection waits for something else (a blocking
+/// command, a pause, a script) or closes, or down to UNSENT_LIMIT before the next request.
 /// Killing the client ends the wait.
-async fn drain(
-    server: &Server,
-    stream: &mut impl ClientStream,
-    handle: &ClientHandle,
-    reply: &mut Reply,
-    unsent: &mut Unsent,
-) -> std::io::Result<()> {
-    write_down_to(0, server, stream, handle, reply, unsent).await
-}
-
-/// Writes, waiting for the socket, until no more than `left` bytes wait unsent.
-async fn write_down_to(
+async fn drain_to(
     left: usize,
     server: &Server,
     stream: &mut impl ClientStream,
@@ -667,7 +664,7 @@ async fn wait_blocked(
                     return Err(std::io::ErrorKind::ConnectionAborted.into());
                 }
                 take_pushed(&client.handle, inbox, reply);
-                drain(server, stream, &client.handle, reply, &mut unsent).await?;
+                drain_to(0, server, stream, &client.handle, reply, &mut unsent).await?;
             }
         }
     }
@@ -688,7 +685,7 @@ async fn wait_while_paused(
         .get(&args[0])
         .is_some_and(|c| c.has_flag("write") || c.has_flag("may_replicate"));
     if server.pause.wait_for(is_write).is_some() {
-        drain(server, stream, handle, reply, unsent).await?;
+        drain_to(0, server, stream, handle, reply, unsent).await?;
         while let Some(ms) = server.pause.wait_for(is_write) {
             tokio::select! {
                 _ = server.pause.resumed.notified() => {}
@@ -713,7 +710,7 @@ async fn wait_for_script(
     if running.is_timed_out() {
         return Ok(());
     }
-    drain(server, stream, handle, reply, unsent).await?;
+    drain_to(0, server, stream, handle, reply, unsent).await?;
     let threshold = server.config.int(config::BUSY_REPLY_THRESHOLD);
     // 0 turns the threshold off: wait for the script's end.
     let threshold = if threshold > 0 {
