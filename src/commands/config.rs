@@ -146,6 +146,9 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
             tracing::warn!("Can't turn the append only file on: {e}");
         }
     }
+    if changed.contains(&config::OOM_SCORE_ADJ) || changed.contains(&config::OOM_SCORE_ADJ_VALUES) {
+        ctx.server.apply_oom_score();
+    }
     if changed.contains(&config::REQUIREPASS) {
         let password = ctx.server.config.text(config::REQUIREPASS);
         ctx.server

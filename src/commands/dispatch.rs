@@ -294,6 +294,31 @@ pub fn effective_flags(server: &Server, command: &Command, args: &[Bytes]) -> u3
     }
 }
 
+/// Whether CLIENT PAUSE WRITE holds this request (Redis's `is_may_replicate_command`): a
+/// command that writes or may replicate, a script as its declared flags say, and EXEC of a
+/// transaction holding one of those.
+pub fn paused_by_write_pause(server: &Server, client: &Client, args: &[Bytes]) -> bool {
+    let writes = |command: &Command, args: &[Bytes]| {
+        effective_flags(server, command, args) & (WRITE | MAY_REPLICATE) != 0
+    };
+    // A call Redis refuses anyway (unknown command, wrong arity) is answered at once.
+    let Ok(command) = server.commands.resolve(args) else {
+        return false;
+    };
+    if !command.arity_ok(args.len()) {
+        return false;
+    }
+    match (&client.multi, command.tx) {
+        (Some(multi), TxRole::Exec) => multi.queued.iter().any(|queued| {
+            server
+                .commands
+                .resolve_queued(queued)
+                .is_ok_and(|c| writes(c, &queued.args))
+        }),
+        _ => writes(command, args),
+    }
+}
+
 /// Evicts keys as `maxmemory-policy` says while `maxmemory` is exceeded (before every
 /// command, as Redis's `processCommand` does); whether memory is still over the limit with
 /// nothing left to evict, so that commands which may grow it are refused.

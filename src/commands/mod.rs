@@ -45,7 +45,7 @@ use crate::store::{Class, Db};
 pub use args::*;
 pub use dispatch::{
     ScriptRules, auth_required, call_from_script, effective_flags, execute, execute_chained,
-    execute_deferred, forget_client, prefetch_keys,
+    execute_deferred, forget_client, paused_by_write_pause, prefetch_keys,
 };
 pub use table::{
     Access, Command, CommandTable, KeyFlags, TxRole, unknown_command_error,

@@ -786,7 +786,8 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  tracking_clients:{}\r\nclients_in_timeout_table:0\r\n",
                 server.clients.len(),
                 server.config.int(config::MAXCLIENTS),
-                server.store.notifier.blocking.waiting(),
+                server.store.notifier.blocking.waiting()
+                    + server.pause.postponed.load(Ordering::Relaxed),
                 server.store.notifier.tracking.stats()[0],
             );
         }

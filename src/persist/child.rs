@@ -22,6 +22,7 @@ impl Child {
         // cannot meet a lock another thread held; it leaves with _exit, running no destructors.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
+            crate::util::oom_score::enter_child();
             let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
             unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
         }

@@ -190,9 +190,9 @@ async fn client_loop(
                     if server.pause.is_paused() {
                         Box::pin(wait_while_paused(
                             server,
+                            client,
                             &args,
                             stream,
-                            &handle,
                             &mut reply,
                             &mut unsent,
                         ))
@@ -671,29 +671,39 @@ async fn wait_blocked(
 }
 
 /// CLIENT PAUSE, while the server is paused: holds this client's next command until the pause
-/// ends (if it applies to the command), after sending the replies already computed.
+/// ends (if it applies to the command), after sending the replies already computed. A held
+/// client counts as blocked, as Redis's postponed clients do.
 async fn wait_while_paused(
     server: &Server,
+    client: &Client,
     args: &[Bytes],
     stream: &mut impl ClientStream,
-    handle: &ClientHandle,
     reply: &mut Reply,
     unsent: &mut Unsent,
 ) -> std::io::Result<()> {
-    let is_write = server
-        .commands
-        .get(&args[0])
-        .is_some_and(|c| c.has_flag("write") || c.has_flag("may_replicate"));
-    if server.pause.wait_for(is_write).is_some() {
-        drain_to(0, server, stream, handle, reply, unsent).await?;
-        while let Some(ms) = server.pause.wait_for(is_write) {
-            tokio::select! {
-                _ = server.pause.resumed.notified() => {}
-                _ = crate::timer::sleep(Duration::from_millis(ms)) => {}
+    let is_write = commands::paused_by_write_pause(server, client, args);
+    if server.pause.wait_for(is_write).is_none() {
+        return Ok(());
+    }
+    let handle = &client.handle;
+    drain_to(0, server, stream, handle, reply, unsent).await?;
+    let _postponed = server.pause.postpone(handle);
+    loop {
+        // Listening before looking: an UNPAUSE between the two still wakes this wait.
+        let resumed = server.pause.resumed.notified();
+        tokio::pin!(resumed);
+        resumed.as_mut().enable();
+        let Some(ms) = server.pause.wait_for(is_write) else {
+            return Ok(());
+        };
+        tokio::select! {
+            _ = resumed => {}
+            _ = crate::timer::sleep(Duration::from_millis(ms)) => {}
+            _ = handle.kill_notify.notified() => {
+                return Err(std::io::ErrorKind::ConnectionAborted.into());
             }
         }
     }
-    Ok(())
 }
 
 /// While a script runs, a client's next command waits for it (as it would behind Redis's one

@@ -11,7 +11,7 @@ mod unsent;
 
 use crate::store::evict::{Limits, Outcome, Policy};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::acl::Acl;
-use crate::client::{ClientHandle, ClientRegistry, OutputLimits};
+use crate::client::{ClientHandle, ClientRegistry, FLAG_BLOCKED, OutputLimits};
 use crate::commands::CommandTable;
 use crate::config::{self, Config};
 use crate::persist::Snapshots;
@@ -236,6 +236,21 @@ pub struct Pause {
     until_ms: AtomicU64,
     write_only: AtomicBool,
     pub resumed: Notify,
+    /// Clients whose command waits for the pause to end (counted in `blocked_clients`).
+    pub postponed: AtomicUsize,
+}
+
+/// A client held by a pause, from `Pause::postpone` until dropped.
+pub struct Postponed<'a> {
+    pause: &'a Pause,
+    handle: &'a ClientHandle,
+}
+
+impl Drop for Postponed<'_> {
+    fn drop(&mut self) {
+        self.pause.postponed.fetch_sub(1, Ordering::Relaxed);
+        self.handle.set_flag(FLAG_BLOCKED, false);
+    }
 }
 
 impl Pause {
@@ -245,6 +260,22 @@ impl Pause {
             self.until_ms.store(until_ms, Ordering::Relaxed);
         }
         self.write_only.store(write_only, Ordering::Relaxed);
+    }
+
+    /// Counts `handle` as held by the pause (INFO's `blocked_clients`, CLIENT LIST's `b`)
+    /// while the result lives.
+    pub fn postpone<'a>(&'a self, handle: &'a ClientHandle) -> Postponed<'a> {
+        self.postponed.fetch_add(1, Ordering::Relaxed);
+        handle.set_flag(FLAG_BLOCKED, true);
+        Postponed {
+            pause: self,
+            handle,
+        }
+    }
+
+    /// When the pause ends (Unix ms; 0 if none was set).
+    pub fn until_ms(&self) -> u64 {
+        self.until_ms.load(Ordering::Relaxed)
     }
 
     pub fn stop(&self) {
@@ -317,6 +348,7 @@ impl Server {
             eviction_unfinished: Notify::new(),
         };
         server.apply_cached_settings();
+        server.apply_oom_score();
         server
     }
 
@@ -349,6 +381,15 @@ impl Server {
         let acceptor = tls::acceptor(&self.config)?;
         *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(acceptor);
         Ok(())
+    }
+
+    /// Sets the process's OOM-killer score as `oom-score-adj` says (see `util::oom_score`).
+    pub fn apply_oom_score(&self) {
+        let mode = self.config.text(config::OOM_SCORE_ADJ);
+        let values = self.config.text(config::OOM_SCORE_ADJ_VALUES);
+        if let Err(e) = crate::util::oom_score::apply(&mode, &values) {
+            tracing::warn!("Unable to set oom_score_adj: {e}");
+        }
     }
 
     /// Copies settings that hot paths read without parsing into where they are read.

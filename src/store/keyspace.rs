@@ -368,6 +368,9 @@ impl Db {
 
     /// One pass of active expiry over up to `budget` buckets per shard; returns keys removed.
     pub fn active_expire(&self, budget: usize) -> usize {
+        if self.notifier.deletions_paused() {
+            return 0;
+        }
         let mut removed_total = 0;
         for index in 0..SHARDS {
             let mut locked = self.lock_shard(index);
@@ -461,7 +464,12 @@ impl Locked<'_> {
         }
     }
 
+    /// Deletes an expired key, unless a CLIENT PAUSE holds deletions: then it only reads as
+    /// gone.
     fn drop_expired(&mut self, key: &[u8]) {
+        if self.db.notifier.deletions_paused() {
+            return;
+        }
         self.shard.dict.remove(key);
         self.shard.volatile -= 1;
         self.db.notifier.expired(self.db.index, key);
@@ -528,6 +536,7 @@ impl Locked<'_> {
             }
             None => {
                 self.created(key);
+                self.replace_kept_expired(key);
                 self.shard
                     .dict
                     .insert_new(key, Entry::new(value, expire_at, clock));
@@ -541,10 +550,30 @@ impl Locked<'_> {
     /// Inserts a key the caller has just found absent; returns its entry.
     pub fn insert_new(&mut self, key: &[u8], value: Value) -> &mut Entry {
         self.created(key);
+        self.replace_kept_expired(key);
         let clock = self.db.notifier.clock.fresh(self.clock_now());
         self.shard
             .dict
             .insert_new(key, Entry::new(value, None, clock))
+    }
+
+    /// A key that expired while a pause held deletions is still in the shard, though lookups
+    /// found it gone: a write that creates the key replaces it.
+    fn replace_kept_expired(&mut self, key: &[u8]) {
+        if self
+            .db
+            .notifier
+            .deletions_paused_until
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            return;
+        }
+        if let Some(old) = self.shard.dict.remove(key)
+            && old.expire_at().is_some()
+        {
+            self.shard.volatile -= 1;
+        }
     }
 
     fn created(&self, key: &[u8]) {

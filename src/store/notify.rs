@@ -56,9 +56,32 @@ pub struct Notifier {
     /// Set while a dump or AOF loads: keys do not expire then, so replayed commands see the
     /// data as it was when they were logged (Redis's `server.loading`).
     pub loading: AtomicBool,
+    /// While CLIENT PAUSE holds writes, until this Unix ms (0: no pause): expired keys read as
+    /// gone but stay, and active expiry waits, as Redis's
+    /// `checkClientPauseTimeoutAndReturnIfPaused` keeps them until the pause ends.
+    pub deletions_paused_until: AtomicU64,
 }
 
 impl Notifier {
+    /// Whether deleting expired keys waits for the end of a CLIENT PAUSE.
+    pub fn deletions_paused(&self) -> bool {
+        let until = self.deletions_paused_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if crate::util::now_ms() < until {
+            return true;
+        }
+        // Over: later checks need no clock read.
+        let _ = self.deletions_paused_until.compare_exchange(
+            until,
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        false
+    }
+
     /// Signals that `key` in database `db` was modified by an event of `class`.
     pub fn modified(&self, db: usize, key: &[u8], class: Class, event: &str) {
         self.dirty.fetch_add(1, Ordering::Relaxed);

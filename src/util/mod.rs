@@ -6,6 +6,7 @@ pub mod geohash;
 mod glob;
 pub mod histogram;
 mod number;
+pub mod oom_score;
 
 pub use clock::{now_ms, now_us};
 pub use glob::glob_match;

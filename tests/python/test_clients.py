@@ -331,3 +331,45 @@ def test_module_list_is_empty_and_load_fails_as_redis_does(port):
         r.module_unload("search")
     assert cli(port, "LOLWUT") == "Redis ver. 7.0.15\n"
     assert cli(port, "LOLWUT", "VERSION", "x") == "ERR value is not an integer or out of range\n"
+
+
+def test_client_pause_write_holds_writers_as_blocked_clients(port):
+    r = redis.Redis(port=port)
+    assert r.client_pause(5000, all=False) is True
+    writer = redis.Connection(port=port)
+    writer.connect()
+    writer.send_command("SET", "k", "v")
+    deadline = time.time() + 5
+    while r.info("clients")["blocked_clients"] != 1:
+        assert time.time() < deadline, "the writer is not held"
+        time.sleep(0.01)
+    # Reads and read-only scripts go on.
+    assert r.get("k") is None
+    assert r.eval("#!lua flags=no-writes\nreturn 12", 0) == 12
+    assert r.client_unpause() == b"OK"
+    assert writer.read_response() == b"OK"
+    assert r.info("clients")["blocked_clients"] == 0
+    assert r.get("k") == b"v"
+
+
+def test_oom_score_adj_follows_the_setting(tmp_path):
+    from test_persistence import oxidis
+    server = oxidis(tmp_path, "--save", "")
+    path = f"/proc/{server.proc.pid}/oom_score_adj"
+
+    def score():
+        with open(path) as f:
+            return int(f.read())
+
+    base = score()
+    r = server.client
+    r.config_set("oom-score-adj-values", "10 20 30")
+    r.config_set("oom-score-adj", "yes")
+    assert score() == base + 10
+    r.config_set("oom-score-adj", "absolute")
+    assert score() == 10
+    r.config_set("oom-score-adj-values", "15 20 30")
+    assert score() == 15
+    r.config_set("oom-score-adj", "no")
+    assert score() == base
+    server.stop()
