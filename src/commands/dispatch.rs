@@ -439,13 +439,7 @@ fn call(
     }
     command.usec.add(micros);
     server.stats.commands_processed.add(1);
-    let slower_than = server.config.int(crate::config::SLOWLOG_LOG_SLOWER_THAN);
-    if slower_than >= 0 && micros >= slower_than as u64 && command.flags & SKIP_SLOWLOG == 0 {
-        let name = client.handle.names().name.unwrap_or_default();
-        let max_len = server.config.int(crate::config::SLOWLOG_MAX_LEN) as usize;
-        let mut slowlog = server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
-        slowlog.push(args, micros, client.handle.addr.clone(), name, max_len);
-    }
+    log_if_slow(server, &client.handle, command, args, micros);
     if server.monitors.is_active() && command.flags & (SKIP_MONITOR | ADMIN) == 0 {
         server.monitors.feed(db_before, &client.handle.addr, args);
     }
@@ -611,6 +605,23 @@ pub fn call_from_script(
     Ok(())
 }
 
+/// Adds the call to the slow log if it took at least `slowlog-log-slower-than`.
+fn log_if_slow(
+    server: &Server,
+    handle: &crate::client::ClientHandle,
+    command: &Command,
+    args: &[Bytes],
+    micros: u64,
+) {
+    let slower_than = server.config.int(crate::config::SLOWLOG_LOG_SLOWER_THAN);
+    if slower_than >= 0 && micros >= slower_than as u64 && command.flags & SKIP_SLOWLOG == 0 {
+        let name = handle.names().name.unwrap_or_default();
+        let max_len = server.config.int(crate::config::SLOWLOG_MAX_LEN) as usize;
+        let mut slowlog = server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
+        slowlog.push(args, micros, handle.addr.clone(), name, max_len);
+    }
+}
+
 /// Serves clients blocked on keys that received data, oldest first, by running each one's
 /// command again on its behalf. The caller holds the gate exclusively (see `crate::blocking`).
 fn serve_blocked(server: &Server) {
@@ -626,6 +637,7 @@ fn serve_blocked(server: &Server) {
             proxy.protocol = waiter.protocol;
             proxy.ready_key = Some(Box::new(key.1.clone()));
             let mut reply = Reply::new(waiter.protocol);
+            let started = Ticks::now();
             let dirty_before = server.store.notifier.dirty.load(Ordering::Relaxed);
             let tracking = &server.store.notifier.tracking;
             let _tracking = tracking.serving(proxy.id);
@@ -658,6 +670,10 @@ fn serve_blocked(server: &Server) {
                 command.failed.add(1);
             }
             command.calls.add(1);
+            // Served, the call goes to the slow log as the client sent it, as Redis's
+            // `updateStatsOnUnblock` logs it (with the time of the serve, not of the wait).
+            let micros = Ticks::now().ns_since(started) / 1000;
+            log_if_slow(server, &proxy.handle, command, &waiter.args, micros);
             tracking.write_own(proxy.id, &mut reply);
             blocking.finish(id, Wake::Reply(reply.buf));
         }
