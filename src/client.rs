@@ -306,11 +306,13 @@ pub struct ClientHandle {
     names: Mutex<Option<Box<ClientNames>>>,
     pub query_buffer: AtomicUsize,
     pub query_buffer_free: AtomicUsize,
+    /// Output waiting for this client: messages in `mailbox`, and replies the socket has not
+    /// taken yet (CLIENT LIST's `omem`).
     pub output_buffer: AtomicUsize,
     /// Set when another client kills this one; the connection task then closes.
     pub killed: AtomicBool,
-    /// Messages pushed to this client by others (MONITOR lines, pub/sub messages), counted in
-    /// `output_buffer` until written. An empty message only wakes the connection task, to
+    /// Messages pushed to this client by others (pub/sub messages, invalidations, MONITOR
+    /// lines; pub/sub and invalidations are counted in `output_buffer` until written). An empty message only wakes the connection task, to
     /// notice `killed`.
     pub mailbox: Mailbox,
     /// Wakes a connection stuck writing to a peer that does not read, when it is killed.
@@ -759,7 +761,8 @@ impl ClientRegistry {
         self.lock().values().map(|c| c.total_memory()).sum()
     }
 
-    /// Messages waiting for clients, up to `per_client` bytes each.
+    /// Output waiting for clients (see `ClientHandle::output_buffer`), up to `per_client`
+    /// bytes each.
     pub fn pending_output(&self, per_client: usize) -> usize {
         self.lock()
             .values()

@@ -453,9 +453,9 @@ impl Server {
     }
 
     /// Memory eviction leaves out (INFO's `mem_not_counted_for_evict`), so that what evictions
-    /// send does not call for more of them: the AOF buffer, as in Redis, and messages waiting
-    /// for clients (keyspace events, invalidations) up to the 16 KB reply buffer each
-    /// connection has, where Redis writes them into a buffer allocated already.
+    /// send does not call for more of them: the AOF buffer, as in Redis, and output waiting
+    /// for clients (keyspace events, invalidations, unsent replies) up to the 16 KB reply
+    /// buffer each connection has, where Redis writes it into a buffer allocated already.
     pub fn not_counted_for_eviction(&self) -> usize {
         self.store.notifier.aof.buffered() + self.clients.pending_output(connection::READ_CHUNK)
     }
