@@ -83,14 +83,11 @@ pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     flush_dbs(ctx, 0..ctx.server.store.dbs().len(), async_free);
     let snapshots = &ctx.server.snapshots;
     snapshots.kill_child();
+    // With save points, the save leaves no change unsaved (Redis's flushAllDataAndResetRDB);
+    // without, the keys removed count as changes.
     if !crate::persist::snapshot::save_points(&ctx.server.config).is_empty() {
         let _ = snapshots.save(ctx.server);
     }
-    ctx.server
-        .store
-        .notifier
-        .dirty
-        .fetch_add(1, Ordering::Relaxed);
     ctx.reply.ok();
     Ok(())
 }
