@@ -594,18 +594,15 @@ pub fn client_pause(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() > 4 {
         return Err(SYNTAX.into());
     }
-    let pause = &ctx.server.pause;
-    pause.start(now_ms() + timeout as u64, write_only);
-    let deletions = &ctx.server.store.notifier.deletions_paused_until;
-    deletions.store(pause.until_ms(), Ordering::Relaxed);
+    ctx.server
+        .pause
+        .start(now_ms() + timeout as u64, write_only);
     ctx.reply.ok();
     Ok(())
 }
 
 pub fn client_unpause(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ctx.server.pause.stop();
-    let deletions = &ctx.server.store.notifier.deletions_paused_until;
-    deletions.store(0, Ordering::Relaxed);
     ctx.reply.ok();
     Ok(())
 }

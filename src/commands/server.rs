@@ -2,7 +2,7 @@
 //! FLUSHDB/FLUSHALL, SWAPDB, TIME, DEBUG, SLOWLOG, LATENCY, MONITOR.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -376,6 +376,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let sub = &args[1];
     let argc = args.len();
+    let server = ctx.server;
     if eq_ignore_case(sub, "sleep") && argc == 3 {
         let seconds = parse_f64(&args[2]).unwrap_or(0.0);
         std::thread::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0)));
@@ -394,20 +395,13 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     } else if eq_ignore_case(sub, "reload") {
         debug_reload(ctx, &args[2..])?;
     } else if eq_ignore_case(sub, "set-disable-deny-scripts") && argc == 3 {
-        ctx.server
-            .scripts
-            .allow_noscript
-            .store(&args[2][..] != b"0", Ordering::Relaxed);
-        ctx.reply.ok();
+        set_switch(ctx, &server.scripts.allow_noscript, &args[2]);
     } else if eq_ignore_case(sub, "aof-flush-sleep") && argc == 3 {
         let micros = parse_i64(&args[2]).unwrap_or(0).max(0) as u64;
         ctx.server.store.notifier.aof.set_flush_sleep(micros);
         ctx.reply.ok();
     } else if eq_ignore_case(sub, "pause-cron") && argc == 3 {
-        ctx.server
-            .cron_paused
-            .store(&args[2][..] != b"0", Ordering::Relaxed);
-        ctx.reply.ok();
+        set_switch(ctx, &server.cron_paused, &args[2]);
     } else if eq_ignore_case(sub, "error") && argc == 3 {
         // The error as given, prefix and all (redis-py's tests map prefixes to exceptions
         // with it); like Redis's, it is not counted in the error stats.
@@ -417,15 +411,9 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         && argc == 4
         && eq_ignore_case(&args[2], "resizing")
     {
-        ctx.server
-            .reply_buffer_resizing
-            .store(&args[3][..] != b"0", Ordering::Relaxed);
-        ctx.reply.ok();
+        set_switch(ctx, &server.reply_buffer_resizing, &args[3]);
     } else if eq_ignore_case(sub, "set-active-expire") && argc == 3 {
-        ctx.server
-            .active_expire
-            .store(&args[2][..] != b"0", Ordering::Relaxed);
-        ctx.reply.ok();
+        set_switch(ctx, &server.active_expire, &args[2]);
     } else if eq_ignore_case(sub, "object") && argc == 3 {
         debug_object(ctx, &args[2])?;
     } else if eq_ignore_case(sub, "digest") && argc == 2 {
@@ -496,6 +484,12 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err(super::subcommand_syntax_error(args));
     }
     Ok(())
+}
+
+/// DEBUG's on/off settings: any argument but `0` turns `switch` on.
+fn set_switch(ctx: &mut Ctx, switch: &AtomicBool, arg: &[u8]) {
+    switch.store(arg != b"0", Ordering::Relaxed);
+    ctx.reply.ok();
 }
 
 fn debug_object(ctx: &mut Ctx, key: &[u8]) -> CmdResult {

@@ -231,9 +231,9 @@ impl Monitors {
 }
 
 /// CLIENT PAUSE state.
-#[derive(Default)]
 pub struct Pause {
-    until_ms: AtomicU64,
+    /// Shared with the keyspace (`Notifier::pause_until`), which holds back deletions.
+    until_ms: Arc<AtomicU64>,
     write_only: AtomicBool,
     pub resumed: Notify,
     /// Clients whose command waits for the pause to end (counted in `blocked_clients`).
@@ -254,6 +254,15 @@ impl Drop for Postponed<'_> {
 }
 
 impl Pause {
+    fn new(until_ms: Arc<AtomicU64>) -> Pause {
+        Pause {
+            until_ms,
+            write_only: AtomicBool::new(false),
+            resumed: Notify::new(),
+            postponed: AtomicUsize::new(0),
+        }
+    }
+
     pub fn start(&self, until_ms: u64, write_only: bool) {
         // A new pause never shortens a running one, as in Redis.
         if until_ms > self.until_ms.load(Ordering::Relaxed) || !self.is_paused() {
@@ -273,29 +282,13 @@ impl Pause {
         }
     }
 
-    /// When the pause ends (Unix ms; 0 if none was set).
-    pub fn until_ms(&self) -> u64 {
-        self.until_ms.load(Ordering::Relaxed)
-    }
-
     pub fn stop(&self) {
         self.until_ms.store(0, Ordering::Relaxed);
         self.resumed.notify_waiters();
     }
 
     pub fn is_paused(&self) -> bool {
-        let until = self.until_ms.load(Ordering::Relaxed);
-        if until == 0 {
-            return false;
-        }
-        if until > now_ms() {
-            return true;
-        }
-        // Over: later checks need no clock read.
-        let _ = self
-            .until_ms
-            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
-        false
+        crate::util::deadline_ahead(&self.until_ms)
     }
 
     /// How long a command with these properties must still wait, in milliseconds.
@@ -316,6 +309,7 @@ impl Server {
     pub fn new(config: Config) -> Server {
         let databases = config.int(config::DATABASES) as usize;
         let store = Store::new(databases);
+        let pause = Pause::new(store.notifier.pause_until.clone());
         crate::util::clock::calibrate();
         let mut rng = crate::util::Rng::new();
         let run_id = (0..5)
@@ -332,7 +326,7 @@ impl Server {
             stats: Stats::default(),
             slowlog: Mutex::default(),
             monitors: Monitors::default(),
-            pause: Pause::default(),
+            pause,
             started: Instant::now(),
             run_id,
             active_expire: AtomicBool::new(true),

@@ -563,7 +563,7 @@ impl Locked<'_> {
         if self
             .db
             .notifier
-            .deletions_paused_until
+            .pause_until
             .load(std::sync::atomic::Ordering::Relaxed)
             == 0
         {

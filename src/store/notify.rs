@@ -4,6 +4,7 @@
 //! changes (for save points and INFO), touches watchers, marks keys with blocked clients ready,
 //! and keeps the notification classes.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::clock::AccessClock;
@@ -56,30 +57,16 @@ pub struct Notifier {
     /// Set while a dump or AOF loads: keys do not expire then, so replayed commands see the
     /// data as it was when they were logged (Redis's `server.loading`).
     pub loading: AtomicBool,
-    /// While CLIENT PAUSE holds writes, until this Unix ms (0: no pause): expired keys read as
-    /// gone but stay, and active expiry waits, as Redis's
+    /// The end of a CLIENT PAUSE (Unix ms, 0: none), shared with the server's `Pause`: while
+    /// it lasts, expired keys read as gone but stay, and active expiry waits, as Redis's
     /// `checkClientPauseTimeoutAndReturnIfPaused` keeps them until the pause ends.
-    pub deletions_paused_until: AtomicU64,
+    pub pause_until: Arc<AtomicU64>,
 }
 
 impl Notifier {
     /// Whether deleting expired keys waits for the end of a CLIENT PAUSE.
     pub fn deletions_paused(&self) -> bool {
-        let until = self.deletions_paused_until.load(Ordering::Relaxed);
-        if until == 0 {
-            return false;
-        }
-        if crate::util::now_ms() < until {
-            return true;
-        }
-        // Over: later checks need no clock read.
-        let _ = self.deletions_paused_until.compare_exchange(
-            until,
-            0,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        false
+        crate::util::deadline_ahead(&self.pause_until)
     }
 
     /// Signals that `key` in database `db` was modified by an event of `class`.

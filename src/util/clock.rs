@@ -40,6 +40,21 @@ pub fn now_ms() -> u64 {
     }
 }
 
+/// Whether the Unix-ms deadline in `until` (0: none) is still ahead. A passed one is cleared,
+/// so later checks need no clock read.
+pub fn deadline_ahead(until: &std::sync::atomic::AtomicU64) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    let deadline = until.load(Relaxed);
+    if deadline == 0 {
+        return false;
+    }
+    if now_ms() < deadline {
+        return true;
+    }
+    let _ = until.compare_exchange(deadline, 0, Relaxed, Relaxed);
+    false
+}
+
 /// Unix time in microseconds, always read fresh.
 pub fn now_us() -> u64 {
     SystemTime::now()

@@ -8,7 +8,7 @@ pub mod histogram;
 mod number;
 pub mod oom_score;
 
-pub use clock::{now_ms, now_us};
+pub use clock::{deadline_ahead, now_ms, now_us};
 pub use glob::glob_match;
 pub use number::{
     format_double, format_fixed4, format_human_double, format_long_double_human, parse_f64,
