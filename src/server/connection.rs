@@ -139,6 +139,9 @@ async fn client_loop(
             && handle.release_buffers.swap(false, Ordering::Relaxed)
             && buf.is_empty()
         {
+            // Messages just taken from the inbox go out first: the loop goes back to waiting
+            // without the flush below, and nothing else may come to send them.
+            flush(server, stream, &handle, &mut reply, &mut unsent).await?;
             buf = BytesMut::new();
             handle.query_buffer_free.store(0, Ordering::Relaxed);
             if reply.buf.is_empty() && server.reply_buffer_resizing.load(Ordering::Relaxed) {
