@@ -76,6 +76,14 @@ pub struct Client {
     pub propagate: bool,
     /// The client a script runs its commands as.
     pub in_script: bool,
+    /// What a would-be replica said with REPLCONF, and its PSYNC once sent: the connection
+    /// then serves it as a replica (see `crate::replication::master`).
+    pub replication: Option<Box<crate::replication::Hello>>,
+    /// The replication stream's offset after this client's last write (Redis's `woff`):
+    /// what WAIT waits for replicas to acknowledge.
+    pub woff: u64,
+    /// WAIT numreplicas, its deadline (Unix ms, 0: none) and offset, left to the connection.
+    pub wait_acks: Option<(usize, u64, u64)>,
 }
 
 /// What this client is subscribed to, mirrored in the pub/sub hub. On the heap, from the
@@ -203,6 +211,9 @@ impl Client {
             script_deferred: false,
             propagate: true,
             in_script: false,
+            replication: None,
+            woff: 0,
+            wait_acks: None,
         }
     }
 }
@@ -251,6 +262,9 @@ pub const FLAG_MULTI: u32 = 1 << 5;
 pub const FLAG_TRACKING: u32 = 1 << 6;
 pub const FLAG_TRACKING_BCAST: u32 = 1 << 7;
 pub const FLAG_TRACKING_BROKEN_REDIRECT: u32 = 1 << 8;
+/// A replica's connection to this server, and this server's connection to its master.
+pub const FLAG_REPLICA: u32 = 1 << 9;
+pub const FLAG_MASTER: u32 = 1 << 10;
 
 pub const NO_COMMAND: usize = usize::MAX;
 
@@ -563,6 +577,12 @@ impl ClientHandle {
         let mut flags = String::new();
         if self.has_flag(FLAG_MONITOR) {
             flags.push('O');
+        }
+        if self.has_flag(FLAG_REPLICA) {
+            flags.push('S');
+        }
+        if self.has_flag(FLAG_MASTER) {
+            flags.push('M');
         }
         if self.has_flag(FLAG_CLOSE_ASAP) {
             flags.push('A');

@@ -12,6 +12,7 @@ pub mod mailbox;
 pub mod persist;
 pub mod protocol;
 pub mod pubsub;
+pub mod replication;
 pub mod scripting;
 pub mod server;
 pub mod store;

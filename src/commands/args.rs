@@ -129,6 +129,14 @@ pub fn timeout_arg(arg: &[u8]) -> Result<u64, Error> {
     Ok(crate::util::now_ms().saturating_add(millis as u64))
 }
 
+/// Redis's `getTimeoutFromObjectOrReply` in milliseconds (CLIENT PAUSE, WAIT): the
+/// timeout itself, not a deadline.
+pub fn millis_arg(arg: &[u8]) -> Result<u64, Error> {
+    let millis = crate::util::parse_i64(arg)
+        .ok_or(Error::from("ERR timeout is not an integer or out of range"))?;
+    u64::try_from(millis).map_err(|_| "ERR timeout is negative".into())
+}
+
 /// The arguments of LMPOP/ZMPOP and their blocking forms from `numkeys` on: the keys, whether
 /// the second of `sides` (`RIGHT`, `MAX`) was named, and COUNT (default 1).
 pub fn mpop_args<'a>(

@@ -580,11 +580,7 @@ pub fn client_reply(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 pub fn client_pause(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let timeout =
-        parse_i64(&args[2]).ok_or(Error::from("ERR timeout is not an integer or out of range"))?;
-    if timeout < 0 {
-        return Err("ERR timeout is negative".into());
-    }
+    let timeout = super::millis_arg(&args[2])?;
     let write_only = match args.get(3) {
         None => false,
         Some(mode) if eq_ignore_case(mode, "write") => true,
@@ -594,9 +590,7 @@ pub fn client_pause(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() > 4 {
         return Err(SYNTAX.into());
     }
-    ctx.server
-        .pause
-        .start(now_ms() + timeout as u64, write_only);
+    ctx.server.pause.start(now_ms() + timeout, write_only);
     ctx.reply.ok();
     Ok(())
 }

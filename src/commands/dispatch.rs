@@ -275,11 +275,14 @@ const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 
-/// `min-replicas-to-write` with `min-replicas-max-lag`: Oxidis has no replicas yet, so any
-/// required number refuses writes, as Redis does when none is connected.
+/// `min-replicas-to-write` with `min-replicas-max-lag`: fewer replicas than required
+/// acknowledged within the lag.
 pub fn too_few_replicas(server: &Server) -> bool {
-    server.config.int(crate::config::MIN_REPLICAS_TO_WRITE) > 0
-        && server.config.int(crate::config::MIN_REPLICAS_MAX_LAG) > 0
+    let required = server.config.int(crate::config::MIN_REPLICAS_TO_WRITE);
+    let max_lag = server.config.int(crate::config::MIN_REPLICAS_MAX_LAG);
+    required > 0
+        && max_lag > 0
+        && (server.replication.good_replicas(max_lag as u64) as i64) < required
 }
 
 /// The flags a call runs with: its command's, except for a script that declares its own
@@ -382,8 +385,7 @@ fn call(
         .last_command
         .store(command.id, Ordering::Relaxed);
     let db_before = client.db;
-    let aof = &server.store.notifier.aof;
-    let dirty_before = (aof.is_on() && client.propagate)
+    let dirty_before = (server.store.notifier.propagating() && client.propagate)
         .then(|| server.store.notifier.dirty.load(Ordering::Relaxed));
     if dirty_before.is_some() && command.tx == TxRole::Exec {
         propagate::exec_started(client);
@@ -659,7 +661,7 @@ fn serve_blocked(server: &Server) {
                 }
                 break;
             }
-            if server.store.notifier.aof.is_on()
+            if server.store.notifier.propagating()
                 && server.store.notifier.dirty.load(Ordering::Relaxed) != dirty_before
             {
                 propagate::log(server, &mut proxy, waiter.db, &command.name, &waiter.args);

@@ -21,6 +21,7 @@ mod module;
 mod persistence;
 mod propagate;
 mod pubsub;
+mod replication;
 mod scripting;
 mod server;
 mod sets;

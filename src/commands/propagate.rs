@@ -1,4 +1,4 @@
-//! What the append-only file logs for a command that changed data: the command as it came,
+//! What the append-only file logs and replicas are sent for a command that changed data: the command as it came,
 //! or the deterministic form Redis propagates, so that replaying the log rebuilds the same
 //! data at any later time. Relative expiry times become absolute, float increments become the
 //! value they produced, random pops name what they took, blocking forms become plain ones.
@@ -17,7 +17,7 @@ impl Ctx<'_> {
     /// Logs this command as `args` instead of as it was called; also logs it when it changed
     /// nothing (FLUSHDB on an empty database, as Redis's forceCommandPropagation).
     pub fn log_as(&mut self, args: Vec<Bytes>) {
-        if self.server.store.notifier.aof.is_on() {
+        if self.server.store.notifier.propagating() {
             self.client.log_as = Some(Box::new(vec![args]));
         }
     }
@@ -26,7 +26,7 @@ impl Ctx<'_> {
     /// command's own propagation prevented): a command that logs nothing this way is not
     /// logged at all, one that logs several has them logged inside MULTI/EXEC.
     pub fn log_also(&mut self, args: Vec<Bytes>) {
-        if self.server.store.notifier.aof.is_on() {
+        if self.server.store.notifier.propagating() {
             self.client
                 .log_as
                 .get_or_insert_with(Default::default)
@@ -36,12 +36,12 @@ impl Ctx<'_> {
 
     /// Whether commands are being logged: what to log need not be built otherwise.
     pub fn logging(&self) -> bool {
-        self.server.store.notifier.aof.is_on()
+        self.server.store.notifier.propagating()
     }
 
     /// Logs nothing for this command unless `log_also` adds something.
     pub fn log_nothing(&mut self) {
-        if self.server.store.notifier.aof.is_on() {
+        if self.server.store.notifier.propagating() {
             self.client.log_as.get_or_insert_with(Default::default);
         }
     }
@@ -50,38 +50,41 @@ impl Ctx<'_> {
 /// Logs a command that changed data in database `db`. Inside EXEC, the first one logged is
 /// preceded by MULTI (see `exec_started`/`exec_finished`).
 pub fn log(server: &Server, client: &mut Client, db: usize, name: &str, args: &[Bytes]) {
-    let aof = &server.store.notifier.aof;
-    let feed = |args: &[Bytes]| {
-        let parts: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-        aof.feed(db, &parts);
-    };
+    let notifier = &server.store.notifier;
+    let mut woff = 0;
+    let mut feed = |args: &[&[u8]]| woff = notifier.propagate(db, args);
     let logged = client.log_as.take();
     if logged.as_ref().is_some_and(|commands| commands.is_empty()) {
         return;
     }
     if client.exec_logged == Some(false) {
-        aof.feed(db, &[b"MULTI"]);
+        feed(&[b"MULTI"]);
         client.exec_logged = Some(true);
     }
     match logged {
         Some(commands) => {
             let wrap = commands.len() > 1 && client.exec_logged.is_none();
             if wrap {
-                aof.feed(db, &[b"MULTI"]);
+                feed(&[b"MULTI"]);
             }
             for command in commands.iter() {
-                feed(command);
+                feed(&parts(command));
             }
             if wrap {
-                aof.feed(db, &[b"EXEC"]);
+                feed(&[b"EXEC"]);
             }
         }
-        None => feed(
+        None => feed(&parts(
             deterministic(server, db, name, args)
                 .as_deref()
                 .unwrap_or(args),
-        ),
+        )),
     }
+    client.woff = woff;
+}
+
+fn parts(args: &[Bytes]) -> Vec<&[u8]> {
+    args.iter().map(|a| &a[..]).collect()
 }
 
 pub fn exec_started(client: &mut Client) {
@@ -90,7 +93,7 @@ pub fn exec_started(client: &mut Client) {
 
 pub fn exec_finished(server: &Server, client: &mut Client, db: usize) {
     if client.exec_logged.take() == Some(true) {
-        server.store.notifier.aof.feed(db, &[b"EXEC"]);
+        client.woff = server.store.notifier.propagate(db, &[b"EXEC"]);
     }
 }
 

@@ -195,7 +195,7 @@ fn run_script(
     client.db = ctx.client.db;
     client.protocol = Protocol::Resp2;
     client.propagate = true;
-    if server.store.notifier.aof.is_on() {
+    if server.store.notifier.propagating() {
         propagate::exec_started(&mut client);
     }
     let eval = function.is_none();

@@ -869,7 +869,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\n\
                  total_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\n\
                  instantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\n\
-                 sync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\n\
+                 sync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\n\
                  expired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\n\
                  evicted_clients:{}\r\nevicted_scripts:{}\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
                  keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
@@ -886,6 +886,9 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 load(&stats.net_input_bytes),
                 load(&stats.net_output_bytes),
                 load(&server.clients.rejected_connections),
+                load(&server.replication.sync_full),
+                load(&server.replication.sync_partial_ok),
+                load(&server.replication.sync_partial_err),
                 load(&server.store.notifier.expired_keys),
                 load(&server.store.evictor.evicted_keys),
                 load(&server.clients.memory.evicted),
@@ -903,17 +906,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 load(&crate::client::OUTPUT_LIMIT_DISCONNECTIONS),
             );
         }
-        "replication" => {
-            let _ = write!(
-                w,
-                "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
-                 master_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n\
-                 master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n\
-                 repl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
-                server.run_id,
-                server.config.int(config::REPL_BACKLOG_SIZE),
-            );
-        }
+        "replication" => crate::replication::info(server, w),
         "cpu" => {
             let (user, sys) = alloc::cpu_seconds();
             let _ = write!(

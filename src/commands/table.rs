@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::meta::{self, CommandSpec, flag_bit};
 use super::{
     CmdResult, Ctx, Handler, acl, bitmaps, command, config, connection, geo, hashes, hyperloglog,
-    keys, lists, memory, module, persistence, printable, pubsub, scripting, server, sets, sort,
-    spec, streams, strings, transactions, zsets,
+    keys, lists, memory, module, persistence, printable, pubsub, replication, scripting, server,
+    sets, sort, spec, streams, strings, transactions, zsets,
 };
 use crate::client::Queued;
 use crate::util::counter::Counter;
@@ -528,6 +528,12 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("dump", ByKeys, persistence::dump),
         ("restore", ByKeys, persistence::restore),
         ("save", Exclusive, persistence::save),
+        // replication
+        ("psync", ByKeys, replication::psync),
+        ("replconf", ByKeys, replication::replconf),
+        ("role", ByKeys, replication::role),
+        ("sync", ByKeys, replication::sync),
+        ("wait", ByKeys, replication::wait),
         // server
         ("dbsize", ByKeys, server::dbsize),
         ("debug", Exclusive, server::debug),

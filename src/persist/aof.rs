@@ -33,7 +33,7 @@ use bytes::Bytes;
 use super::child::Child;
 use super::rdb;
 use crate::config::{self, Config};
-use crate::protocol::split_args;
+use crate::protocol::{encode_command as encode, split_args};
 use crate::server::Server;
 use crate::store::{Store, Value};
 use crate::util::{format_double, strerror};
@@ -134,20 +134,6 @@ fn names(config: &Config) -> (PathBuf, String) {
         PathBuf::from(config.text(config::APPENDDIRNAME)),
         config.text(config::APPENDFILENAME),
     )
-}
-
-/// Appends `args` as a RESP array.
-fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.push(b'*');
-    out.extend_from_slice(itoa::Buffer::new().format(args.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for arg in args {
-        out.push(b'$');
-        out.extend_from_slice(itoa::Buffer::new().format(arg.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// Why a manifest was refused, and the line number and text it stopped at.

@@ -3,7 +3,7 @@
 
 pub mod aof;
 mod blobs;
-mod child;
+pub mod child;
 mod lzf;
 pub mod rdb;
 pub mod snapshot;

@@ -227,6 +227,28 @@ async fn client_loop(
                     if args.capacity() > MANY_ARGS {
                         args = Vec::with_capacity(8);
                     }
+                    if client
+                        .replication
+                        .as_ref()
+                        .is_some_and(|hello| hello.sync.is_some())
+                    {
+                        drain_to(0, server, stream, &handle, &mut reply, &mut unsent).await?;
+                        let hello = *client.replication.take().expect("checked above");
+                        let input = std::mem::take(&mut buf);
+                        return Box::pin(crate::replication::master::serve(
+                            server, stream, client, hello, input,
+                        ))
+                        .await;
+                    }
+                    if let Some((wanted, deadline, offset)) = client.wait_acks.take() {
+                        chained = None;
+                        drain_to(0, server, stream, &handle, &mut reply, &mut unsent).await?;
+                        let acked = crate::replication::master::wait_acks(
+                            server, &handle, wanted, deadline, offset,
+                        )
+                        .await;
+                        reply.int(acked as i64);
+                    }
                     if let Some(blocked) = client.blocked.take() {
                         chained = None;
                         reply.protocol = client.protocol;

@@ -53,6 +53,7 @@ pub async fn run(server: Arc<Server>) {
             .await;
         }
         check_clients(&server);
+        crate::replication::cron(&server);
         server.store.notifier.tracking.enforce_limit();
         server.store.notifier.tracking.send_pending();
         let live = crate::alloc::allocated();

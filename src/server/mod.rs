@@ -5,7 +5,7 @@ mod cron;
 mod fd_limit;
 mod listener;
 pub use listener::PortKind;
-mod stream;
+pub mod stream;
 mod tls;
 mod unsent;
 
@@ -61,6 +61,7 @@ pub struct Server {
     pub tls: std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>,
     pub ports: listener::Ports,
     pub scripts: crate::scripting::Scripts,
+    pub replication: crate::replication::Replication,
     /// Woken when eviction ran out of time before a command: `cron::evict_on` goes on with it
     /// between other clients' commands, as Redis's eviction time event does.
     pub eviction_unfinished: Notify,
@@ -336,6 +337,7 @@ impl Server {
             snapshots: Snapshots::default(),
             listen_port: AtomicU64::new(0),
             normal_output_limits: OutputLimits::default(),
+            replication: Default::default(),
             tls: Default::default(),
             ports: Default::default(),
             scripts: Default::default(),
@@ -397,6 +399,12 @@ impl Server {
         self.store.notifier.pubsub.limits.set(pubsub);
         let normal = config::output_buffer_limits(&limits, "normal");
         self.normal_output_limits.set(normal);
+        let [replica_hard, _, _] = config::output_buffer_limits(&limits, "slave");
+        let backlog_size = self.config.int(config::REPL_BACKLOG_SIZE) as usize;
+        self.store
+            .notifier
+            .repl
+            .configure(backlog_size, replica_hard);
         self.clients.set_memory_limit(self.client_memory_limit());
         let max_keys = self.config.int(config::TRACKING_TABLE_MAX_KEYS) as u64;
         self.store.notifier.tracking.set_max_keys(max_keys);

@@ -124,11 +124,11 @@ impl Store {
     /// `crate::blocking`). Waiters only register under the exclusive gate, so the count read
     /// under the shared gate cannot grow before it is released.
     ///
-    /// With the append-only file on, writes also run alone, so the order they reach the log is
-    /// the order they changed the data.
+    /// With the append-only file on or replicas fed, writes also run alone, so the order they
+    /// reach the log and the stream is the order they changed the data.
     pub fn enter_for(&self, exclusive: bool, write: bool) -> Gate<'_> {
         let waiting =
-            || write && (self.notifier.blocking.waiting() > 0 || self.notifier.aof.is_on());
+            || write && (self.notifier.blocking.waiting() > 0 || self.notifier.propagating());
         if exclusive || waiting() {
             return self.enter(true);
         }

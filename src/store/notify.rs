@@ -12,6 +12,7 @@ use super::watch::Watches;
 use crate::blocking::Blocking;
 use crate::persist::aof::Aof;
 use crate::pubsub::Hub;
+use crate::replication::backlog::Backlog;
 
 /// Keyspace event classes, as the letters of `notify-keyspace-events`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,8 +50,10 @@ pub struct Notifier {
     pub pubsub: Hub,
     /// Client-side caching: the clients to tell when a key they may cache changes.
     pub tracking: crate::tracking::Tracking,
-    /// So does the append-only file, because expired keys are logged as deletions through it.
+    /// So do the append-only file and the replication stream, because expired keys are
+    /// logged as deletions through it.
     pub aof: Aof,
+    pub repl: Backlog,
     /// Keys' access clock: how lookups through any database keep it. Beside the hook, as the
     /// loading flag is, because every database reaches the hook.
     pub clock: AccessClock,
@@ -119,7 +122,7 @@ impl Notifier {
     pub fn expired(&self, db: usize, key: &[u8]) {
         self.expired_keys.fetch_add(1, Ordering::Relaxed);
         self.touched(db, key, Class::Expired, "expired");
-        self.aof.feed(db, &[b"DEL", key]);
+        self.propagate(db, &[b"DEL", key]);
     }
 
     /// Signals that eviction removed `key`: logged as a deletion (UNLINK when freed lazily,
@@ -127,7 +130,21 @@ impl Notifier {
     pub fn evicted(&self, db: usize, key: &[u8], lazy: bool) {
         self.touched(db, key, Class::Evicted, "evicted");
         let command: &[u8] = if lazy { b"UNLINK" } else { b"DEL" };
-        self.aof.feed(db, &[command, key]);
+        self.propagate(db, &[command, key]);
+    }
+
+    /// Whether changes are propagated (to the append-only file or to replicas): what to
+    /// propagate need not be built otherwise.
+    pub fn propagating(&self) -> bool {
+        self.aof.is_on() || self.repl.is_on()
+    }
+
+    /// Propagates one command run against database `db` to the append-only file and to
+    /// replicas (see `crate::commands::propagate`); returns the replication stream's offset
+    /// after it, for WAIT.
+    pub fn propagate(&self, db: usize, args: &[&[u8]]) -> u64 {
+        self.aof.feed(db, args);
+        self.repl.feed(Some(db), args)
     }
 
     pub fn set_events(&self, flags: u32) {

@@ -1,0 +1,121 @@
+//! The commands of replication: what a replica sends its master (REPLCONF, PSYNC, SYNC) and
+//! what tells a node's place in a set-up (ROLE).
+
+use bytes::Bytes;
+
+use super::{CmdResult, Ctx, Error, NOT_INTEGER};
+use crate::replication::{Hello, SyncRequest};
+use crate::util::{eq_ignore_case, parse_i64};
+
+/// REPLCONF option value ...: what a replica tells its master before and after PSYNC.
+pub fn replconf(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if args.len().is_multiple_of(2) {
+        return Err(format!("ERR wrong number of arguments for '{}' command", ctx.name()).into());
+    }
+    for pair in args[1..].chunks(2) {
+        let (option, value) = (&pair[0], &pair[1]);
+        let hello = ctx.client.replication.get_or_insert_with(Box::default);
+        if eq_ignore_case(option, "listening-port") {
+            let port = parse_i64(value).ok_or(Error::from(NOT_INTEGER))?;
+            hello.listening_port = port as u16;
+        } else if eq_ignore_case(option, "ip-address") {
+            hello.ip_address = Some(String::from_utf8_lossy(value).into_owned());
+        } else if eq_ignore_case(option, "capa") {
+            if eq_ignore_case(value, "eof") {
+                hello.capa_eof = true;
+            } else if eq_ignore_case(value, "psync2") {
+                hello.capa_psync2 = true;
+            }
+        } else if eq_ignore_case(option, "ack") || eq_ignore_case(option, "getack") {
+            // Acknowledgements come from replicas, which their own connection serves; from
+            // anyone else they get no reply, as in Redis.
+            return Ok(());
+        } else if eq_ignore_case(option, "rdb-only") || eq_ignore_case(option, "rdb-filter-only") {
+        } else {
+            return Err(format!(
+                "ERR Unrecognized REPLCONF option: {}",
+                String::from_utf8_lossy(option)
+            )
+            .into());
+        }
+    }
+    ctx.reply.ok();
+    Ok(())
+}
+
+/// PSYNC replid offset: answered by the connection, which becomes the replica's.
+pub fn psync(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let offset = parse_i64(&args[2]).ok_or(Error::from(NOT_INTEGER))?;
+    start_sync(
+        ctx,
+        SyncRequest {
+            replid: String::from_utf8_lossy(&args[1]).into_owned(),
+            offset,
+            psync: true,
+        },
+    )
+}
+
+/// SYNC: a full synchronisation, as old replicas ask.
+pub fn sync(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    start_sync(
+        ctx,
+        SyncRequest {
+            replid: "?".into(),
+            offset: -1,
+            psync: false,
+        },
+    )
+}
+
+fn start_sync(ctx: &mut Ctx, request: SyncRequest) -> CmdResult {
+    let hello: &mut Hello = ctx.client.replication.get_or_insert_with(Box::default);
+    if hello.sync.is_none() {
+        hello.sync = Some(request);
+    }
+    Ok(())
+}
+
+/// ROLE: `master`, the stream offset, and each replica's address and acknowledged offset.
+pub fn role(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let offset = ctx.server.store.notifier.repl.lock().offset;
+    let replicas = ctx.server.replication.replicas();
+    let r = &mut *ctx.reply;
+    r.array(3);
+    r.bulk(b"master");
+    r.int(offset as i64);
+    r.array(replicas.len());
+    for replica in replicas.iter() {
+        r.array(3);
+        r.bulk(replica.ip.as_bytes());
+        r.bulk(replica.port.to_string().as_bytes());
+        r.bulk(
+            replica
+                .ack_offset
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string()
+                .as_bytes(),
+        );
+    }
+    Ok(())
+}
+
+/// WAIT numreplicas timeout: how many replicas acknowledged this client's writes, waiting
+/// (in the connection) up to `timeout` ms for `numreplicas` of them.
+pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let wanted = parse_i64(&args[1]).ok_or(Error::from(NOT_INTEGER))?;
+    let timeout = super::millis_arg(&args[2])?;
+    let offset = ctx.client.woff;
+    let acked = ctx.server.replication.acknowledged(offset);
+    if acked as i64 >= wanted || ctx.client.deny_blocking {
+        ctx.reply.int(acked as i64);
+        return Ok(());
+    }
+    let deadline = if timeout == 0 {
+        0
+    } else {
+        crate::util::now_ms() + timeout
+    };
+    ctx.client.wait_acks = Some((wanted as usize, deadline, offset));
+    Ok(())
+}
