@@ -1,0 +1,167 @@
+"""Replication with real processes: redis-server 7.0.15 replicating from Oxidis (and Oxidis
+from redis-server), fed by a writer of every type, compared key by key (Oxidis's DEBUG DIGEST
+is not Redis's hash, so digests compare only between Oxidis nodes);
+links cut with CLIENT KILL TYPE master come back with a partial resynchronisation."""
+import socket
+import time
+
+import pytest
+import redis
+
+from test_persistence import assert_same, fill, oxidis, redis_server, snapshot
+
+DEBUG = ("--enable-debug-command", "yes")
+
+
+def wait_for(predicate, timeout=20, message="condition"):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {message}"
+        time.sleep(0.05)
+
+
+def info(server, section="replication"):
+    return server.client.info(section)
+
+
+def in_sync(master, replica):
+    """The replica is online and has applied everything the master has sent."""
+    m, r = info(master), info(replica)
+    return (r.get("master_link_status") == "up"
+            and m["master_repl_offset"] > 0
+            and r.get("slave_repl_offset") == m["master_repl_offset"])
+
+
+def stream_writes(server):
+    """Writes that reach a replica only through the stream: every type, expiry, MULTI/EXEC,
+    a script, random and float commands that are propagated in their deterministic form, and
+    a FLUSHDB."""
+    r = server.db(5)
+    r.set("s", "v", ex=1000)
+    r.incrbyfloat("f", 1.5)
+    r.rpush("l", *range(200))
+    r.lpop("l")
+    r.hset("h", mapping={f"k{i}": i for i in range(300)})
+    r.hincrbyfloat("h", "k1", 0.25)
+    r.sadd("set", *range(100))
+    r.spop("set", 3)
+    r.zadd("z", {f"m{i}": i for i in range(150)})
+    r.zincrby("z", 2.5, "m7")
+    r.xadd("x", {"a": 1}, id="1-1")
+    r.xgroup_create("x", "g", id="0")
+    r.xreadgroup("g", "c", {"x": ">"})
+    r.expire("l", 500)
+    r.pexpireat("h", int(time.time() * 1000) + 900_000)
+    with r.pipeline(transaction=True) as p:
+        p.incr("counter").lpush("queue", "job1", "job2").rpoplpush("queue", "done")
+        p.execute()
+    r.eval("redis.call('set', KEYS[1], ARGV[1]); redis.call('del', KEYS[2])", 2, "from-script", "s", "yes")
+    server.db(3).flushdb()
+    server.db(15).set("last", "one")
+
+
+def without_group_progress(snap):
+    """A snapshot without consumer groups' `entries-read` and `lag`: Redis 7.0 propagates
+    XREADGROUP as XCLAIM, which does not carry them, so a Redis replica of a Redis master
+    does not know them either."""
+    for key, (kind, encoding, value, pttl) in snap.items():
+        if kind == "stream":
+            for group in value["groups"]:
+                group["entries-read"] = group["lag"] = None
+    return snap
+
+
+def test_redis_replica_of_oxidis_gets_rdb_and_stream(tmp_path):
+    (tmp_path / "ox").mkdir()
+    (tmp_path / "rs").mkdir()
+    master = oxidis(tmp_path / "ox", "--save", "", "--repl-diskless-sync-delay", "0", *DEBUG)
+    fill(master)
+    replica = redis_server(tmp_path / "rs", "--save", "", "--replicaof", "127.0.0.1", str(master.port), *DEBUG)
+    try:
+        wait_for(lambda: in_sync(master, replica), message="the initial sync")
+        stream_writes(master)
+        assert master.client.wait(1, 5000) == 1
+        wait_for(lambda: in_sync(master, replica), message="the stream")
+        assert_same(without_group_progress(snapshot(master)),
+                    without_group_progress(snapshot(replica)), from_log=True)
+        m = info(master)
+        assert m["connected_slaves"] == 1
+        assert m["slave0"]["state"] == "online"
+        assert m["slave0"]["port"] == replica.port
+        assert master.client.execute_command("ROLE") == [b"master", m["master_repl_offset"], [
+            [b"127.0.0.1", str(replica.port).encode(), str(m["slave0"]["offset"]).encode()]]]
+        assert info(master, "stats")["sync_full"] == 1
+    finally:
+        replica.stop()
+        master.stop()
+
+
+@pytest.mark.parametrize("diskless", ["yes", "no"])
+def test_link_cut_by_client_kill_resumes_with_partial_resync(tmp_path, diskless):
+    (tmp_path / "ox").mkdir()
+    (tmp_path / "rs").mkdir()
+    master = oxidis(tmp_path / "ox", "--save", "", "--repl-diskless-sync", diskless,
+                    "--repl-diskless-sync-delay", "0", *DEBUG)
+    replica = redis_server(tmp_path / "rs", "--save", "", "--replicaof", "127.0.0.1", str(master.port), *DEBUG)
+    try:
+        master.client.set("before", 1)
+        wait_for(lambda: in_sync(master, replica), message="the initial sync")
+        assert replica.client.client_kill_filter(_type="master") == 1
+        # Written while the link is down: the backlog keeps it for the partial resync.
+        for i in range(100):
+            master.client.rpush("during", i)
+        wait_for(lambda: in_sync(master, replica), message="the partial resync")
+        stats = info(master, "stats")
+        assert (stats["sync_full"], stats["sync_partial_ok"], stats["sync_partial_err"]) == (1, 1, 0)
+        assert replica.client.lrange("during", 0, -1) == [str(i).encode() for i in range(100)]
+        assert replica.client.get("before") == b"1"
+    finally:
+        replica.stop()
+        master.stop()
+
+
+def test_wait_and_min_replicas(tmp_path):
+    (tmp_path / "ox").mkdir()
+    (tmp_path / "rs").mkdir()
+    master = oxidis(tmp_path / "ox", "--save", "", "--repl-diskless-sync-delay", "0")
+    r = master.client
+    r.set("k", "v")
+    # No replica: nobody acknowledges, and WAIT gives up at its timeout.
+    started = time.monotonic()
+    assert r.wait(1, 200) == 0
+    assert time.monotonic() - started >= 0.2
+    r.config_set("min-replicas-to-write", 1)
+    with pytest.raises(redis.ResponseError, match="^NOREPLICAS Not enough good replicas to write.$"):
+        r.set("k", "v")
+    replica = redis_server(tmp_path / "rs", "--save", "", "--replicaof", "127.0.0.1", str(master.port))
+    try:
+        wait_for(lambda: info(master)["connected_slaves"] == 1 and info(master)["slave0"]["state"] == "online",
+                 message="the replica to come online")
+        assert r.set("k", "w") is True
+        assert r.wait(1, 5000) == 1
+        assert r.wait(2, 100) == 1
+        assert replica.client.get("k") == b"w"
+        with pytest.raises(redis.ResponseError, match="^timeout is negative$"):
+            r.wait(1, -1)
+        with pytest.raises(redis.ResponseError, match="^value is not an integer or out of range$"):
+            r.execute_command("WAIT", "x", 0)
+    finally:
+        replica.stop()
+        master.stop()
+
+
+def test_replconf_and_psync_errors(port):
+    r = redis.Redis(port=port)
+    assert r.execute_command("REPLCONF", "listening-port", 1234) == b"OK"
+    with pytest.raises(redis.ResponseError, match="^Unrecognized REPLCONF option: bogus$"):
+        r.execute_command("REPLCONF", "bogus", 1)
+    with pytest.raises(redis.ResponseError, match="^wrong number of arguments for 'replconf' command$"):
+        r.execute_command("REPLCONF", "capa")
+    with pytest.raises(redis.ResponseError, match="^value is not an integer or out of range$"):
+        r.execute_command("PSYNC", "?", "x")
+    # REPLCONF ACK from a client that is not a replica gets no reply: the next command's
+    # reply comes next.
+    raw = socket.create_connection(("127.0.0.1", port))
+    raw.sendall(b"REPLCONF ACK 5\r\nPING\r\n")
+    assert raw.recv(100) == b"+PONG\r\n"
+    raw.close()
