@@ -82,8 +82,11 @@ pub struct Client {
     /// The replication stream's offset after this client's last write (Redis's `woff`):
     /// what WAIT waits for replicas to acknowledge.
     pub woff: u64,
-    /// WAIT numreplicas, its deadline (Unix ms, 0: none) and offset, left to the connection.
+    /// WAIT numreplicas, its timeout (ms, 0: none) and offset, left to the connection.
     pub wait_acks: Option<(usize, u64, u64)>,
+    /// This server's master, applying its stream: obeyed on a read-only replica, and its
+    /// writes go on to our replicas as the master sent them, not as we log them.
+    pub is_master: bool,
 }
 
 /// What this client is subscribed to, mirrored in the pub/sub hub. On the heap, from the
@@ -214,6 +217,7 @@ impl Client {
             replication: None,
             woff: 0,
             wait_acks: None,
+            is_master: false,
         }
     }
 }
@@ -566,6 +570,20 @@ impl ClientHandle {
     }
 
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
+    /// The client's type as CLIENT LIST TYPE and CLIENT KILL TYPE filter it (Redis's
+    /// `getClientType`).
+    pub fn kind(&self) -> &'static str {
+        if self.has_flag(FLAG_MASTER) {
+            "master"
+        } else if self.has_flag(FLAG_REPLICA) {
+            "replica"
+        } else if self.is_subscribed() {
+            "pubsub"
+        } else {
+            "normal"
+        }
+    }
+
     pub fn describe(&self, commands: &CommandTable) -> String {
         let now = now_ms();
         let names = self.names();

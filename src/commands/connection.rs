@@ -220,25 +220,22 @@ pub fn client_setinfo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// A client type as CLIENT LIST and CLIENT KILL name it (`slave` is `replica`).
+fn client_type(arg: &[u8]) -> Result<&'static str, Error> {
+    ["normal", "master", "replica", "pubsub"]
+        .into_iter()
+        .find(|k| eq_ignore_case(arg, k))
+        .or_else(|| eq_ignore_case(arg, "slave").then_some("replica"))
+        .ok_or_else(|| format!("ERR Unknown client type '{}'", String::from_utf8_lossy(arg)).into())
+}
+
 pub fn client_list(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let mut ids: Option<Vec<u64>> = None;
+    let mut kind = None;
     let mut i = 2;
     while i < args.len() {
         if eq_ignore_case(&args[i], "type") && i + 1 < args.len() {
-            let kind = &args[i + 1];
-            if !["normal", "master", "replica", "slave", "pubsub"]
-                .iter()
-                .any(|k| eq_ignore_case(kind, k))
-            {
-                return Err(format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(kind)
-                )
-                .into());
-            }
-            if !eq_ignore_case(kind, "normal") {
-                ids = Some(Vec::new());
-            }
+            kind = Some(client_type(&args[i + 1])?);
             i += 2;
         } else if eq_ignore_case(&args[i], "id") && i + 1 < args.len() {
             let mut list = Vec::new();
@@ -256,7 +253,9 @@ pub fn client_list(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let mut text = String::new();
     for client in ctx.server.clients.snapshot() {
-        if ids.as_ref().is_none_or(|ids| ids.contains(&client.id)) {
+        if ids.as_ref().is_none_or(|ids| ids.contains(&client.id))
+            && kind.is_none_or(|kind| client.kind() == kind)
+        {
             text.push_str(&client.describe(&ctx.server.commands));
             text.push('\n');
         }
@@ -310,7 +309,7 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         };
     }
     let (mut id, mut addr, mut laddr, mut user, mut skip_me) = (None, None, None, None, true);
-    let mut kind: Option<String> = None;
+    let mut kind = None;
     let mut i = 2;
     while i + 1 < args.len() {
         let value = &args[i + 1];
@@ -321,11 +320,7 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                     .ok_or(Error::from("ERR client-id should be greater than 0"))?,
             );
         } else if eq_ignore_case(&args[i], "type") {
-            let k = String::from_utf8_lossy(value).to_ascii_lowercase();
-            if !["normal", "master", "replica", "slave", "pubsub"].contains(&k.as_str()) {
-                return Err(format!("ERR Unknown client type '{k}'").into());
-            }
-            kind = Some(k);
+            kind = Some(client_type(value)?);
         } else if eq_ignore_case(&args[i], "addr") {
             addr = Some(value.clone());
         } else if eq_ignore_case(&args[i], "laddr") {
@@ -362,7 +357,7 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 .as_ref()
                 .is_none_or(|a| client.laddr.as_bytes() == &a[..])
             && user.is_none_or(|serial| client.user_serial.load(Ordering::Relaxed) == serial)
-            && kind.as_deref().is_none_or(|k| k == "normal")
+            && kind.is_none_or(|k| client.kind() == k)
             && !(skip_me && client.id == me);
         if matches {
             super::close_client(ctx, &client);

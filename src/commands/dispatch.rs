@@ -18,6 +18,7 @@ use crate::store::evict::Outcome;
 use crate::util::clock::Ticks;
 
 const WRITE: u32 = flag_bit("write");
+const STALE: u32 = flag_bit("stale");
 const READONLY: u32 = flag_bit("readonly");
 const PUBSUB: u32 = flag_bit("pubsub");
 const DENYOOM: u32 = flag_bit("denyoom");
@@ -242,6 +243,13 @@ fn check<'s>(
     // A script's own flags are looked up only when a refusal could depend on them.
     let flags = || effective_flags(server, command, args);
     let running = &server.scripts.running;
+    if client.is_master {
+        // A replica obeys its master: the master made these checks already.
+        return Ok(command);
+    }
+    if let Some(refusal) = replica_refusal(server, command, &flags) {
+        return Err((Some(command), refusal.into()));
+    }
     if !running.is_timed_out()
         && out_of_memory(server)
         && needs_memory(server, client, command, flags())
@@ -260,6 +268,33 @@ fn check<'s>(
         return Err((Some(command), running.busy_error().into()));
     }
     Ok(command)
+}
+
+/// On a replica: writes refused while `replica-read-only` is on, and commands that may not
+/// serve stale data while the link to the master is down and `replica-serve-stale-data` is
+/// off (Redis's checks in `processCommand`).
+fn replica_refusal(
+    server: &Server,
+    command: &Command,
+    flags: &dyn Fn() -> u32,
+) -> Option<&'static str> {
+    let replication = &server.replication;
+    if !replication.is_replica() {
+        return None;
+    }
+    let config = &server.config;
+    if config.bool(crate::config::REPLICA_READ_ONLY) && flags() & WRITE != 0 {
+        return Some("READONLY You can't write against a read only replica.");
+    }
+    if !replication.link_up()
+        && !config.bool(crate::config::REPLICA_SERVE_STALE_DATA)
+        && command.flags & STALE == 0
+    {
+        return Some(
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        );
+    }
+    None
 }
 
 /// Why writes are refused now (a failed background save, a failed AOF write), if they are.

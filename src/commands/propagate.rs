@@ -52,7 +52,12 @@ impl Ctx<'_> {
 pub fn log(server: &Server, client: &mut Client, db: usize, name: &str, args: &[Bytes]) {
     let notifier = &server.store.notifier;
     let mut woff = 0;
-    let mut feed = |args: &[&[u8]]| woff = notifier.propagate(db, args);
+    // What the master sent goes on to our replicas as it came (see `replication::replica`).
+    let from_master = client.is_master;
+    let mut feed = |args: &[&[u8]]| match from_master {
+        true => notifier.aof.feed(db, args),
+        false => woff = notifier.propagate(db, args),
+    };
     let logged = client.log_as.take();
     if logged.as_ref().is_some_and(|commands| commands.is_empty()) {
         return;
@@ -93,7 +98,11 @@ pub fn exec_started(client: &mut Client) {
 
 pub fn exec_finished(server: &Server, client: &mut Client, db: usize) {
     if client.exec_logged.take() == Some(true) {
-        client.woff = server.store.notifier.propagate(db, &[b"EXEC"]);
+        if client.is_master {
+            server.store.notifier.aof.feed(db, &[b"EXEC"]);
+        } else {
+            client.woff = server.store.notifier.propagate(db, &[b"EXEC"]);
+        }
     }
 }
 

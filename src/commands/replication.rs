@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{CmdResult, Ctx, Error, NOT_INTEGER};
-use crate::replication::{Hello, SyncRequest};
+use crate::replication::{Hello, SyncRequest, Target};
 use crate::util::{eq_ignore_case, parse_i64};
 
 /// REPLCONF option value ...: what a replica tells its master before and after PSYNC.
@@ -69,6 +69,10 @@ pub fn sync(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 }
 
 fn start_sync(ctx: &mut Ctx, request: SyncRequest) -> CmdResult {
+    let replication = &ctx.server.replication;
+    if replication.is_replica() && !replication.link_up() {
+        return Err("NOMASTERLINK Can't SYNC while not connected with my master".into());
+    }
     let hello: &mut Hello = ctx.client.replication.get_or_insert_with(Box::default);
     if hello.sync.is_none() {
         hello.sync = Some(request);
@@ -76,9 +80,25 @@ fn start_sync(ctx: &mut Ctx, request: SyncRequest) -> CmdResult {
     Ok(())
 }
 
-/// ROLE: `master`, the stream offset, and each replica's address and acknowledged offset.
+/// ROLE: `master`, the stream offset, and each replica's address and acknowledged offset;
+/// or `slave`, its master, the link's state and the offset applied.
 pub fn role(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let replication = &ctx.server.replication;
     let offset = ctx.server.store.notifier.repl.lock().offset;
+    if let Some(target) = replication.target() {
+        let r = &mut *ctx.reply;
+        r.array(5);
+        r.bulk(b"slave");
+        r.bulk(target.host.as_bytes());
+        r.int(target.port as i64);
+        r.bulk(replication.link_state_name().as_bytes());
+        r.int(if replication.link_up() {
+            offset as i64
+        } else {
+            -1
+        });
+        return Ok(());
+    }
     let replicas = ctx.server.replication.replicas();
     let r = &mut *ctx.reply;
     r.array(3);
@@ -103,6 +123,9 @@ pub fn role(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 /// WAIT numreplicas timeout: how many replicas acknowledged this client's writes, waiting
 /// (in the connection) up to `timeout` ms for `numreplicas` of them.
 pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if ctx.server.replication.is_replica() {
+        return Err("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.".into());
+    }
     let wanted = parse_i64(&args[1]).ok_or(Error::from(NOT_INTEGER))?;
     let timeout = super::millis_arg(&args[2])?;
     let offset = ctx.client.woff;
@@ -111,11 +134,40 @@ pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx.reply.int(acked as i64);
         return Ok(());
     }
-    let deadline = if timeout == 0 {
-        0
-    } else {
-        crate::util::now_ms() + timeout
+    ctx.client.wait_acks = Some((wanted as usize, timeout, offset));
+    Ok(())
+}
+
+/// REPLICAOF host port | NO ONE (and SLAVEOF): follow a master, or become one.
+pub fn replicaof(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let server = ctx.server;
+    let who = ctx.client.handle.describe(&server.commands);
+    if eq_ignore_case(&args[1], "no") && eq_ignore_case(&args[2], "one") {
+        if server.replication.set_target(server, None) {
+            tracing::info!("MASTER MODE enabled (user request from '{who}')");
+        }
+        ctx.reply.ok();
+        return Ok(());
+    }
+    if ctx.client.handle.has_flag(crate::client::FLAG_REPLICA) {
+        return Err("ERR Command is not valid when client is a replica.".into());
+    }
+    let port = parse_i64(&args[2])
+        .filter(|p| (0..=65535).contains(p))
+        .ok_or(Error::from("ERR Invalid master port"))?;
+    let target = Target {
+        host: String::from_utf8_lossy(&args[1]).into_owned(),
+        port: port as u16,
     };
-    ctx.client.wait_acks = Some((wanted as usize, deadline, offset));
+    let (host, port) = (target.host.clone(), target.port);
+    if !server.replication.set_target(server, Some(target)) {
+        tracing::info!(
+            "REPLICAOF would result into synchronization with the master we are already connected with. No operation performed."
+        );
+        ctx.reply.simple("OK Already connected to specified master");
+        return Ok(());
+    }
+    tracing::info!("REPLICAOF {host}:{port} enabled (user request from '{who}')");
+    ctx.reply.ok();
     Ok(())
 }

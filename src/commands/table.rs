@@ -531,6 +531,8 @@ const ROWS: &[(&str, Access, Handler)] = {
         // replication
         ("psync", ByKeys, replication::psync),
         ("replconf", ByKeys, replication::replconf),
+        ("replicaof", Exclusive, replication::replicaof),
+        ("slaveof", Exclusive, replication::replicaof),
         ("role", ByKeys, replication::role),
         ("sync", ByKeys, replication::sync),
         ("wait", ByKeys, replication::wait),

@@ -132,12 +132,13 @@ impl Inner {
         self.second_offset = self.offset as i64 + 1;
     }
 
-    /// Takes `replid` and `offset` as its own, as a replica does from its master.
-    pub fn follow(&mut self, replid: &str, offset: u64) {
-        if replid != self.replid || offset != self.offset {
-            self.data.clear();
-        }
+    /// Takes the master's history as its own after a full sync: its ID, the offset the RDB
+    /// stands for, nothing kept from before.
+    pub fn adopt(&mut self, replid: &str, offset: u64) {
+        self.data.clear();
         self.replid = replid.to_string();
+        self.replid2 = "0".repeat(40);
+        self.second_offset = -1;
         self.offset = offset;
         self.selected = None;
     }

@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -313,43 +313,38 @@ fn acknowledged(server: &Server, replica: &Replica, args: &[Bytes]) {
 }
 
 /// WAIT: asks the replicas for their offsets (`REPLCONF GETACK *` in the stream), then
-/// counts those that acknowledged `offset` until `wanted` did or `deadline` (Unix ms, 0:
-/// none) passes, or the client is killed.
+/// counts those that acknowledged `offset` until `wanted` did or `timeout` ms (0: none)
+/// pass, or the client is killed.
 pub async fn wait_acks(
     server: &Server,
     handle: &ClientHandle,
     wanted: usize,
-    deadline: u64,
+    timeout: u64,
     offset: u64,
 ) -> usize {
     let replication = &server.replication;
+    let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout));
     {
         let _gate = server.store.enter(false);
-        server
-            .store
-            .notifier
-            .repl
-            .feed(None, &[b"REPLCONF", b"GETACK", b"*"]);
+        let getack: &[&[u8]] = &[b"REPLCONF", b"GETACK", b"*"];
+        server.store.notifier.repl.feed(None, getack);
     }
     loop {
         let acked = replication.acked.notified();
         tokio::pin!(acked);
         acked.as_mut().enable();
         let count = replication.acknowledged(offset);
-        let now = now_ms();
-        let timed_out = deadline != 0 && now >= deadline;
+        let now = Instant::now();
+        let timed_out = deadline.is_some_and(|d| now >= d);
         if count >= wanted || timed_out || handle.killed.load(Ordering::Relaxed) {
             return count;
         }
         // A tick now and then notices a kill.
-        let tick = if deadline == 0 {
-            100
-        } else {
-            (deadline - now).min(100)
-        };
+        let tick = Duration::from_millis(100);
+        let tick = deadline.map_or(tick, |d| (d - now).min(tick));
         tokio::select! {
             _ = acked => {}
-            _ = crate::timer::sleep(Duration::from_millis(tick)) => {}
+            _ = crate::timer::sleep(tick) => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod backlog;
 pub mod master;
+pub mod replica;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -63,6 +64,19 @@ pub struct Hello {
     pub sync: Option<SyncRequest>,
 }
 
+/// The master REPLICAOF names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Where the link to the master stands (Redis's `repl_state`, in the steps INFO tells).
+pub const LINK_DOWN: u8 = 0;
+pub const LINK_CONNECTING: u8 = 1;
+pub const LINK_SYNCING: u8 = 2;
+pub const LINK_UP: u8 = 3;
+
 /// PSYNC replid offset, or SYNC (no partial resynchronisation possible).
 pub struct SyncRequest {
     pub replid: String,
@@ -73,8 +87,9 @@ pub struct SyncRequest {
 #[derive(Default)]
 pub struct Replication {
     replicas: Mutex<Vec<Arc<Replica>>>,
-    /// When the last replica left (Unix ms), for `repl-backlog-ttl`.
-    pub alone_since_ms: AtomicU64,
+    /// When the cron last saw replicas attached, or a reason to keep the backlog (Unix ms),
+    /// for `repl-backlog-ttl`.
+    alone_since_ms: AtomicU64,
     /// Full and partial resynchronisations served and refused (INFO stats).
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
@@ -85,6 +100,16 @@ pub struct Replication {
     /// it last did (Unix ms).
     cron_loops: AtomicU64,
     cron_at_ms: AtomicU64,
+    /// The replica side: the master REPLICAOF names, woken on a change for the link task.
+    target: Mutex<Option<Target>>,
+    pub changed: tokio::sync::Notify,
+    link: AtomicU8,
+    /// When the link went down, and when the master was last heard from (Unix ms).
+    link_down_since_ms: AtomicU64,
+    master_io_at_ms: AtomicU64,
+    /// A full sync's payload: its size (0 while unknown) and the bytes read so far.
+    transfer_size: AtomicU64,
+    transfer_read: AtomicU64,
 }
 
 impl Replication {
@@ -97,10 +122,114 @@ impl Replication {
     }
 
     pub fn remove(&self, replica: &Arc<Replica>) {
-        let mut replicas = self.replicas();
-        replicas.retain(|r| !Arc::ptr_eq(r, replica));
-        if replicas.is_empty() {
-            self.alone_since_ms.store(now_ms(), Ordering::Relaxed);
+        self.replicas().retain(|r| !Arc::ptr_eq(r, replica));
+    }
+
+    pub fn target(&self) -> Option<Target> {
+        self.target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn is_replica(&self) -> bool {
+        self.target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// REPLICAOF: follows `target` from now on (None: becomes a master). Returns false when
+    /// that is already the master.
+    pub fn set_target(&self, server: &Server, target: Option<Target>) -> bool {
+        let mut current = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == target {
+            return false;
+        }
+        let was_replica = current.is_some();
+        *current = target;
+        let now_replica = current.is_some();
+        drop(current);
+        // A replica keeps keys past their expiry until its master deletes them.
+        let notifier = &server.store.notifier;
+        notifier.replica.store(now_replica, Ordering::Relaxed);
+        if was_replica && !now_replica {
+            // A history of our own from here, our master's kept as the second, so that
+            // our replicas continue with us (Redis's shiftReplicationId); they are told by
+            // reconnecting.
+            notifier.repl.lock().shift_replid();
+            notifier.repl.reselect();
+            self.disconnect_replicas();
+        }
+        if now_replica {
+            self.link_down_since_ms.store(0, Ordering::Relaxed);
+        }
+        self.link.store(LINK_DOWN, Ordering::Relaxed);
+        self.changed.notify_waiters();
+        true
+    }
+
+    fn set_link(&self, state: u8) {
+        self.link.store(state, Ordering::Relaxed);
+    }
+
+    /// The link's state as ROLE names it.
+    pub fn link_state_name(&self) -> &'static str {
+        match self.link.load(Ordering::Relaxed) {
+            LINK_DOWN => "connect",
+            LINK_CONNECTING => "connecting",
+            LINK_SYNCING => "sync",
+            _ => "connected",
+        }
+    }
+
+    pub fn link_up(&self) -> bool {
+        self.link.load(Ordering::Relaxed) == LINK_UP
+    }
+
+    fn link_down(&self) {
+        if self.link.swap(LINK_DOWN, Ordering::Relaxed) == LINK_UP {
+            self.link_down_since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn master_io(&self) {
+        self.master_io_at_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn master_io_ms(&self) -> u64 {
+        self.master_io_at_ms.load(Ordering::Relaxed)
+    }
+
+    fn transfer_started(&self, size: u64) {
+        self.transfer_size.store(size, Ordering::Relaxed);
+        self.transfer_read.store(0, Ordering::Relaxed);
+        self.master_io();
+    }
+
+    fn transfer_read(&self, bytes: u64) {
+        self.transfer_read.fetch_add(bytes, Ordering::Relaxed);
+        self.master_io();
+    }
+
+    fn transfer_read_bytes(&self) -> u64 {
+        self.transfer_read.load(Ordering::Relaxed)
+    }
+
+    /// What PSYNC asks for: our history and the next byte of it, or `? -1` with none.
+    fn psync_position(&self, server: &Server) -> (String, String) {
+        let backlog = &server.store.notifier.repl;
+        if !backlog.is_on() {
+            return ("?".into(), "-1".into());
+        }
+        let inner = backlog.lock();
+        (inner.replid.clone(), (inner.offset + 1).to_string())
+    }
+
+    /// Closes every replica's connection (our history or data changed under them).
+    pub fn disconnect_replicas(&self) {
+        for replica in self.replicas().iter() {
+            replica.handle.kill();
         }
     }
 
@@ -121,6 +250,22 @@ impl Replication {
     }
 }
 
+/// Starts the link task, following the `replicaof` setting from the start.
+pub fn start(server: &Arc<Server>) {
+    tokio::spawn(replica::run(server.clone()));
+    let setting = server.config.text(config::REPLICAOF);
+    if let Some((host, port)) = setting.split_once(' ')
+        && let Ok(port) = port.parse()
+        && !setting.eq_ignore_ascii_case("no one")
+    {
+        let target = Target {
+            host: host.to_string(),
+            port,
+        };
+        server.replication.set_target(server, Some(target));
+    }
+}
+
 /// Redis's `replicationCron`, run by the server's cron and acting once a second: a PING
 /// into the stream every `repl-ping-replica-period` seconds while replicas are attached, so
 /// that they can tell a quiet master from a lost link; the backlog freed `repl-backlog-ttl`
@@ -136,13 +281,18 @@ pub fn cron(server: &Server) {
     let backlog = &server.store.notifier.repl;
     let attached = !replication.replicas().is_empty();
     let period = server.config.int(config::REPL_PING_REPLICA_PERIOD).max(1) as u64;
-    if attached && loops.is_multiple_of(period) && !server.pause.is_paused() {
+    let top_master = !replication.is_replica();
+    if attached && top_master && loops.is_multiple_of(period) && !server.pause.is_paused() {
         let _gate = server.store.enter(false);
         backlog.feed(None, &[b"PING"]);
     }
+    // A replica keeps its backlog: its replicas, or its master's other replicas after a
+    // failover, may want to continue from it.
     let ttl = server.config.int(config::REPL_BACKLOG_TTL) as u64;
-    let alone_for = now.saturating_sub(replication.alone_since_ms.load(Ordering::Relaxed));
-    if !attached && backlog.is_on() && ttl > 0 && alone_for > ttl * 1000 {
+    let alone_since = replication.alone_since_ms.load(Ordering::Relaxed);
+    if attached || replication.is_replica() || alone_since == 0 {
+        replication.alone_since_ms.store(now, Ordering::Relaxed);
+    } else if backlog.is_on() && ttl > 0 && now - alone_since > ttl * 1000 {
         backlog.lock().restart_history();
         backlog.stop();
         tracing::info!("Replication backlog freed after {ttl} seconds without connected replicas.");
@@ -151,12 +301,79 @@ pub fn cron(server: &Server) {
 
 /// INFO's `# Replication` section, field for field as Redis writes it.
 pub fn info(server: &Server, w: &mut String) {
-    let replicas = server.replication.replicas();
+    let replication = &server.replication;
+    let target = replication.target();
     let _ = write!(
         w,
-        "# Replication\r\nrole:master\r\nconnected_slaves:{}\r\n",
-        replicas.len()
+        "# Replication\r\nrole:{}\r\n",
+        if target.is_some() { "slave" } else { "master" }
     );
+    let backlog = &server.store.notifier.repl;
+    if let Some(target) = target {
+        let offset = backlog.lock().offset;
+        let link = replication.link.load(Ordering::Relaxed);
+        let now = now_ms();
+        let seconds_since = |ms: u64| (now.saturating_sub(ms) / 1000) as i64;
+        let _ = write!(
+            w,
+            "master_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\n\
+             master_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\n\
+             slave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\n",
+            target.host,
+            target.port,
+            if link == LINK_UP { "up" } else { "down" },
+            if link == LINK_UP {
+                seconds_since(replication.master_io_ms())
+            } else {
+                -1
+            },
+            (link == LINK_SYNCING) as u8,
+        );
+        if link == LINK_SYNCING {
+            let size = replication.transfer_size.load(Ordering::Relaxed);
+            let read = replication.transfer_read_bytes();
+            let perc = if size > 0 {
+                read as f64 / size as f64 * 100.0
+            } else {
+                0.0
+            };
+            let _ = write!(
+                w,
+                "master_sync_total_bytes:{}\r\nmaster_sync_read_bytes:{read}\r\n\
+                 master_sync_left_bytes:{}\r\nmaster_sync_perc:{perc:.2}\r\n\
+                 master_sync_last_io_seconds_ago:{}\r\n",
+                size as i64,
+                size as i64 - read as i64,
+                seconds_since(replication.master_io_ms()),
+            );
+        }
+        if link != LINK_UP {
+            let since = replication.link_down_since_ms.load(Ordering::Relaxed);
+            let _ = write!(
+                w,
+                "master_link_down_since_seconds:{}\r\n",
+                if since == 0 { -1 } else { seconds_since(since) }
+            );
+        }
+        let _ = write!(
+            w,
+            "slave_priority:{}\r\nslave_read_only:{}\r\nreplica_announced:{}\r\n",
+            server.config.int(config::REPLICA_PRIORITY),
+            server.config.bool(config::REPLICA_READ_ONLY) as u8,
+            server.config.bool(config::REPLICA_ANNOUNCED) as u8,
+        );
+    }
+    let replicas = replication.replicas();
+    let _ = write!(w, "connected_slaves:{}\r\n", replicas.len());
+    let min_replicas = server.config.int(config::MIN_REPLICAS_TO_WRITE);
+    let max_lag = server.config.int(config::MIN_REPLICAS_MAX_LAG);
+    if min_replicas > 0 && max_lag > 0 {
+        let good = replicas
+            .iter()
+            .filter(|r| r.is_online() && r.lag() <= max_lag as u64)
+            .count();
+        let _ = write!(w, "min_slaves_good_slaves:{good}\r\n");
+    }
     for (i, replica) in replicas.iter().enumerate() {
         let _ = write!(
             w,
@@ -165,11 +382,14 @@ pub fn info(server: &Server, w: &mut String) {
             replica.port,
             replica.state_name(),
             replica.ack_offset.load(Ordering::Relaxed),
-            replica.lag()
+            if replica.is_online() {
+                replica.lag()
+            } else {
+                0
+            }
         );
     }
     drop(replicas);
-    let backlog = &server.store.notifier.repl;
     let on = backlog.is_on();
     let inner = backlog.lock();
     let _ = write!(

@@ -240,11 +240,11 @@ async fn client_loop(
                         ))
                         .await;
                     }
-                    if let Some((wanted, deadline, offset)) = client.wait_acks.take() {
+                    if let Some((wanted, timeout, offset)) = client.wait_acks.take() {
                         chained = None;
                         drain_to(0, server, stream, &handle, &mut reply, &mut unsent).await?;
                         let acked = crate::replication::master::wait_acks(
-                            server, &handle, wanted, deadline, offset,
+                            server, &handle, wanted, timeout, offset,
                         )
                         .await;
                         reply.int(acked as i64);

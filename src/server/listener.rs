@@ -66,6 +66,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     tokio::spawn(crate::timer::drive());
     tokio::spawn(cron::run(server.clone()));
     tokio::spawn(cron::evict_on(server.clone()));
+    crate::replication::start(&server);
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;

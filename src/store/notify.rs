@@ -64,12 +64,15 @@ pub struct Notifier {
     /// it lasts, expired keys read as gone but stay, and active expiry waits, as Redis's
     /// `checkClientPauseTimeoutAndReturnIfPaused` keeps them until the pause ends.
     pub pause_until: Arc<AtomicU64>,
+    /// This server replicates a master: keys past their expiry read as gone but stay until
+    /// the master's DEL comes (Redis's replicas do not expire keys themselves).
+    pub replica: AtomicBool,
 }
 
 impl Notifier {
-    /// Whether deleting expired keys waits for the end of a CLIENT PAUSE.
+    /// Whether expired keys stay: during a CLIENT PAUSE, and on a replica.
     pub fn deletions_paused(&self) -> bool {
-        crate::util::deadline_ahead(&self.pause_until)
+        self.replica.load(Ordering::Relaxed) || crate::util::deadline_ahead(&self.pause_until)
     }
 
     /// Signals that `key` in database `db` was modified by an event of `class`.
@@ -144,6 +147,11 @@ impl Notifier {
     /// after it, for WAIT.
     pub fn propagate(&self, db: usize, args: &[&[u8]]) -> u64 {
         self.aof.feed(db, args);
+        // A replica passes on its master's stream only, never writes of its own, so that
+        // offsets agree along a chain (Redis's `replicationFeedSlaves`).
+        if self.replica.load(Ordering::Relaxed) {
+            return 0;
+        }
         self.repl.feed(Some(db), args)
     }
 

@@ -16,7 +16,8 @@ DEBUG = ("--enable-debug-command", "yes")
 def wait_for(predicate, timeout=20, message="condition"):
     deadline = time.time() + timeout
     while not predicate():
-        assert time.time() < deadline, f"timed out waiting for {message}"
+        if time.time() >= deadline:
+            raise AssertionError(f"timed out waiting for {message() if callable(message) else message}")
         time.sleep(0.05)
 
 
@@ -165,3 +166,101 @@ def test_replconf_and_psync_errors(port):
     raw.sendall(b"REPLCONF ACK 5\r\nPING\r\n")
     assert raw.recv(100) == b"+PONG\r\n"
     raw.close()
+
+
+def test_oxidis_replica_of_redis_gets_rdb_and_stream_and_refuses_writes(tmp_path):
+    (tmp_path / "ox").mkdir()
+    (tmp_path / "rs").mkdir()
+    master = redis_server(tmp_path / "rs", "--save", "", "--repl-diskless-sync-delay", "0")
+    fill(master)
+    replica = oxidis(tmp_path / "ox", "--save", "", "--replicaof", "127.0.0.1", str(master.port))
+    try:
+        wait_for(lambda: in_sync(master, replica), message="the initial sync")
+        stream_writes(master)
+        assert master.client.wait(1, 5000) == 1
+        wait_for(lambda: in_sync(master, replica), message="the stream")
+        assert_same(without_group_progress(snapshot(master)),
+                    without_group_progress(snapshot(replica)), from_log=True)
+        r = replica.client
+        with pytest.raises(redis.exceptions.ReadOnlyError, match="^You can't write against a read only replica.$"):
+            r.set("k", "v")
+        role = r.execute_command("ROLE")
+        assert role[:4] == [b"slave", b"127.0.0.1", master.port, b"connected"]
+        assert role[4] == info(replica)["slave_repl_offset"]
+        with pytest.raises(redis.ResponseError, match="^WAIT cannot be used with replica instances"):
+            r.wait(1, 0)
+        # Cut by the replica: it continues where it was.
+        assert r.client_kill_filter(_type="master") == 1
+        master.client.set("after-cut", 1)
+        wait_for(lambda: in_sync(master, replica), message="the partial resync")
+        assert r.get("after-cut") == b"1"
+        stats = info(master, "stats")
+        assert (stats["sync_full"], stats["sync_partial_ok"]) == (1, 1)
+    finally:
+        replica.stop()
+        master.stop()
+
+
+def test_chain_and_promotion_keep_partial_resync(tmp_path):
+    """redis-server -> Oxidis -> Oxidis; REPLICAOF NO ONE on the middle node makes it a
+    master whose replica continues from the old history (PSYNC2), and its writes flow on."""
+    for name in ("rs", "a", "b"):
+        (tmp_path / name).mkdir()
+    top = redis_server(tmp_path / "rs", "--save", "", "--repl-diskless-sync-delay", "0")
+    middle = oxidis(tmp_path / "a", "--save", "", "--repl-diskless-sync-delay", "0",
+                    "--replicaof", "127.0.0.1", str(top.port), *DEBUG)
+    bottom = oxidis(tmp_path / "b", "--save", "", "--replicaof", "127.0.0.1", str(middle.port), *DEBUG)
+    try:
+        top.client.set("k", "top")
+        wait_for(lambda: in_sync(top, middle) and in_sync(middle, bottom),
+                 message=lambda: f"the chain: {info(top)} {info(middle)} {info(bottom)}")
+        assert bottom.client.get("k") == b"top"
+        assert info(middle)["master_repl_offset"] == info(top)["master_repl_offset"]
+        old_id = info(top)["master_replid"]
+        assert info(middle)["master_replid"] == old_id
+        assert middle.client.replicaof("NO", "ONE") == b"OK"
+        m = info(middle)
+        assert (m["role"], m["master_replid2"]) == ("master", old_id)
+        assert m["second_repl_offset"] == m["master_repl_offset"] + 1
+        middle.client.set("k", "middle")
+        wait_for(lambda: in_sync(middle, bottom), message="the promoted master's stream")
+        assert bottom.client.get("k") == b"middle"
+        assert info(middle, "stats")["sync_partial_ok"] == 1
+        assert middle.client.execute_command("DEBUG", "DIGEST") == bottom.client.execute_command("DEBUG", "DIGEST")
+        assert top.client.get("k") == b"top"
+    finally:
+        bottom.stop()
+        middle.stop()
+        top.stop()
+
+
+def test_replicaof_errors_and_a_master_that_is_not_there(start_oxidis):
+    port = start_oxidis()
+    r = redis.Redis(port=port)
+    with pytest.raises(redis.ResponseError, match="^Invalid master port$"):
+        r.replicaof("127.0.0.1", "x")
+    with pytest.raises(redis.ResponseError, match="^Invalid master port$"):
+        r.replicaof("127.0.0.1", 70000)
+    # Nothing listens there: the link keeps trying in the background, clients are served.
+    from conftest import free_port
+    closed = free_port()
+    assert r.replicaof("127.0.0.1", closed) == b"OK"
+    assert r.replicaof("127.0.0.1", closed) == b"OK Already connected to specified master"
+    time.sleep(1.5)
+    i = r.info("replication")
+    assert (i["role"], i["master_link_status"], i["master_port"]) == ("slave", "down", closed)
+    assert r.get("anything") is None
+    assert r.execute_command("ROLE")[3] in (b"connect", b"connecting")
+    with pytest.raises(redis.ResponseError, match="^NOMASTERLINK Can't SYNC while not connected with my master$"):
+        r.execute_command("PSYNC", "?", "-1")
+    r.config_set("replica-serve-stale-data", "no")
+    with pytest.raises(redis.exceptions.MasterDownError,
+                       match="^Link with MASTER is down and replica-serve-stale-data is set to 'no'.$"):
+        r.get("anything")
+    # Commands that serve no data, as INFO, still run; PING does not (as in Redis).
+    with pytest.raises(redis.exceptions.MasterDownError):
+        r.ping()
+    assert r.info("replication")["master_link_status"] == "down"
+    assert r.replicaof("NO", "ONE") == b"OK"
+    assert r.set("k", "v") is True
+    assert r.info("replication")["role"] == "master"
