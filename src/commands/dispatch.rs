@@ -464,6 +464,9 @@ fn call(
         }
         client.log_as = None;
     }
+    if command.flags & WRITE != 0 && server.replication.is_replica() && !client.is_master {
+        remember_own_volatile(server, client.db, command, args);
+    }
     if let Err(Error(message)) = &result {
         reply.error(message);
         server.stats.count_error(message);
@@ -481,6 +484,23 @@ fn call(
         server.monitors.feed(db_before, &client.handle.addr, args);
     }
     ended
+}
+
+/// A write on a writable replica: its keys that now have a time to live are the replica's
+/// to expire.
+fn remember_own_volatile(server: &Server, db: usize, command: &Command, args: &[Bytes]) {
+    for position in command.key_positions(args) {
+        let key = &args[position];
+        let volatile = server
+            .store
+            .db(db)
+            .lock(key)
+            .peek(key)
+            .is_some_and(|entry| entry.expire_at().is_some());
+        if volatile {
+            server.replication.remember_own_volatile(db, key.clone());
+        }
+    }
 }
 
 /// After a read-only command of a client with CLIENT TRACKING on (not BCAST): the keys it read

@@ -402,6 +402,14 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx.reply.ok();
     } else if eq_ignore_case(sub, "pause-cron") && argc == 3 {
         set_switch(ctx, &server.cron_paused, &args[2]);
+    } else if eq_ignore_case(sub, "replicate") && argc >= 3 {
+        // Straight into the replication stream, as a way to test how replicas take what
+        // they cannot run.
+        if !server.replication.is_replica() {
+            let parts: Vec<&[u8]> = args[2..].iter().map(|a| &a[..]).collect();
+            server.store.notifier.repl.feed(None, &parts);
+        }
+        ctx.reply.ok();
     } else if eq_ignore_case(sub, "error") && argc == 3 {
         // The error as given, prefix and all (redis-py's tests map prefixes to exceptions
         // with it); like Redis's, it is not counted in the error stats.
@@ -874,7 +882,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  evicted_clients:{}\r\nevicted_scripts:{}\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n\
                  keyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
                  pubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n\
-                 slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n\
+                 slave_expires_tracked_keys:{}\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n\
                  active_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\n\
                  current_active_defrag_time:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\n\
                  tracking_total_prefixes:{}\r\nunexpected_error_replies:{}\r\ntotal_error_replies:{}\r\n\
@@ -898,6 +906,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                 hub.len(Space::Channel),
                 hub.len(Space::Pattern),
                 hub.len(Space::Shard),
+                server.replication.own_volatile_count(),
                 tracking[1],
                 tracking[2],
                 tracking[3],

@@ -6,8 +6,11 @@ pub mod backlog;
 pub mod master;
 pub mod replica;
 
+use std::collections::HashSet;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use bytes::Bytes;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::client::ClientHandle;
@@ -102,7 +105,9 @@ pub struct Replication {
     cron_at_ms: AtomicU64,
     /// The replica side: the master REPLICAOF names, woken on a change for the link task.
     target: Mutex<Option<Target>>,
+    replica: AtomicBool,
     pub changed: tokio::sync::Notify,
+    own_volatile: Mutex<HashSet<(usize, Bytes)>>,
     link: AtomicU8,
     /// When the link went down, and when the master was last heard from (Unix ms).
     link_down_since_ms: AtomicU64,
@@ -132,11 +137,26 @@ impl Replication {
             .clone()
     }
 
+    /// Read before every command: an atomic, not the target's lock.
     pub fn is_replica(&self) -> bool {
-        self.target
+        self.replica.load(Ordering::Relaxed)
+    }
+
+    /// A key with a time to live that a client wrote on a writable replica: the replica
+    /// expires it itself, as its master knows nothing of it (Redis's
+    /// `rememberSlaveKeyWithExpire`).
+    pub fn remember_own_volatile(&self, db: usize, key: Bytes) {
+        self.own_volatile
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+            .insert((db, key));
+    }
+
+    pub fn own_volatile_count(&self) -> usize {
+        self.own_volatile
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// REPLICAOF: follows `target` from now on (None: becomes a master). Returns false when
@@ -153,6 +173,11 @@ impl Replication {
         // A replica keeps keys past their expiry until its master deletes them.
         let notifier = &server.store.notifier;
         notifier.replica.store(now_replica, Ordering::Relaxed);
+        self.replica.store(now_replica, Ordering::Relaxed);
+        self.own_volatile
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         if was_replica && !now_replica {
             // A history of our own from here, our master's kept as the second, so that
             // our replicas continue with us (Redis's shiftReplicationId); they are told by
@@ -281,6 +306,7 @@ pub fn cron(server: &Server) {
     let backlog = &server.store.notifier.repl;
     let attached = !replication.replicas().is_empty();
     let period = server.config.int(config::REPL_PING_REPLICA_PERIOD).max(1) as u64;
+    expire_own_volatile(server);
     let top_master = !replication.is_replica();
     if attached && top_master && loops.is_multiple_of(period) && !server.pause.is_paused() {
         let _gate = server.store.enter(false);
@@ -297,6 +323,21 @@ pub fn cron(server: &Server) {
         backlog.stop();
         tracing::info!("Replication backlog freed after {ttl} seconds without connected replicas.");
     }
+}
+
+/// Deletes the keys a writable replica's clients wrote with a time to live once it passes
+/// (Redis's `expireSlaveKeys`), and forgets those gone or made persistent.
+fn expire_own_volatile(server: &Server) {
+    let replication = &server.replication;
+    let mut keys = replication
+        .own_volatile
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if keys.is_empty() {
+        return;
+    }
+    let _gate = server.store.enter(false);
+    keys.retain(|(db, key)| server.store.db(*db).lock(key).expire_if_due(key));
 }
 
 /// INFO's `# Replication` section, field for field as Redis writes it.

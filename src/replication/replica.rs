@@ -20,6 +20,7 @@ use crate::config;
 use crate::mailbox::Inbox;
 use crate::protocol::{Limits, Reply, RequestParser, encode_command};
 use crate::server::Server;
+use crate::store::notify::MasterStream;
 use crate::util::{eq_ignore_case, now_ms};
 
 /// Runs the link to whatever master REPLICAOF names, for the server's lifetime.
@@ -424,7 +425,9 @@ async fn apply(server: &Server, conn: &mut Conn, client: &mut Client) -> io::Res
                             let offset = backlog.lock().offset.to_string();
                             conn.send(&[b"REPLCONF", b"ACK", offset.as_bytes()]).await?;
                         } else {
+                            let _obeying = MasterStream::enter();
                             crate::commands::execute(server, client, &mut reply, &args);
+                            report_error(server, &reply, &args);
                             reply.clear();
                         }
                     }
@@ -475,6 +478,26 @@ async fn apply(server: &Server, conn: &mut Conn, client: &mut Client) -> io::Res
             _ = crate::timer::sleep(next_ack - now) => {}
         }
     }
+}
+
+/// Logs an error the master's command got here, as Redis does (the master never hears of
+/// it): the data may have diverged.
+fn report_error(server: &Server, reply: &Reply, args: &[Bytes]) {
+    let Some(error) = reply.buf.strip_prefix(b"-") else {
+        return;
+    };
+    server
+        .stats
+        .unexpected_error_replies
+        .fetch_add(1, Ordering::Relaxed);
+    let error = String::from_utf8_lossy(error);
+    let command = server.commands.resolve(args).ok();
+    tracing::warn!(
+        "== CRITICAL == This replica is sending an error to its master: '{}' after processing \
+         the command '{}'",
+        error.trim_end(),
+        command.map_or("<unknown>", |c| c.name.as_str())
+    );
 }
 
 fn is_getack(args: &[Bytes]) -> bool {

@@ -141,10 +141,16 @@ impl Db {
             .notifier
             .loading
             .load(std::sync::atomic::Ordering::Relaxed);
+        let now = if loading { 0 } else { now };
         Locked {
             shard: self.shards[index].lock().unwrap_or_else(|e| e.into_inner()),
             db: self,
-            now: if loading { 0 } else { now },
+            now,
+            expire_now: if self.notifier.applying_master_stream() {
+                0
+            } else {
+                now
+            },
         }
     }
 
@@ -410,6 +416,9 @@ pub struct Locked<'a> {
     shard: MutexGuard<'a, Shard>,
     db: &'a Db,
     pub now: u64,
+    /// The time lookups expire keys by: `now`, or 0 (nothing expires) while the master's
+    /// stream is applied on a replica, as Redis's master client sees no key expire.
+    expire_now: u64,
 }
 
 impl Locked<'_> {
@@ -429,7 +438,7 @@ impl Locked<'_> {
     /// access. The place stays valid until the shard next changes; `entry_at` and `store`
     /// use it without hashing and comparing the key again.
     pub fn find(&mut self, key: &[u8]) -> Option<Place> {
-        let now = self.now;
+        let now = self.expire_now;
         let clock_now = self.clock_now();
         let db = self.db;
         let (place, entry) = self.shard.dict.find_mut(key)?;
@@ -448,7 +457,7 @@ impl Locked<'_> {
 
     fn find_untouched(&mut self, key: &[u8]) -> Option<Place> {
         let (place, entry) = self.shard.dict.find(key)?;
-        if entry.is_expired(self.now) {
+        if entry.is_expired(self.expire_now) {
             self.drop_expired(key);
             return None;
         }
@@ -479,6 +488,21 @@ impl Locked<'_> {
         self.shard.dict.at_mut(place)
     }
 
+    /// Deletes `key` if its time to live has passed, even where expired keys otherwise stay
+    /// (a writable replica's own keys); returns whether it is still there with one.
+    pub fn expire_if_due(&mut self, key: &[u8]) -> bool {
+        let Some(at) = self.shard.dict.get(key).and_then(|e| e.expire_at()) else {
+            return false;
+        };
+        if at > crate::util::now_ms() {
+            return true;
+        }
+        self.shard.dict.remove(key);
+        self.shard.volatile -= 1;
+        self.db.notifier.expired(self.db.index, key);
+        false
+    }
+
     /// The entry for `key` even if it has expired, which stays (DEBUG OBJECT looks this way).
     pub fn get_even_expired(&mut self, key: &[u8]) -> Option<&mut Entry> {
         let (place, _) = self.shard.dict.find(key)?;
@@ -490,7 +514,7 @@ impl Locked<'_> {
         self.shard
             .dict
             .get(key)
-            .is_some_and(|entry| entry.is_expired(self.now))
+            .is_some_and(|entry| entry.is_expired(self.expire_now))
     }
 
     /// Whether `key` is live; not an access (EXISTS).
@@ -557,16 +581,12 @@ impl Locked<'_> {
             .insert_new(key, Entry::new(value, None, clock))
     }
 
-    /// A key that expired while a pause held deletions is still in the shard, though lookups
-    /// found it gone: a write that creates the key replaces it.
+    /// A key that expired while a pause or a replica's role held deletions is still in the
+    /// shard, though lookups found it gone: a write that creates the key replaces it.
     fn replace_kept_expired(&mut self, key: &[u8]) {
-        if self
-            .db
-            .notifier
-            .pause_until
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 0
-        {
+        use std::sync::atomic::Ordering::Relaxed;
+        let notifier = &self.db.notifier;
+        if notifier.pause_until.load(Relaxed) == 0 && !notifier.replica.load(Relaxed) {
             return;
         }
         if let Some(old) = self.shard.dict.remove(key)

@@ -69,7 +69,32 @@ pub struct Notifier {
     pub replica: AtomicBool,
 }
 
+thread_local! {
+    static APPLYING_MASTER_STREAM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While it lives, this thread applies the master's stream: keys do not expire for it.
+pub struct MasterStream(());
+
+impl MasterStream {
+    pub fn enter() -> MasterStream {
+        APPLYING_MASTER_STREAM.set(true);
+        MasterStream(())
+    }
+}
+
+impl Drop for MasterStream {
+    fn drop(&mut self) {
+        APPLYING_MASTER_STREAM.set(false);
+    }
+}
+
 impl Notifier {
+    /// Whether this thread applies the master's stream on a replica (see `MasterStream`).
+    pub fn applying_master_stream(&self) -> bool {
+        self.replica.load(Ordering::Relaxed) && APPLYING_MASTER_STREAM.get()
+    }
+
     /// Whether expired keys stay: during a CLIENT PAUSE, and on a replica.
     pub fn deletions_paused(&self) -> bool {
         self.replica.load(Ordering::Relaxed) || crate::util::deadline_ahead(&self.pause_until)
