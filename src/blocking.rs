@@ -43,6 +43,9 @@ pub enum Wake {
     Timeout,
     /// CLIENT UNBLOCK ... ERROR.
     Error,
+    /// The server became a replica: an error, then the connection closes (Redis's
+    /// `disconnectAllBlockedClients`), as what the client waited for may never come.
+    RoleChange,
 }
 
 /// A blocked client: everything needed to run its command again on its behalf.
@@ -217,6 +220,14 @@ impl Blocking {
         let _ = waiter.wake.send(wake);
         crate::client::note_handoff();
         true
+    }
+
+    /// Ends every wait with `wake`.
+    pub fn finish_all(&self, wake: impl Fn() -> Wake) {
+        let ids: Vec<u64> = self.lock().waiters.keys().copied().collect();
+        for id in ids {
+            self.finish(id, wake());
+        }
     }
 
     pub fn is_blocked(&self, id: u64) -> bool {

@@ -147,6 +147,8 @@ fn deterministic(server: &Server, db: usize, name: &str, args: &[Bytes]) -> Opti
                 out = Some(logged);
             });
         }
+        // GETSET is SET with a reply of its own, as Redis propagates it.
+        "getset" => out = Some(vec![bytes("SET"), key.clone(), args[2].clone()]),
         "incrbyfloat" => entry(&mut |found| {
             if let Some((Value::Str(s), _)) = found {
                 let value = Bytes::copy_from_slice(s.bytes(&mut itoa::Buffer::new()));

@@ -59,7 +59,7 @@ pub async fn serve<S: ClientStream>(
     let backlog = &server.store.notifier.repl;
     let served = async {
         if !try_partial(server, stream, &replica, &request, hello.capa_psync2).await? {
-            full_sync(server, stream, &replica, hello.capa_eof).await?;
+            full_sync(server, stream, &replica, hello.capa_eof, request.psync).await?;
         }
         feed(server, stream, &replica, input).await
     }
@@ -112,13 +112,15 @@ async fn try_partial<S: ClientStream>(
 }
 
 /// Sends the data as an RDB made by a forked child, announced with `+FULLRESYNC replid
-/// offset`: without a known length (`$EOF:<mark>`) to a replica that reads one
-/// (`capa eof`) with `repl-diskless-sync` on, otherwise from a file with its length.
+/// offset` (not to SYNC, which expects the payload at once): without a known length
+/// (`$EOF:<mark>`) to a replica that reads one (`capa eof`) with `repl-diskless-sync` on,
+/// otherwise with its length.
 async fn full_sync<S: ClientStream>(
     server: &Arc<Server>,
     stream: &mut S,
     replica: &Replica,
     capa_eof: bool,
+    psync: bool,
 ) -> io::Result<()> {
     let backlog = &server.store.notifier.repl;
     server.replication.sync_full.fetch_add(1, Ordering::Relaxed);
@@ -152,9 +154,11 @@ async fn full_sync<S: ClientStream>(
         "Starting BGSAVE for SYNC with target: {}",
         if diskless { "replicas sockets" } else { "disk" }
     );
-    stream
-        .write_all(format!("+FULLRESYNC {replid} {offset}\r\n").as_bytes())
-        .await?;
+    if psync {
+        stream
+            .write_all(format!("+FULLRESYNC {replid} {offset}\r\n").as_bytes())
+            .await?;
+    }
     replica.state.store(SEND_BULK, Ordering::Relaxed);
     let sent = if diskless {
         send_eof_marked(stream, pipe).await

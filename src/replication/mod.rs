@@ -77,8 +77,9 @@ pub struct Target {
 /// Where the link to the master stands (Redis's `repl_state`, in the steps INFO tells).
 pub const LINK_DOWN: u8 = 0;
 pub const LINK_CONNECTING: u8 = 1;
-pub const LINK_SYNCING: u8 = 2;
-pub const LINK_UP: u8 = 3;
+pub const LINK_HANDSHAKE: u8 = 2;
+pub const LINK_SYNCING: u8 = 3;
+pub const LINK_UP: u8 = 4;
 
 /// PSYNC replid offset, or SYNC (no partial resynchronisation possible).
 pub struct SyncRequest {
@@ -167,6 +168,12 @@ impl Replication {
             return false;
         }
         let was_replica = current.is_some();
+        // CONFIG REWRITE keeps the role over a restart, as Sentinel relies on.
+        let setting: Vec<String> = target
+            .iter()
+            .flat_map(|t| [t.host.clone(), t.port.to_string()])
+            .collect();
+        let _ = server.config.set("replicaof", &setting);
         *current = target;
         let now_replica = current.is_some();
         drop(current);
@@ -188,6 +195,12 @@ impl Replication {
         }
         if now_replica {
             self.link_down_since_ms.store(0, Ordering::Relaxed);
+            if !was_replica {
+                // Data they wait for would come from the master now, not from a client.
+                notifier
+                    .blocking
+                    .finish_all(|| crate::blocking::Wake::RoleChange);
+            }
         }
         self.link.store(LINK_DOWN, Ordering::Relaxed);
         self.changed.notify_waiters();
@@ -203,6 +216,7 @@ impl Replication {
         match self.link.load(Ordering::Relaxed) {
             LINK_DOWN => "connect",
             LINK_CONNECTING => "connecting",
+            LINK_HANDSHAKE => "handshake",
             LINK_SYNCING => "sync",
             _ => "connected",
         }

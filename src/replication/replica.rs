@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{LINK_CONNECTING, LINK_SYNCING, LINK_UP, Target};
+use super::{LINK_CONNECTING, LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, Target};
 use crate::client::{Client, ClientHandle, FLAG_MASTER};
 use crate::config;
 use crate::mailbox::Inbox;
@@ -39,8 +39,10 @@ pub async fn run(server: Arc<Server>) {
             _ = &mut changed => Ok(()),
         };
         replication.link_down();
-        if let Err(e) = outcome {
-            tracing::warn!("Error condition on socket for SYNC: {e}");
+        match outcome {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => tracing::warn!("{e}"),
+            Err(e) => tracing::warn!("Error condition on socket for SYNC: {e}"),
+            Ok(()) => {}
         }
         if replication.target().as_ref() == Some(&target) {
             // The same master: try again in a second, as Redis's replicationCron does.
@@ -57,6 +59,19 @@ pub async fn run(server: Arc<Server>) {
 struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    /// `repl-timeout`: how long a read may wait before the link is given up, and what to
+    /// log then (it depends on the stage, as in Redis).
+    timeout: Duration,
+    timeout_message: &'static str,
+}
+
+const HANDSHAKE_TIMEOUT: &str = "Timeout connecting to the MASTER...";
+const TRANSFER_TIMEOUT: &str = "Timeout receiving bulk data from MASTER... If the problem \
+     persists try to set the 'repl-timeout' parameter in redis.conf to a larger value.";
+const LINK_TIMEOUT: &str = "MASTER timeout: no data nor PING received...";
+
+fn timed_out(message: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, message)
 }
 
 impl Conn {
@@ -70,7 +85,11 @@ impl Conn {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(16 * 1024);
         }
-        if self.stream.read_buf(&mut self.buf).await? == 0 {
+        let read = tokio::select! {
+            read = self.stream.read_buf(&mut self.buf) => read?,
+            _ = crate::timer::sleep(self.timeout) => return Err(timed_out(self.timeout_message)),
+        };
+        if read == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the master closed the connection",
@@ -112,13 +131,16 @@ async fn link(server: &Arc<Server>, target: &Target) -> io::Result<()> {
     let timeout = Duration::from_secs(server.config.int(config::REPL_TIMEOUT).max(1) as u64);
     let stream = tokio::select! {
         stream = TcpStream::connect((target.host.as_str(), target.port)) => stream?,
-        _ = crate::timer::sleep(timeout) => return Err(io::Error::other("timeout connecting to the MASTER")),
+        _ = crate::timer::sleep(timeout) => return Err(timed_out(HANDSHAKE_TIMEOUT)),
     };
     stream.set_nodelay(true)?;
     tracing::info!("MASTER <-> REPLICA sync started");
+    replication.set_link(LINK_HANDSHAKE);
     let mut conn = Conn {
         stream,
         buf: BytesMut::new(),
+        timeout,
+        timeout_message: HANDSHAKE_TIMEOUT,
     };
     let (replid, offset) = handshake(server, &mut conn).await?;
     let continued = match offset {
@@ -224,6 +246,7 @@ async fn handshake(server: &Server, conn: &mut Conn) -> io::Result<(String, Opti
 async fn full_sync(server: &Server, conn: &mut Conn, replid: &str, offset: u64) -> io::Result<()> {
     let replication = &server.replication;
     replication.set_link(LINK_SYNCING);
+    conn.timeout_message = TRANSFER_TIMEOUT;
     let header = loop {
         // Newlines keep the link alive while the master prepares the RDB.
         let line = conn.line().await?;
@@ -452,9 +475,7 @@ async fn apply(server: &Server, conn: &mut Conn, client: &mut Client) -> io::Res
             let offset = backlog.lock().offset.to_string();
             conn.send(&[b"REPLCONF", b"ACK", offset.as_bytes()]).await?;
             if now_ms().saturating_sub(replication.master_io_ms()) > timeout_ms {
-                return Err(io::Error::other(
-                    "MASTER timeout: no data nor PING received",
-                ));
+                return Err(timed_out(LINK_TIMEOUT));
             }
         }
         tokio::select! {

@@ -657,8 +657,14 @@ async fn wait_blocked(
                             command.calls.add(1);
                         }
                     }
-                    Ok(Wake::Error) => {
-                        let error = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+                    Ok(wake @ (Wake::Error | Wake::RoleChange)) => {
+                        let error = if matches!(wake, Wake::Error) {
+                            "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+                        } else {
+                            client.close_after_reply = true;
+                            "UNBLOCKED force unblock from blocking operation, instance state \
+                             changed (master -> replica?)"
+                        };
                         reply.error(error);
                         server.stats.count_error(error);
                         if let Some(command) = command {
