@@ -438,11 +438,12 @@ async fn apply(server: &Server, conn: &mut Conn, client: &mut Client) -> io::Res
     let mut next_ack = Instant::now();
     loop {
         loop {
-            let before = parsed.len();
             match parser.parse(&mut parsed, &mut args, limits) {
                 Ok(false) => break,
                 Ok(true) => {
-                    let used = before - parsed.len();
+                    // The command's bytes: all consumed since the last one, over however
+                    // many reads a big argument took.
+                    let used = raw.len() - parsed.len();
                     if !args.is_empty() {
                         if is_getack(&args) {
                             let offset = backlog.lock().offset.to_string();
