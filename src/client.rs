@@ -55,8 +55,8 @@ pub struct Client {
     /// What the AOF logs for the running command instead of its arguments: none, one or
     /// several commands.
     pub log_as: Option<Box<Vec<Vec<Bytes>>>>,
-    /// Inside EXEC: whether MULTI was logged yet (see `commands::propagate`).
-    pub exec_logged: Option<bool>,
+    /// Inside EXEC or a script: what it propagated so far (see `commands::propagate`).
+    pub exec_logged: Option<TxLog>,
     /// The command table's index of this client's last top-level command (see
     /// `CommandTable::resolve_recent`), `NO_COMMAND` before the first.
     pub recent_command: usize,
@@ -254,6 +254,15 @@ impl Client {
         client.acl_generation = Client::INTERNAL;
         client
     }
+}
+
+/// What a transaction (EXEC, a script) has propagated so far (see `commands::propagate`).
+pub enum TxLog {
+    Empty,
+    /// The first command, held back with its database: alone, it goes out unwrapped.
+    First(usize, Vec<Bytes>),
+    /// MULTI went out: EXEC closes it.
+    Wrapped,
 }
 
 /// Client flags shown in CLIENT LIST.

@@ -16,6 +16,7 @@ use crate::server::Server;
 use crate::store::PREFETCH_BATCH;
 use crate::store::evict::Outcome;
 use crate::util::clock::Ticks;
+use crate::util::eq_ignore_case;
 
 const WRITE: u32 = flag_bit("write");
 const STALE: u32 = flag_bit("stale");
@@ -247,7 +248,7 @@ fn check<'s>(
         // A replica obeys its master: the master made these checks already.
         return Ok(command);
     }
-    if let Some(refusal) = replica_refusal(server, command, &flags) {
+    if let Some(refusal) = replica_refusal(server, client, command, &flags) {
         return Err((Some(command), refusal.into()));
     }
     if !running.is_timed_out()
@@ -261,7 +262,7 @@ fn check<'s>(
     {
         return Err((Some(command), message));
     }
-    if too_few_replicas(server) && flags() & WRITE != 0 {
+    if too_few_replicas(server) && writes(server, client, command, flags()) {
         return Err((Some(command), NOREPLICAS.into()));
     }
     if running.is_timed_out() && command.flags & ALLOW_BUSY == 0 {
@@ -275,6 +276,7 @@ fn check<'s>(
 /// off (Redis's checks in `processCommand`).
 fn replica_refusal(
     server: &Server,
+    client: &Client,
     command: &Command,
     flags: &dyn Fn() -> u32,
 ) -> Option<&'static str> {
@@ -283,12 +285,12 @@ fn replica_refusal(
         return None;
     }
     let config = &server.config;
-    if config.bool(crate::config::REPLICA_READ_ONLY) && flags() & WRITE != 0 {
+    if config.bool(crate::config::REPLICA_READ_ONLY) && writes(server, client, command, flags()) {
         return Some("READONLY You can't write against a read only replica.");
     }
     if !replication.link_up()
         && !config.bool(crate::config::REPLICA_SERVE_STALE_DATA)
-        && command.flags & STALE == 0
+        && denies_stale(server, client, command, flags())
     {
         return Some(
             "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
@@ -364,19 +366,44 @@ pub(super) fn out_of_memory(server: &Server) -> bool {
     server.evict() == Outcome::Failed
 }
 
-/// Which commands Redis refuses when out of memory: those that may grow the dataset, every
-/// command being queued in MULTI, and EXEC of a transaction holding one of the former.
-fn needs_memory(server: &Server, client: &Client, command: &Command, flags: u32) -> bool {
+/// Whether a call may not serve stale data (Redis's `is_denystale_command`): a command
+/// without the `stale` flag, or EXEC of a transaction that queued one.
+fn denies_stale(server: &Server, client: &Client, command: &Command, flags: u32) -> bool {
+    call_has(server, client, command, flags, |f| f & STALE == 0)
+}
+
+/// Whether a call writes (Redis's `is_write_command`): a write command, or EXEC of a
+/// transaction that queued one.
+fn writes(server: &Server, client: &Client, command: &Command, flags: u32) -> bool {
+    call_has(server, client, command, flags, |f| f & WRITE != 0)
+}
+
+/// Whether the call's flags pass `test`, or for EXEC, those of a command it queued.
+fn call_has(
+    server: &Server,
+    client: &Client,
+    command: &Command,
+    flags: u32,
+    test: impl Fn(u32) -> bool,
+) -> bool {
     match (&client.multi, command.tx) {
         (Some(multi), TxRole::Exec) => multi.queued.iter().any(|queued| {
             server
                 .commands
                 .resolve_queued(queued)
-                .is_ok_and(|c| effective_flags(server, c, &queued.args) & DENYOOM != 0)
+                .is_ok_and(|c| test(effective_flags(server, c, &queued.args)))
         }),
-        (Some(_), TxRole::Queued) => true,
-        _ => flags & DENYOOM != 0,
+        _ => test(flags),
     }
+}
+
+/// Which commands Redis refuses when out of memory: those that may grow the dataset, every
+/// command being queued in MULTI, and EXEC of a transaction holding one of the former.
+fn needs_memory(server: &Server, client: &Client, command: &Command, flags: u32) -> bool {
+    if client.multi.is_some() && command.tx == TxRole::Queued {
+        return true;
+    }
+    call_has(server, client, command, flags, |f| f & DENYOOM != 0)
 }
 
 /// Runs a command queued by MULTI, inside EXEC (which holds the gate).
@@ -481,7 +508,9 @@ fn call(
     server.stats.commands_processed.add(1);
     log_if_slow(server, &client.handle, command, args, micros);
     if server.monitors.is_active() && command.flags & (SKIP_MONITOR | ADMIN) == 0 {
-        server.monitors.feed(db_before, &client.handle.addr, args);
+        server
+            .monitors
+            .feed(db_before, &client.handle.addr, &redacted(command, args));
     }
     ended
 }
@@ -674,9 +703,47 @@ fn log_if_slow(
     if slower_than >= 0 && micros >= slower_than as u64 && command.flags & SKIP_SLOWLOG == 0 {
         let name = handle.names().name.unwrap_or_default();
         let max_len = server.config.int(crate::config::SLOWLOG_MAX_LEN) as usize;
+        let args = redacted(command, args);
         let mut slowlog = server.slowlog.lock().unwrap_or_else(|e| e.into_inner());
-        slowlog.push(args, micros, handle.addr.clone(), name, max_len);
+        slowlog.push(&args, micros, handle.addr.clone(), name, max_len);
     }
+}
+
+/// The arguments as the slow log and MONITOR show them: passwords, ACL rules and secret
+/// settings replaced by `(redacted)`, as Redis's `redactClientCommandArgument` does.
+fn redacted<'a>(command: &Command, args: &'a [Bytes]) -> std::borrow::Cow<'a, [Bytes]> {
+    let secret = |i: usize| -> bool {
+        match command.name.as_str() {
+            "auth" => i >= 1,
+            "acl|setuser" => i >= 2,
+            "hello" => (2..i).any(|j| eq_ignore_case(&args[j], "auth") && i - j <= 2),
+            "config|set" => {
+                i >= 3
+                    && i % 2 == 1
+                    && crate::config::Config::is_sensitive(
+                        &String::from_utf8_lossy(&args[i - 1]).to_ascii_lowercase(),
+                    )
+            }
+            _ => false,
+        }
+    };
+    if !matches!(
+        command.name.as_str(),
+        "auth" | "acl|setuser" | "hello" | "config|set"
+    ) {
+        return std::borrow::Cow::Borrowed(args);
+    }
+    let redaction = Bytes::from_static(b"(redacted)");
+    args.iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            if secret(i) {
+                redaction.clone()
+            } else {
+                arg.clone()
+            }
+        })
+        .collect()
 }
 
 /// Serves clients blocked on keys that received data, oldest first, by running each one's

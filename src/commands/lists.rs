@@ -455,10 +455,15 @@ fn pop_first(ctx: &mut Ctx, keys: &[Bytes], end: End, count: Option<usize>) -> R
     };
     ctx.reply.array(2);
     ctx.reply.bulk(key);
-    // Logged as a plain pop from the key it served, as Redis propagates it.
+    // Logged as a plain pop from the key it served, with the count it popped, as Redis
+    // propagates it.
     let pop = Bytes::from_static(if end == End::Head { b"LPOP" } else { b"RPOP" });
     let mut logged = vec![pop, key.clone()];
-    logged.extend(count.map(|n| Bytes::from(n.to_string())));
+    let len = locked
+        .peek(key)
+        .and_then(|e| e.value.as_list_mut())
+        .map_or(0, |list| list.len());
+    logged.extend(count.map(|n| Bytes::from(n.min(len).to_string())));
     ctx.log_as(logged);
     match count {
         Some(count) => pop_into_reply(ctx, &mut locked, key, end, count),

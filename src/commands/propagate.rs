@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::Ctx;
-use crate::client::Client;
+use crate::client::{Client, TxLog};
 use crate::server::Server;
 use crate::store::Value;
 use crate::util::eq_ignore_case;
@@ -34,6 +34,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// Sends this command to replicas but not to the append-only file (PUBLISH: replicas'
+    /// subscribers hear it too, while a restart has no one to tell), as Redis's
+    /// `forceCommandPropagation(c, PROPAGATE_REPL)`. Only a top master does: a replica
+    /// passes on its master's stream.
+    pub fn replicate_only(&mut self, args: &[Bytes]) {
+        let notifier = &self.server.store.notifier;
+        if notifier.repl.is_on() && !self.client.is_master && !self.server.replication.is_replica()
+        {
+            let parts: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+            self.client.woff = notifier.repl.feed(Some(self.client.db), &parts);
+        }
+    }
+
     /// Whether commands are being logged: what to log need not be built otherwise.
     pub fn logging(&self) -> bool {
         self.server.store.notifier.propagating()
@@ -47,63 +60,105 @@ impl Ctx<'_> {
     }
 }
 
-/// Logs a command that changed data in database `db`. Inside EXEC, the first one logged is
-/// preceded by MULTI (see `exec_started`/`exec_finished`).
+/// Logs a command that changed data in database `db`. Inside a transaction (EXEC, a script)
+/// the first command is held back: alone it goes out as it is, with others the lot is wrapped
+/// in MULTI/EXEC (see `exec_started`/`exec_finished`), as Redis 7 propagates.
 pub fn log(server: &Server, client: &mut Client, db: usize, name: &str, args: &[Bytes]) {
-    let notifier = &server.store.notifier;
-    let mut woff = 0;
-    // What the master sent goes on to our replicas as it came (see `replication::replica`).
-    let from_master = client.is_master;
-    let mut feed = |args: &[&[u8]]| match from_master {
-        true => notifier.aof.feed(db, args),
-        false => woff = notifier.propagate(db, args),
+    let mut commands = match client.log_as.take() {
+        Some(commands) => *commands,
+        None => vec![deterministic(server, db, name, args).unwrap_or_else(|| args.to_vec())],
     };
-    let logged = client.log_as.take();
-    if logged.as_ref().is_some_and(|commands| commands.is_empty()) {
+    if commands.is_empty() {
         return;
     }
-    if client.exec_logged == Some(false) {
-        feed(&[b"MULTI"]);
-        client.exec_logged = Some(true);
-    }
-    match logged {
-        Some(commands) => {
-            let wrap = commands.len() > 1 && client.exec_logged.is_none();
+    let mut feed = Feed::new(server, client);
+    let tx = client.exec_logged.take();
+    client.exec_logged = match tx {
+        None => {
+            let wrap = commands.len() > 1;
             if wrap {
-                feed(&[b"MULTI"]);
+                feed.send(db, &[b"MULTI"]);
             }
-            for command in commands.iter() {
-                feed(&parts(command));
-            }
+            feed.all(db, &commands);
             if wrap {
-                feed(&[b"EXEC"]);
+                feed.send(db, &[b"EXEC"]);
             }
+            None
         }
-        None => feed(&parts(
-            deterministic(server, db, name, args)
-                .as_deref()
-                .unwrap_or(args),
-        )),
-    }
-    client.woff = woff;
+        Some(TxLog::Empty) if commands.len() == 1 => {
+            Some(TxLog::First(db, commands.pop().expect("one")))
+        }
+        Some(TxLog::Empty) => {
+            feed.send(db, &[b"MULTI"]);
+            feed.all(db, &commands);
+            Some(TxLog::Wrapped)
+        }
+        Some(TxLog::First(first_db, first)) => {
+            feed.send(first_db, &[b"MULTI"]);
+            feed.all(first_db, std::slice::from_ref(&first));
+            feed.all(db, &commands);
+            Some(TxLog::Wrapped)
+        }
+        Some(TxLog::Wrapped) => {
+            feed.all(db, &commands);
+            Some(TxLog::Wrapped)
+        }
+    };
+    feed.done(client);
 }
 
-fn parts(args: &[Bytes]) -> Vec<&[u8]> {
-    args.iter().map(|a| &a[..]).collect()
+/// Where logged commands go: the AOF and replicas, or only the AOF for what this replica's
+/// master sent (that goes on to our replicas as it came, see `replication::replica`).
+struct Feed<'a> {
+    notifier: &'a crate::store::notify::Notifier,
+    from_master: bool,
+    woff: Option<u64>,
+}
+
+impl<'a> Feed<'a> {
+    fn new(server: &'a Server, client: &Client) -> Feed<'a> {
+        Feed {
+            notifier: &server.store.notifier,
+            from_master: client.is_master,
+            woff: None,
+        }
+    }
+
+    fn send(&mut self, db: usize, args: &[&[u8]]) {
+        if self.from_master {
+            self.notifier.aof.feed(db, args);
+        } else {
+            self.woff = Some(self.notifier.propagate(db, args));
+        }
+    }
+
+    fn all(&mut self, db: usize, commands: &[Vec<Bytes>]) {
+        for command in commands {
+            let parts: Vec<&[u8]> = command.iter().map(|a| &a[..]).collect();
+            self.send(db, &parts);
+        }
+    }
+
+    /// Records the stream offset after the client's writes, for WAIT.
+    fn done(self, client: &mut Client) {
+        if let Some(woff) = self.woff {
+            client.woff = woff;
+        }
+    }
 }
 
 pub fn exec_started(client: &mut Client) {
-    client.exec_logged = Some(false);
+    client.exec_logged = Some(TxLog::Empty);
 }
 
 pub fn exec_finished(server: &Server, client: &mut Client, db: usize) {
-    if client.exec_logged.take() == Some(true) {
-        if client.is_master {
-            server.store.notifier.aof.feed(db, &[b"EXEC"]);
-        } else {
-            client.woff = server.store.notifier.propagate(db, &[b"EXEC"]);
-        }
+    let mut feed = Feed::new(server, client);
+    match client.exec_logged.take() {
+        Some(TxLog::First(first_db, first)) => feed.all(first_db, std::slice::from_ref(&first)),
+        Some(TxLog::Wrapped) => feed.send(db, &[b"EXEC"]),
+        Some(TxLog::Empty) | None => {}
     }
+    feed.done(client);
 }
 
 fn bytes(text: impl Into<String>) -> Bytes {
@@ -137,6 +192,12 @@ fn deterministic(server: &Server, db: usize, name: &str, args: &[Bytes]) -> Opti
                 Some((_, None)) => vec![bytes("PERSIST"), key.clone()],
             });
         }),
+        // A relative expiry becomes PXAT; SET without one is logged as called (Redis's
+        // `setGenericCommand`).
+        "set"
+            if !args[3..]
+                .iter()
+                .any(|a| ["ex", "px", "exat"].iter().any(|o| eq_ignore_case(a, o))) => {}
         "set" | "setex" | "psetex" => {
             let value = if name == "set" { &args[2] } else { &args[3] };
             entry(&mut |found| {
@@ -163,26 +224,22 @@ fn deterministic(server: &Server, db: usize, name: &str, args: &[Bytes]) -> Opti
                 out = Some(vec![bytes("HSET"), key.clone(), args[2].clone(), value]);
             }
         }),
+        // A relative TTL becomes absolute (ABSTTL added), as Redis rewrites it.
         "restore" => entry(&mut |found| {
             out = Some(match found {
                 None => vec![bytes("DEL"), key.clone()],
-                Some((_, at)) => {
-                    let mut logged = vec![
-                        bytes("RESTORE"),
-                        key.clone(),
-                        bytes(at.unwrap_or(0).to_string()),
-                        args[3].clone(),
-                        bytes("REPLACE"),
-                        bytes("ABSTTL"),
-                    ];
-                    let options = args[4..]
-                        .iter()
-                        .filter(|a| !eq_ignore_case(a, "replace") && !eq_ignore_case(a, "absttl"));
-                    logged.extend(options.cloned());
+                Some((_, None)) => args.to_vec(),
+                Some((_, Some(at))) => {
+                    let mut logged = args.to_vec();
+                    logged[2] = bytes(at.to_string());
+                    if !args[4..].iter().any(|a| eq_ignore_case(a, "absttl")) {
+                        logged.push(bytes("ABSTTL"));
+                    }
                     logged
                 }
             });
         }),
+        "getdel" => out = Some(vec![bytes("DEL"), key.clone()]),
         "blmove" => out = Some([&[bytes("LMOVE")], &args[1..5]].concat()),
         "brpoplpush" => out = Some([&[bytes("RPOPLPUSH")], &args[1..3]].concat()),
         _ => {}

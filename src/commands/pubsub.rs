@@ -182,12 +182,14 @@ pub fn sunsubscribe(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 pub fn publish(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let receivers = hub(ctx).publish(&args[1], &args[2], false);
+    ctx.replicate_only(args);
     ctx.reply.int(receivers as i64);
     Ok(())
 }
 
 pub fn spublish(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let receivers = hub(ctx).publish(&args[1], &args[2], true);
+    ctx.replicate_only(args);
     ctx.reply.int(receivers as i64);
     Ok(())
 }

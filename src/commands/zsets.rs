@@ -622,8 +622,13 @@ fn pop_first(
     };
     let zset = zset_mut(&mut locked, key)?.expect("found above");
     let entries = zset.pop(count, max);
+    // Logged with the count it popped, as Redis propagates it.
     let pop = Bytes::from_static(if max { b"ZPOPMAX" } else { b"ZPOPMIN" });
-    ctx.log_as(vec![pop, key.clone(), Bytes::from(count.to_string())]);
+    ctx.log_as(vec![
+        pop,
+        key.clone(),
+        Bytes::from(entries.len().to_string()),
+    ]);
     ctx.modified(key, Class::ZSet, if max { "zpopmax" } else { "zpopmin" });
     delete_if_empty(ctx, &mut locked, key);
     Ok(Some((key.clone(), entries)))

@@ -123,6 +123,12 @@ impl Config {
         }
     }
 
+    /// Whether a setting's value is a secret (masterauth, requirepass ...): CONFIG SET shows it
+    /// redacted in the slow log and to MONITOR.
+    pub fn is_sensitive(name: &str) -> bool {
+        Config::lookup(name).is_some_and(|index| SETTINGS[index].sensitive)
+    }
+
     pub fn lookup(name: &str) -> Option<usize> {
         let name = name.to_ascii_lowercase();
         SETTINGS

@@ -265,7 +265,7 @@ impl Manifest {
 fn write_base(store: &Store, config: &Config, functions: &[Bytes], path: &Path) -> io::Result<()> {
     let mut file = File::create(path)?;
     if config.bool(config::AOF_USE_RDB_PREAMBLE) {
-        rdb::save(store, config, functions, true, &mut file)?;
+        rdb::save(store, config, functions, true, None, &mut file)?;
     } else {
         let mut out = io::BufWriter::with_capacity(1 << 16, &mut file);
         if config.bool(config::AOF_TIMESTAMP_ENABLED) {

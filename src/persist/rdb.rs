@@ -319,6 +319,7 @@ pub fn save(
     config: &Config,
     functions: &[Bytes],
     aof_base: bool,
+    repl: Option<&ReplInfo>,
     mut out: impl Write,
 ) -> io::Result<()> {
     let checksum = config.bool(config::RDBCHECKSUM);
@@ -341,6 +342,11 @@ pub fn save(
     let now = crate::util::now_ms();
     encoder.aux("ctime", (now / 1000).to_string().as_bytes());
     encoder.aux("used-mem", crate::alloc::allocated().to_string().as_bytes());
+    if let Some(repl) = repl {
+        encoder.aux("repl-stream-db", repl.stream_db.to_string().as_bytes());
+        encoder.aux("repl-id", repl.replid.as_bytes());
+        encoder.aux("repl-offset", repl.offset.to_string().as_bytes());
+    }
     encoder.aux("aof-base", if aof_base { b"1" } else { b"0" });
     encoder.functions(functions);
     let access = Access {
@@ -386,6 +392,27 @@ pub struct Access<'a> {
     clock: &'a AccessClock,
 }
 
+/// Where a server's replication history stood when it saved (the `repl-*` aux fields), so
+/// that after a restart its replicas, or its master, can continue with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplInfo {
+    /// The database the replication stream had selected.
+    pub stream_db: usize,
+    pub replid: String,
+    pub offset: u64,
+}
+
+/// Collects the `repl-*` aux fields; the three must all be there to count.
+fn repl_aux(repl: &mut (Option<usize>, Option<String>, Option<u64>), name: &[u8], value: &[u8]) {
+    let text = String::from_utf8_lossy(value);
+    match name {
+        b"repl-stream-db" => repl.0 = text.parse().ok(),
+        b"repl-id" if value.len() == 40 => repl.1 = Some(text.into_owned()),
+        b"repl-offset" => repl.2 = text.parse().ok(),
+        _ => {}
+    }
+}
+
 /// What a load found, for the log.
 #[derive(Default, Debug)]
 pub struct Loaded {
@@ -394,6 +421,7 @@ pub struct Loaded {
     pub empty: u64,
     /// The function libraries' codes, for the caller to load.
     pub functions: Vec<Bytes>,
+    pub repl: Option<ReplInfo>,
 }
 
 /// Loads a snapshot into `store`, which the caller has emptied or wants merged into; with
@@ -419,6 +447,7 @@ pub fn load(
     }
     let now = crate::util::now_ms();
     let mut loaded = Loaded::default();
+    let mut repl = (None, None, None);
     let mut db = 0usize;
     let mut expire_at = None;
     let (mut freq, mut idle) = (None, None);
@@ -461,8 +490,9 @@ pub fn load(
                 continue;
             }
             OPCODE_AUX => {
-                decoder.string().map_err(short)?;
-                decoder.string().map_err(short)?;
+                let name = decoder.string().map_err(short)?;
+                let value = decoder.string().map_err(short)?;
+                repl_aux(&mut repl, &name, &value);
                 continue;
             }
             OPCODE_FUNCTION2 => {
@@ -512,6 +542,13 @@ pub fn load(
                 "Wrong RDB checksum expected: ({stored:x}) got ({computed:x}). Aborting now. RDB CRC error"
             ));
         }
+    }
+    if let (Some(stream_db), Some(replid), Some(offset)) = repl {
+        loaded.repl = Some(ReplInfo {
+            stream_db,
+            replid,
+            offset,
+        });
     }
     Ok(loaded)
 }

@@ -63,13 +63,30 @@ pub struct Status {
     pub keys_expired: u64,
 }
 
+/// What a dump holds besides the keys, read before a fork: the child must take no lock
+/// another thread might hold.
+struct Extras {
+    functions: Vec<Bytes>,
+    repl: Option<rdb::ReplInfo>,
+}
+
+impl Extras {
+    fn read(server: &Server) -> Extras {
+        Extras {
+            functions: server.scripts.library_codes(),
+            repl: crate::replication::save_info(server),
+        }
+    }
+}
+
 /// Writes the snapshot to a temporary file, syncs it and renames it over `dbfilename`, so a
 /// crash at any point leaves the previous dump whole.
-fn write_file(store: &Store, config: &Config, functions: &[Bytes], pid: u32) -> io::Result<()> {
+fn write_file(store: &Store, config: &Config, extras: &Extras, pid: u32) -> io::Result<()> {
     let temp = format!("temp-{pid}.rdb");
     let result = (|| {
         let mut file = File::create(&temp)?;
-        rdb::save(store, config, functions, false, &mut file)?;
+        let repl = extras.repl.as_ref();
+        rdb::save(store, config, &extras.functions, false, repl, &mut file)?;
         file.sync_all()?;
         std::fs::rename(&temp, config.text(config::DBFILENAME))?;
         File::open(".")?.sync_all()
@@ -108,13 +125,8 @@ impl Snapshots {
     /// SAVE: writes the snapshot from this thread. The caller holds the gate exclusively.
     pub fn save(&self, server: &Server) -> io::Result<()> {
         let dirty = server.store.notifier.dirty.load(Ordering::Relaxed);
-        let functions = server.scripts.library_codes();
-        let result = write_file(
-            &server.store,
-            &server.config,
-            &functions,
-            std::process::id(),
-        );
+        let extras = Extras::read(server);
+        let result = write_file(&server.store, &server.config, &extras, std::process::id());
         let mut state = self.state();
         match &result {
             Ok(()) => {
@@ -148,16 +160,9 @@ impl Snapshots {
         state.last_attempt_ms = now_ms();
         state.scheduled = false;
         let dirty_at_fork = server.store.notifier.dirty.load(Ordering::Relaxed);
-        // Read before the fork: the child must take no lock another thread might hold.
-        let functions = server.scripts.library_codes();
+        let extras = Extras::read(server);
         let child = Child::spawn(|| {
-            write_file(
-                &server.store,
-                &server.config,
-                &functions,
-                std::process::id(),
-            )
-            .is_ok()
+            write_file(&server.store, &server.config, &extras, std::process::id()).is_ok()
         })
         .inspect_err(|e| {
             tracing::warn!("Can't save in background: fork: {e}");
@@ -270,6 +275,7 @@ impl Snapshots {
             "DB loaded from disk: {:.3} seconds",
             started.elapsed().as_secs_f64()
         );
+        server.replication.restore(server, loaded.repl.clone());
         self.state().last_load = loaded;
         Ok(())
     }

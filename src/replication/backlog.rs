@@ -85,6 +85,11 @@ impl Inner {
         self.data.len()
     }
 
+    /// The database the stream selected last.
+    pub fn selected(&self) -> Option<usize> {
+        self.selected
+    }
+
     pub fn size(&self) -> usize {
         self.size
     }

@@ -191,11 +191,20 @@ fn fork_rdb(server: &Server) -> io::Result<(Child, tokio::net::unix::pipe::Recei
     // SAFETY: both descriptors were just created and are owned by nothing else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let functions = server.scripts.library_codes();
+    let repl = super::save_info(server);
     // The closure owns the write end: the parent's copy closes when `spawn` returns, so the
     // pipe ends when the child is done.
     let child = Child::spawn(move || {
         let out = std::fs::File::from(write);
-        rdb::save(&server.store, &server.config, &functions, false, out).is_ok()
+        rdb::save(
+            &server.store,
+            &server.config,
+            &functions,
+            false,
+            repl.as_ref(),
+            out,
+        )
+        .is_ok()
     })?;
     let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
     Ok((child, pipe))

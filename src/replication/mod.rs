@@ -8,7 +8,7 @@ pub mod replica;
 
 use std::collections::HashSet;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -116,6 +116,11 @@ pub struct Replication {
     /// A full sync's payload: its size (0 while unknown) and the bytes read so far.
     transfer_size: AtomicU64,
     transfer_read: AtomicU64,
+    /// The database the master's stream had selected when the link broke.
+    master_db: AtomicUsize,
+    /// Bytes of the master's stream read but not applied yet (`slave_read_repl_offset` is
+    /// that much ahead of `slave_repl_offset`).
+    read_ahead: AtomicU64,
 }
 
 impl Replication {
@@ -129,6 +134,27 @@ impl Replication {
 
     pub fn remove(&self, replica: &Arc<Replica>) {
         self.replicas().retain(|r| !Arc::ptr_eq(r, replica));
+    }
+
+    /// Takes up the history a dump kept at start (Redis's `loadDataFromDisk`): a replica
+    /// continues as it was, to ask its master for the rest; a master keeps it as its second
+    /// ID, so that its replicas can continue from it.
+    pub fn restore(&self, server: &Server, saved: Option<crate::persist::rdb::ReplInfo>) {
+        let Some(saved) = saved else {
+            return;
+        };
+        let backlog = &server.store.notifier.repl;
+        let replica = !server.config.text(config::REPLICAOF).is_empty();
+        backlog.start(server.config.int(config::REPL_BACKLOG_SIZE) as usize);
+        let mut inner = backlog.lock();
+        if replica {
+            inner.adopt(&saved.replid, saved.offset);
+            self.master_db.store(saved.stream_db, Ordering::Relaxed);
+        } else {
+            inner.replid2 = saved.replid;
+            inner.second_offset = saved.offset as i64 + 1;
+            inner.offset += saved.offset;
+        }
     }
 
     pub fn target(&self) -> Option<Target> {
@@ -289,6 +315,26 @@ impl Replication {
     }
 }
 
+/// Where the replication history stands, for a dump to keep (None without a backlog: no
+/// history worth continuing).
+pub fn save_info(server: &Server) -> Option<crate::persist::rdb::ReplInfo> {
+    let backlog = &server.store.notifier.repl;
+    if !backlog.is_on() {
+        return None;
+    }
+    let inner = backlog.lock();
+    let stream_db = if server.replication.is_replica() {
+        server.replication.master_db.load(Ordering::Relaxed)
+    } else {
+        inner.selected().unwrap_or(0)
+    };
+    Some(crate::persist::rdb::ReplInfo {
+        stream_db,
+        replid: inner.replid.clone(),
+        offset: inner.offset,
+    })
+}
+
 /// Starts the link task, following the `replicaof` setting from the start.
 pub fn start(server: &Arc<Server>) {
     tokio::spawn(replica::run(server.clone()));
@@ -373,7 +419,7 @@ pub fn info(server: &Server, w: &mut String) {
             w,
             "master_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\n\
              master_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\n\
-             slave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\n",
+             slave_read_repl_offset:{}\r\nslave_repl_offset:{offset}\r\n",
             target.host,
             target.port,
             if link == LINK_UP { "up" } else { "down" },
@@ -383,6 +429,7 @@ pub fn info(server: &Server, w: &mut String) {
                 -1
             },
             (link == LINK_SYNCING) as u8,
+            offset + replication.read_ahead.load(Ordering::Relaxed),
         );
         if link == LINK_SYNCING {
             let size = replication.transfer_size.load(Ordering::Relaxed);

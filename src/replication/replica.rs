@@ -153,6 +153,8 @@ async fn link(server: &Arc<Server>, target: &Target) -> io::Result<()> {
     };
     if continued {
         tracing::info!("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.");
+    } else {
+        server.replication.master_db.store(0, Ordering::Relaxed);
     }
     apply_stream(server, conn, target).await
 }
@@ -410,9 +412,14 @@ async fn apply_stream(server: &Arc<Server>, mut conn: Conn, target: &Target) -> 
     let mut client = Client::internal(handle.clone(), &server.acl);
     client.authenticated = true;
     client.is_master = true;
+    // A continued stream goes on in the database the old link had selected (Redis keeps
+    // its master client cached for that).
+    client.db = replication.master_db.load(Ordering::Relaxed);
     replication.set_link(LINK_UP);
     replication.master_io();
     let applied = apply(server, &mut conn, &mut client).await;
+    replication.master_db.store(client.db, Ordering::Relaxed);
+    replication.read_ahead.store(0, Ordering::Relaxed);
     crate::commands::forget_client(server, &mut client);
     server.clients.remove(handle.id);
     applied
@@ -437,13 +444,13 @@ async fn apply(server: &Server, conn: &mut Conn, client: &mut Client) -> io::Res
     // Acknowledged at once, then once a second (Redis's replicationCron).
     let mut next_ack = Instant::now();
     loop {
-        loop {
+        // A paused replica reads its master's stream but applies nothing until the pause
+        // ends, as Redis's PAUSE_ACTION_REPLICA (so its offset does not move meanwhile).
+        let paused = server.pause.is_paused();
+        while !paused && !parsed.is_empty() {
             match parser.parse(&mut parsed, &mut args, limits) {
                 Ok(false) => break,
                 Ok(true) => {
-                    // The command's bytes: all consumed since the last one, over however
-                    // many reads a big argument took.
-                    let used = raw.len() - parsed.len();
                     if !args.is_empty() {
                         if is_getack(&args) {
                             let offset = backlog.lock().offset.to_string();
@@ -455,8 +462,17 @@ async fn apply(server: &Server, conn: &mut Conn, client: &mut Client) -> io::Res
                             reply.clear();
                         }
                     }
-                    backlog.feed_raw(&raw[..used]);
-                    raw.drain(..used);
+                    // What was applied: every byte consumed so far, over however many reads
+                    // a big argument took; a transaction only once EXEC ran, so that a
+                    // link lost in the middle continues from its MULTI (Redis's `reploff`).
+                    if client.multi.is_none() {
+                        let used = raw.len() - parsed.len();
+                        backlog.feed_raw(&raw[..used]);
+                        raw.drain(..used);
+                        replication
+                            .read_ahead
+                            .store(raw.len() as u64, Ordering::Relaxed);
+                    }
                     args.clear();
                 }
                 Err(e) => {
@@ -490,6 +506,7 @@ async fn apply(server: &Server, conn: &mut Conn, client: &mut Client) -> io::Res
                 }
                 raw.extend_from_slice(&parsed[parsed.len() - n..]);
                 replication.master_io();
+                replication.read_ahead.store(raw.len() as u64, Ordering::Relaxed);
             }
             _ = std::future::poll_fn(|cx| inbox.poll_take(&handle.mailbox, cx)) => {
                 inbox.drain(|_| {});
@@ -497,7 +514,8 @@ async fn apply(server: &Server, conn: &mut Conn, client: &mut Client) -> io::Res
                     return Err(io::Error::other("the MASTER client was killed"));
                 }
             }
-            _ = crate::timer::sleep(next_ack - now) => {}
+            _ = crate::timer::sleep(next_ack - now), if !paused => {}
+            _ = crate::timer::sleep(Duration::from_millis(10).min(next_ack - now)), if paused => {}
         }
     }
 }

@@ -74,7 +74,7 @@ for entry in "${units[@]}"; do
         target=(--host 127.0.0.1 --port "$port")
     fi
     (cd "$suite/.." && timeout 900 ./runtest "${target[@]}" "${tls[@]}" --single "$unit" \
-        --durable "${tags[@]}" --tags -needs:repl --timeout 120 --clients 1 \
+        --durable "${tags[@]}" --timeout 120 --clients 1 \
         --skipfile "$skipfile") 2>&1 \
         | sed 's/\x1b\[[0-9;]*m//g' >"$log" || true
     if [ -n "$pid" ]; then
