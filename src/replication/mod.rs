@@ -230,6 +230,7 @@ impl Replication {
         }
         self.link.store(LINK_DOWN, Ordering::Relaxed);
         self.changed.notify_waiters();
+        server.apply_oom_score();
         true
     }
 

@@ -383,7 +383,8 @@ impl Server {
     pub fn apply_oom_score(&self) {
         let mode = self.config.text(config::OOM_SCORE_ADJ);
         let values = self.config.text(config::OOM_SCORE_ADJ_VALUES);
-        if let Err(e) = crate::util::oom_score::apply(&mode, &values) {
+        let replica = self.replication.is_replica();
+        if let Err(e) = crate::util::oom_score::apply(&mode, &values, replica) {
             tracing::warn!("Unable to set oom_score_adj: {e}");
         }
     }

@@ -1,8 +1,7 @@
 //! `oom-score-adj`: the kernel's OOM-killer score of the process by its role, kept as Redis's
 //! `setOOMScoreAdj` keeps it. `oom-score-adj-values` holds a score for a master, a replica and
 //! a background child; `relative` (or `yes`) adds it to the score the process had before, which
-//! turning the setting off puts back, and `absolute` uses it as it is. Oxidis has one role
-//! until replication: master.
+//! turning the setting off puts back, and `absolute` uses it as it is.
 
 use std::io;
 use std::sync::Mutex;
@@ -15,13 +14,14 @@ static ORIGINAL: Mutex<Option<i32>> = Mutex::new(None);
 static CHILD: AtomicI32 = AtomicI32::new(NONE);
 const NONE: i32 = i32::MIN;
 
-/// Applies `oom-score-adj` (`mode`) and `oom-score-adj-values` to this process.
-pub fn apply(mode: &str, values: &str) -> io::Result<()> {
+/// Applies `oom-score-adj` (`mode`) and `oom-score-adj-values` to this process, as a
+/// replica's or a master's.
+pub fn apply(mode: &str, values: &str, replica: bool) -> io::Result<()> {
     let values: Vec<i32> = values
         .split_whitespace()
         .filter_map(|v| v.parse().ok())
         .collect();
-    let [master, _replica, child] = values[..] else {
+    let [master, replica_score, child] = values[..] else {
         return Ok(());
     };
     let mut original = ORIGINAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -39,7 +39,7 @@ pub fn apply(mode: &str, values: &str) -> io::Result<()> {
     let offset = if mode == "absolute" { 0 } else { base };
     let score = |value: i32| (value + offset).clamp(-1000, 1000);
     CHILD.store(score(child), Ordering::Relaxed);
-    write(score(master))
+    write(score(if replica { replica_score } else { master }))
 }
 
 /// In a background child just forked: takes the child's score.

@@ -264,3 +264,30 @@ def test_replicaof_errors_and_a_master_that_is_not_there(start_oxidis):
     assert r.replicaof("NO", "ONE") == b"OK"
     assert r.set("k", "v") is True
     assert r.info("replication")["role"] == "master"
+
+
+def test_replica_restarted_from_its_dump_continues_with_a_partial_resync(tmp_path):
+    """The dump keeps the replication history (repl-id, repl-offset aux fields): a replica
+    restarted from it asks its master to continue, and gets +CONTINUE."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "r").mkdir()
+    master = oxidis(tmp_path / "m", "--save", "", "--repl-diskless-sync-delay", "0")
+    args = ("--save", "", "--replicaof", "127.0.0.1", str(master.port))
+    replica = oxidis(tmp_path / "r", *args)
+    try:
+        master.client.set("k", 1)
+        wait_for(lambda: in_sync(master, replica), message="the initial sync")
+        try:
+            replica.client.shutdown(save=True)
+        except redis.ConnectionError:
+            pass
+        replica.proc.wait(timeout=10)
+        master.client.set("while-down", 2)
+        replica = oxidis(tmp_path / "r", *args)
+        wait_for(lambda: in_sync(master, replica), message="the resync after the restart")
+        assert replica.client.mget("k", "while-down") == [b"1", b"2"]
+        stats = info(master, "stats")
+        assert (stats["sync_full"], stats["sync_partial_ok"]) == (1, 1)
+    finally:
+        replica.stop()
+        master.stop()
