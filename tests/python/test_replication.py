@@ -72,6 +72,17 @@ def without_group_progress(snap):
     return snap
 
 
+def replicate_every_type(master, replica):
+    """The initial sync of `fill`'s data, then `stream_writes` through the stream: the replica
+    ends up holding what the master holds."""
+    wait_for(lambda: in_sync(master, replica), message="the initial sync")
+    stream_writes(master)
+    assert master.client.wait(1, 5000) == 1
+    wait_for(lambda: in_sync(master, replica), message="the stream")
+    assert_same(without_group_progress(snapshot(master)),
+                without_group_progress(snapshot(replica)), from_log=True)
+
+
 def test_redis_replica_of_oxidis_gets_rdb_and_stream(tmp_path):
     (tmp_path / "ox").mkdir()
     (tmp_path / "rs").mkdir()
@@ -79,12 +90,7 @@ def test_redis_replica_of_oxidis_gets_rdb_and_stream(tmp_path):
     fill(master)
     replica = redis_server(tmp_path / "rs", "--save", "", "--replicaof", "127.0.0.1", str(master.port), *DEBUG)
     try:
-        wait_for(lambda: in_sync(master, replica), message="the initial sync")
-        stream_writes(master)
-        assert master.client.wait(1, 5000) == 1
-        wait_for(lambda: in_sync(master, replica), message="the stream")
-        assert_same(without_group_progress(snapshot(master)),
-                    without_group_progress(snapshot(replica)), from_log=True)
+        replicate_every_type(master, replica)
         m = info(master)
         assert m["connected_slaves"] == 1
         assert m["slave0"]["state"] == "online"
@@ -175,12 +181,7 @@ def test_oxidis_replica_of_redis_gets_rdb_and_stream_and_refuses_writes(tmp_path
     fill(master)
     replica = oxidis(tmp_path / "ox", "--save", "", "--replicaof", "127.0.0.1", str(master.port))
     try:
-        wait_for(lambda: in_sync(master, replica), message="the initial sync")
-        stream_writes(master)
-        assert master.client.wait(1, 5000) == 1
-        wait_for(lambda: in_sync(master, replica), message="the stream")
-        assert_same(without_group_progress(snapshot(master)),
-                    without_group_progress(snapshot(replica)), from_log=True)
+        replicate_every_type(master, replica)
         r = replica.client
         with pytest.raises(redis.exceptions.ReadOnlyError, match="^You can't write against a read only replica.$"):
             r.set("k", "v")
