@@ -96,7 +96,7 @@ impl Inner {
 
     /// Whether the bytes from `psync_offset` on (the first byte a replica is missing) are
     /// all here.
-    pub fn covers(&self, psync_offset: u64) -> bool {
+    fn covers(&self, psync_offset: u64) -> bool {
         psync_offset >= self.first_byte_offset() && psync_offset <= self.offset + 1
     }
 
@@ -227,6 +227,23 @@ impl Backlog {
     /// Makes the next command select its database (a full sync starts a new stream).
     pub fn reselect(&self) {
         self.lock().selected = None;
+    }
+
+    /// PSYNC: attaches reader `id` from `psync_offset` (the first byte it lacks) when `replid`
+    /// names this history, or the previous one up to where it ended, and every byte from
+    /// there is still kept; returns the current ID to answer `+CONTINUE` with.
+    pub fn continue_from(&self, id: u64, replid: &str, psync_offset: u64) -> Option<String> {
+        if !self.is_on() {
+            return None;
+        }
+        let mut inner = self.lock();
+        let ours = replid == inner.replid
+            || (replid == inner.replid2 && psync_offset as i64 <= inner.second_offset);
+        if !ours || !inner.covers(psync_offset) {
+            return None;
+        }
+        inner.readers.insert(id, psync_offset - 1);
+        Some(inner.replid.clone())
     }
 
     /// Attaches a replica's writer at `at` bytes of the stream.

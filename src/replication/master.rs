@@ -80,25 +80,14 @@ async fn try_partial<S: ClientStream>(
 ) -> io::Result<bool> {
     let backlog = &server.store.notifier.repl;
     let stats = &server.replication;
-    let answer = {
-        let inner = backlog.lock();
-        let ours = request.replid == inner.replid
-            || (request.replid == inner.replid2 && request.offset <= inner.second_offset);
-        let offset = u64::try_from(request.offset).ok();
-        match offset {
-            Some(offset) if request.psync && backlog.is_on() && ours && inner.covers(offset) => {
-                drop(inner);
-                backlog.attach(replica.handle.id, offset - 1);
-                let inner = backlog.lock();
-                Some(if psync2 {
-                    format!("+CONTINUE {}\r\n", inner.replid)
-                } else {
-                    "+CONTINUE\r\n".to_string()
-                })
-            }
-            _ => None,
-        }
-    };
+    let answer = u64::try_from(request.offset)
+        .ok()
+        .filter(|_| request.psync)
+        .and_then(|offset| backlog.continue_from(replica.handle.id, &request.replid, offset))
+        .map(|replid| match psync2 {
+            true => format!("+CONTINUE {replid}\r\n"),
+            false => "+CONTINUE\r\n".to_string(),
+        });
     let Some(answer) = answer else {
         if request.psync && request.replid != "?" {
             stats.sync_partial_err.fetch_add(1, Ordering::Relaxed);
