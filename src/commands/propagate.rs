@@ -161,6 +161,11 @@ pub fn exec_finished(server: &Server, client: &mut Client, db: usize) {
     feed.done(client);
 }
 
+fn has_option(args: &[Bytes], options: &[&str]) -> bool {
+    args.iter()
+        .any(|a| options.iter().any(|o| eq_ignore_case(a, o)))
+}
+
 fn bytes(text: impl Into<String>) -> Bytes {
     Bytes::from(text.into())
 }
@@ -192,12 +197,14 @@ fn deterministic(server: &Server, db: usize, name: &str, args: &[Bytes]) -> Opti
                 Some((_, None)) => vec![bytes("PERSIST"), key.clone()],
             });
         }),
-        // A relative expiry becomes PXAT; SET without one is logged as called (Redis's
+        // An expiry becomes PXAT; SET without one is logged as called, less GET (Redis's
         // `setGenericCommand`).
-        "set"
-            if !args[3..]
-                .iter()
-                .any(|a| ["ex", "px", "exat"].iter().any(|o| eq_ignore_case(a, o))) => {}
+        "set" if !has_option(&args[3..], &["ex", "px", "exat", "pxat"]) => {
+            if has_option(&args[3..], &["get"]) {
+                let options = args[3..].iter().filter(|a| !eq_ignore_case(a, "get"));
+                out = Some(args[..3].iter().chain(options).cloned().collect());
+            }
+        }
         "set" | "setex" | "psetex" => {
             let value = if name == "set" { &args[2] } else { &args[3] };
             entry(&mut |found| {
@@ -232,7 +239,7 @@ fn deterministic(server: &Server, db: usize, name: &str, args: &[Bytes]) -> Opti
                 Some((_, Some(at))) => {
                     let mut logged = args.to_vec();
                     logged[2] = bytes(at.to_string());
-                    if !args[4..].iter().any(|a| eq_ignore_case(a, "absttl")) {
+                    if !has_option(&args[4..], &["absttl"]) {
                         logged.push(bytes("ABSTTL"));
                     }
                     logged
