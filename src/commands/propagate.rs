@@ -200,10 +200,8 @@ fn deterministic(server: &Server, db: usize, name: &str, args: &[Bytes]) -> Opti
         // An expiry becomes PXAT; SET without one is logged as called, less GET (Redis's
         // `setGenericCommand`).
         "set" if !has_option(&args[3..], &["ex", "px", "exat", "pxat"]) => {
-            if has_option(&args[3..], &["get"]) {
-                let options = args[3..].iter().filter(|a| !eq_ignore_case(a, "get"));
-                out = Some(args[..3].iter().chain(options).cloned().collect());
-            }
+            let options = args[3..].iter().filter(|a| !eq_ignore_case(a, "get"));
+            out = Some(args[..3].iter().chain(options).cloned().collect());
         }
         "set" | "setex" | "psetex" => {
             let value = if name == "set" { &args[2] } else { &args[3] };
