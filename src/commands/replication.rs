@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{CmdResult, Ctx, Error, NOT_INTEGER};
-use crate::replication::{Hello, SyncRequest, Target};
+use crate::replication::{Hello, SyncRequest, Target, failover};
 use crate::util::{eq_ignore_case, parse_i64};
 
 /// REPLCONF option value ...: what a replica tells its master before and after PSYNC.
@@ -46,6 +46,9 @@ pub fn replconf(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// PSYNC replid offset: answered by the connection, which becomes the replica's.
 pub fn psync(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let offset = parse_i64(&args[2]).ok_or(Error::from(NOT_INTEGER))?;
+    if args.len() > 3 && eq_ignore_case(&args[3], "failover") {
+        take_over(ctx, &args[1])?;
+    }
     start_sync(
         ctx,
         SyncRequest {
@@ -54,6 +57,71 @@ pub fn psync(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             psync: true,
         },
     )
+}
+
+/// `PSYNC <replid> <offset> FAILOVER`: our master hands its role over to us; we become the
+/// master if we follow its history, and it goes on as our replica.
+fn take_over(ctx: &mut Ctx, replid: &[u8]) -> CmdResult {
+    let server = ctx.server;
+    tracing::warn!(
+        "Failover request received for replid {}.",
+        String::from_utf8_lossy(replid)
+    );
+    if !server.replication.is_replica() {
+        return Err("ERR PSYNC FAILOVER can't be sent to a master.".into());
+    }
+    if server.store.notifier.repl.lock().replid.as_bytes() != replid {
+        return Err("ERR PSYNC FAILOVER replid must match my replid.".into());
+    }
+    server.replication.set_target(server, None);
+    let who = ctx.client.handle.describe(&server.commands);
+    tracing::info!("MASTER MODE enabled (failover request from '{who}')");
+    Ok(())
+}
+
+/// FAILOVER [TO host port [FORCE]] [TIMEOUT ms] | ABORT: hands the master's role to a
+/// replica (see `replication::failover`).
+pub fn failover(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let server = ctx.server;
+    if args.len() == 2 && eq_ignore_case(&args[1], "abort") {
+        if !failover::abort(server, "Failover manually aborted") {
+            return Err("ERR No failover in progress.".into());
+        }
+        ctx.reply.ok();
+        return Ok(());
+    }
+    let mut request = failover::Request {
+        target: None,
+        timeout_ms: 0,
+        force: false,
+    };
+    let mut i = 1;
+    while i < args.len() {
+        let left = args.len() - i - 1;
+        if eq_ignore_case(&args[i], "timeout") && left >= 1 && request.timeout_ms == 0 {
+            let timeout = parse_i64(&args[i + 1]).ok_or(Error::from(NOT_INTEGER))?;
+            if timeout <= 0 {
+                return Err("ERR FAILOVER timeout must be greater than 0".into());
+            }
+            request.timeout_ms = timeout as u64;
+            i += 2;
+        } else if eq_ignore_case(&args[i], "to") && left >= 2 && request.target.is_none() {
+            let port = parse_i64(&args[i + 2]).ok_or(Error::from(NOT_INTEGER))?;
+            request.target = Some(Target {
+                host: String::from_utf8_lossy(&args[i + 1]).into_owned(),
+                port: u16::try_from(port).unwrap_or(0),
+            });
+            i += 3;
+        } else if eq_ignore_case(&args[i], "force") && !request.force {
+            request.force = true;
+            i += 1;
+        } else {
+            return Err(super::SYNTAX.into());
+        }
+    }
+    failover::start(server, request).map_err(Error::from)?;
+    ctx.reply.ok();
+    Ok(())
 }
 
 /// SYNC: a full synchronisation, as old replicas ask.
@@ -70,6 +138,9 @@ pub fn sync(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 
 fn start_sync(ctx: &mut Ctx, request: SyncRequest) -> CmdResult {
     let replication = &ctx.server.replication;
+    if replication.failover_state() != failover::State::None {
+        return Err("NOMASTERLINK Can't SYNC while failing over".into());
+    }
     if replication.is_replica() && !replication.link_up() {
         return Err("NOMASTERLINK Can't SYNC while not connected with my master".into());
     }
@@ -141,6 +212,9 @@ pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// REPLICAOF host port | NO ONE (and SLAVEOF): follow a master, or become one.
 pub fn replicaof(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let server = ctx.server;
+    if server.replication.failover_state() != failover::State::None {
+        return Err("ERR REPLICAOF not allowed while failing over.".into());
+    }
     let who = ctx.client.handle.describe(&server.commands);
     if eq_ignore_case(&args[1], "no") && eq_ignore_case(&args[2], "one") {
         if server.replication.set_target(server, None) {

@@ -529,6 +529,7 @@ const ROWS: &[(&str, Access, Handler)] = {
         ("restore", ByKeys, persistence::restore),
         ("save", Exclusive, persistence::save),
         // replication
+        ("failover", Exclusive, replication::failover),
         ("psync", ByKeys, replication::psync),
         ("replconf", ByKeys, replication::replconf),
         ("replicaof", Exclusive, replication::replicaof),

@@ -3,6 +3,7 @@
 //! stream `backlog` keeps) and the replica side (`replica`: the link to a master).
 
 pub mod backlog;
+pub mod failover;
 pub mod master;
 pub mod replica;
 
@@ -121,6 +122,7 @@ pub struct Replication {
     /// Bytes of the master's stream read but not applied yet (`slave_read_repl_offset` is
     /// that much ahead of `slave_repl_offset`).
     read_ahead: AtomicU64,
+    failover: Mutex<failover::Failover>,
 }
 
 impl Replication {
@@ -357,6 +359,7 @@ pub fn start(server: &Arc<Server>) {
 /// that they can tell a quiet master from a lost link; the backlog freed `repl-backlog-ttl`
 /// seconds after the last replica left.
 pub fn cron(server: &Server) {
+    failover::cron(server);
     let replication = &server.replication;
     let now = now_ms();
     if now.saturating_sub(replication.cron_at_ms.load(Ordering::Relaxed)) < 1000 {
@@ -493,13 +496,15 @@ pub fn info(server: &Server, w: &mut String) {
         );
     }
     drop(replicas);
+    let failover_state = replication.failover_state().name();
     let on = backlog.is_on();
     let inner = backlog.lock();
     let _ = write!(
         w,
-        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\n\
+        "master_failover_state:{}\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\n\
          master_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\n\
          repl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+        failover_state,
         inner.replid,
         inner.replid2,
         inner.offset,

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{LINK_CONNECTING, LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, Target};
+use super::{LINK_CONNECTING, LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, Target, failover};
 use crate::client::{Client, ClientHandle, FLAG_MASTER};
 use crate::config;
 use crate::mailbox::Inbox;
@@ -207,8 +207,13 @@ async fn handshake(server: &Server, conn: &mut Conn) -> io::Result<(String, Opti
         .await?;
     let (replid, next) = server.replication.psync_position(server);
     tracing::info!("Trying a partial resynchronization (request {replid}:{next}).");
-    conn.send(&[b"PSYNC", replid.as_bytes(), next.as_bytes()])
-        .await?;
+    // A master handing its role over asks the replica it follows now to take it.
+    let failing_over = server.replication.failover_state() == failover::State::InProgress;
+    let mut psync: Vec<&[u8]> = vec![b"PSYNC", replid.as_bytes(), next.as_bytes()];
+    if failing_over {
+        psync.push(b"FAILOVER");
+    }
+    conn.send(&psync).await?;
     let reply = loop {
         // Newlines keep the link alive until the master is ready to answer.
         let line = conn.line().await?;
@@ -216,6 +221,13 @@ async fn handshake(server: &Server, conn: &mut Conn) -> io::Result<(String, Opti
             break line;
         }
     };
+    if failing_over {
+        let accepted = reply.starts_with("+FULLRESYNC") || reply.starts_with("+CONTINUE");
+        failover::target_answered(server, accepted);
+        if !accepted {
+            return Err(refused("Unexpected reply to PSYNC from master", &reply));
+        }
+    }
     let words: Vec<&str> = reply.split_whitespace().collect();
     match words.as_slice() {
         ["+FULLRESYNC", id, offset] => {

@@ -231,11 +231,17 @@ impl Monitors {
     }
 }
 
-/// CLIENT PAUSE state.
+/// What holds clients back: CLIENT PAUSE, and the write pause of a FAILOVER in progress.
+/// Either may end without ending the other, as Redis's pause purposes.
 pub struct Pause {
-    /// Shared with the keyspace (`Notifier::pause_until`), which holds back deletions.
+    /// When the pause of either kind ends (Unix ms; `u64::MAX` while a failover holds
+    /// writes): shared with the keyspace (`Notifier::pause_until`), which holds back
+    /// deletions while it is ahead.
     until_ms: Arc<AtomicU64>,
+    /// CLIENT PAUSE's end, and whether it holds writes only.
+    client_until_ms: AtomicU64,
     write_only: AtomicBool,
+    failover: AtomicBool,
     pub resumed: Notify,
     /// Clients whose command waits for the pause to end (counted in `blocked_clients`).
     pub postponed: AtomicUsize,
@@ -254,22 +260,40 @@ impl Drop for Postponed<'_> {
     }
 }
 
+/// How often a write held by a failover looks again whether it may run.
+const FAILOVER_RECHECK_MS: u64 = 100;
+
 impl Pause {
     fn new(until_ms: Arc<AtomicU64>) -> Pause {
         Pause {
             until_ms,
+            client_until_ms: AtomicU64::new(0),
             write_only: AtomicBool::new(false),
+            failover: AtomicBool::new(false),
             resumed: Notify::new(),
             postponed: AtomicUsize::new(0),
         }
     }
 
+    fn publish(&self) {
+        let until = if self.failover.load(Ordering::Relaxed) {
+            u64::MAX
+        } else {
+            self.client_until_ms.load(Ordering::Relaxed)
+        };
+        self.until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// CLIENT PAUSE until `until_ms`.
     pub fn start(&self, until_ms: u64, write_only: bool) {
         // A new pause never shortens a running one, as in Redis.
-        if until_ms > self.until_ms.load(Ordering::Relaxed) || !self.is_paused() {
-            self.until_ms.store(until_ms, Ordering::Relaxed);
+        if until_ms > self.client_until_ms.load(Ordering::Relaxed)
+            || !crate::util::deadline_ahead(&self.client_until_ms)
+        {
+            self.client_until_ms.store(until_ms, Ordering::Relaxed);
         }
         self.write_only.store(write_only, Ordering::Relaxed);
+        self.publish();
     }
 
     /// Counts `handle` as held by the pause (INFO's `blocked_clients`, CLIENT LIST's `b`)
@@ -283,9 +307,20 @@ impl Pause {
         }
     }
 
+    /// CLIENT UNPAUSE.
     pub fn stop(&self) {
-        self.until_ms.store(0, Ordering::Relaxed);
+        self.client_until_ms.store(0, Ordering::Relaxed);
+        self.publish();
         self.resumed.notify_waiters();
+    }
+
+    /// Holds writes while a FAILOVER waits for its replica, or lets them go.
+    pub fn hold_writes_for_failover(&self, on: bool) {
+        self.failover.store(on, Ordering::Relaxed);
+        self.publish();
+        if !on {
+            self.resumed.notify_waiters();
+        }
     }
 
     pub fn is_paused(&self) -> bool {
@@ -294,10 +329,13 @@ impl Pause {
 
     /// How long a command with these properties must still wait, in milliseconds.
     pub fn wait_for(&self, is_write: bool) -> Option<u64> {
-        let until = self.until_ms.load(Ordering::Relaxed);
-        if until == 0 {
+        if self.until_ms.load(Ordering::Relaxed) == 0 {
             return None;
         }
+        if is_write && self.failover.load(Ordering::Relaxed) {
+            return Some(FAILOVER_RECHECK_MS);
+        }
+        let until = self.client_until_ms.load(Ordering::Relaxed);
         let now = now_ms();
         if until <= now || (self.write_only.load(Ordering::Relaxed) && !is_write) {
             return None;

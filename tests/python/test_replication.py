@@ -292,3 +292,42 @@ def test_replica_restarted_from_its_dump_continues_with_a_partial_resync(tmp_pat
     finally:
         replica.stop()
         master.stop()
+
+
+@pytest.mark.parametrize("oxidis_is_master", [True, False])
+def test_failover_hands_the_role_to_the_other_server(tmp_path, oxidis_is_master):
+    """FAILOVER between Oxidis and redis-server, both ways: the master holds writes until its
+    replica caught up, then follows it; the replica takes over on `PSYNC ... FAILOVER` and
+    serves its old master a partial resynchronisation; no write is lost."""
+    (tmp_path / "ox").mkdir()
+    (tmp_path / "rs").mkdir()
+    start_master, start_replica = (oxidis, redis_server) if oxidis_is_master else (redis_server, oxidis)
+    master = start_master(tmp_path / ("ox" if oxidis_is_master else "rs"), "--save", "",
+                          "--repl-diskless-sync-delay", "0")
+    replica = start_replica(tmp_path / ("rs" if oxidis_is_master else "ox"), "--save", "",
+                            "--replicaof", "127.0.0.1", str(master.port))
+    try:
+        for i in range(100):
+            master.client.rpush("jobs", i)
+        wait_for(lambda: in_sync(master, replica), message="the initial sync")
+        with pytest.raises(redis.ResponseError, match="^FAILOVER is not valid when server is a replica.$"):
+            replica.client.execute_command("FAILOVER")
+        with pytest.raises(redis.ResponseError, match="^FAILOVER target HOST and PORT is not a replica.$"):
+            master.client.execute_command("FAILOVER", "TO", "127.0.0.1", master.port)
+        assert master.client.execute_command("FAILOVER", "TO", "127.0.0.1", replica.port, "TIMEOUT", 5000) == b"OK"
+        wait_for(lambda: info(master)["master_failover_state"] == "no-failover", message="the failover to end")
+        assert info(replica)["role"] == "master"
+        assert info(master)["role"] == "slave"
+        wait_for(lambda: in_sync(replica, master), message="the old master to follow the new one")
+        stats = info(replica, "stats")
+        assert (stats["sync_full"], stats["sync_partial_ok"]) == (0, 1)
+        replica.client.rpush("jobs", "after")
+        wait_for(lambda: in_sync(replica, master), message="the new master's stream")
+        assert master.client.lrange("jobs", 0, -1) == [str(i).encode() for i in range(100)] + [b"after"]
+        with pytest.raises(redis.exceptions.ReadOnlyError):
+            master.client.rpush("jobs", "refused")
+        with pytest.raises(redis.ResponseError, match="^No failover in progress.$"):
+            replica.client.execute_command("FAILOVER", "ABORT")
+    finally:
+        replica.stop()
+        master.stop()
