@@ -9,7 +9,7 @@
 
 mod stream;
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use bytes::Bytes;
 use crc::{CRC_64_REDIS, Crc, Digest};
@@ -422,6 +422,47 @@ pub struct Loaded {
     /// The function libraries' codes, for the caller to load.
     pub functions: Vec<Bytes>,
     pub repl: Option<ReplInfo>,
+}
+
+/// Whether the dump at `path` is whole: its signature, and the CRC64 it ends with (unless it
+/// was written without one). Checked before data is replaced by it, so that a transfer
+/// damaged on its way leaves the old data in place.
+pub fn check_file(path: &std::path::Path) -> Result<(), String> {
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut header = [0u8; 9];
+    file.read_exact(&mut header).map_err(short)?;
+    let version = std::str::from_utf8(&header[5..])
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(0);
+    if &header[..5] != b"REDIS" || !(1..=VERSION).contains(&version) {
+        return Err("Wrong signature trying to load DB from file".into());
+    }
+    if version < 5 || size < 9 + 8 {
+        return Ok(());
+    }
+    let mut digest = CRC64.digest();
+    digest.update(&header);
+    let mut body = io::BufReader::with_capacity(1 << 16, (&mut file).take(size - 9 - 8));
+    loop {
+        let chunk = body.fill_buf().map_err(|e| e.to_string())?;
+        if chunk.is_empty() {
+            break;
+        }
+        digest.update(chunk);
+        let used = chunk.len();
+        body.consume(used);
+    }
+    let mut stored = [0u8; 8];
+    file.read_exact(&mut stored).map_err(short)?;
+    let (stored, computed) = (u64::from_le_bytes(stored), digest.finalize());
+    if stored != 0 && stored != computed {
+        return Err(format!(
+            "Wrong RDB checksum expected: ({stored:x}) got ({computed:x}). RDB CRC error"
+        ));
+    }
+    Ok(())
 }
 
 /// Loads a snapshot into `store`, which the caller has emptied or wants merged into; with

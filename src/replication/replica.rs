@@ -359,6 +359,14 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Replaces the data with the RDB in `path`, and takes the master's history as this node's.
 fn load(server: &Server, path: &str, replid: &str, offset: u64) -> io::Result<()> {
     let notifier = &server.store.notifier;
+    if server.config.bool(config::RDBCHECKSUM)
+        && let Err(e) = crate::persist::rdb::check_file(std::path::Path::new(path))
+    {
+        tracing::warn!(
+            "MASTER <-> REPLICA sync: the RDB received from the MASTER is damaged, keeping the old data: {e}"
+        );
+        return Err(io::Error::other(e));
+    }
     let _gate = server.store.enter(true);
     tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
     notifier.loading.store(true, Ordering::Relaxed);
@@ -378,6 +386,8 @@ fn load(server: &Server, path: &str, replid: &str, offset: u64) -> io::Result<()
     notifier.loading.store(false, Ordering::Relaxed);
     let loaded = loaded.map_err(|e| {
         tracing::warn!("Failed trying to load the MASTER synchronization DB from disk: {e}");
+        // What was loaded before the error is no copy of anything: dropped, as Redis does.
+        server.store.empty();
         io::Error::other(e)
     })?;
     tracing::info!(

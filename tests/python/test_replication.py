@@ -331,3 +331,141 @@ def test_failover_hands_the_role_to_the_other_server(tmp_path, oxidis_is_master)
     finally:
         replica.stop()
         master.stop()
+
+
+class Tamperer:
+    """A TCP relay between a replica and its real master that damages what the master sends
+    when told to: a byte of the next full sync's RDB flipped (`damage_rdb`), or bytes that
+    are no command put into the stream (`inject`). What it damages is the master's real
+    output; nothing here answers in the master's place."""
+
+    def __init__(self, master_port):
+        import threading
+        self.master_port = master_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.damage_rdb = False
+        self.links = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import threading
+        while True:
+            try:
+                replica, _ = self.listener.accept()
+            except OSError:
+                return
+            master = socket.create_connection(("127.0.0.1", self.master_port))
+            with self.lock:
+                self.links.append(replica)
+            threading.Thread(target=self.pump, args=(replica, master, False), daemon=True).start()
+            threading.Thread(target=self.pump, args=(master, replica, True), daemon=True).start()
+
+    def pump(self, source, sink, from_master):
+        held = b""
+        try:
+            while chunk := source.recv(65536):
+                if from_master and self.damage_rdb:
+                    chunk = self.damage(held + chunk)
+                    held, chunk = chunk if isinstance(chunk, tuple) else (b"", chunk)
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def damage(self, data):
+        """`data` with a byte of the RDB payload flipped, or (bytes to hold back, bytes to
+        send) while the payload has not come far enough. Nothing before the payload's `$`
+        header line contains a `$` (+PONG, +OK, +FULLRESYNC, newlines)."""
+        header = data.find(b"$")
+        if header < 0:
+            return data
+        body = data.find(b"\r\n", header)
+        if body < 0 or len(data) <= body + 2 + 200:
+            return data[header:], data[:header]
+        damaged = bytearray(data)
+        damaged[body + 2 + 200] ^= 0xFF
+        self.damage_rdb = False
+        return bytes(damaged)
+
+    def inject(self, data):
+        with self.lock:
+            for replica in self.links:
+                try:
+                    replica.sendall(data)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_replica_keeps_its_data_when_its_master_sends_damaged_bytes(tmp_path):
+    """A full sync whose RDB was damaged on the way leaves the replica's old data in place
+    (it logs why and tries again); bytes that are no command in the stream drop the link,
+    which comes back with a partial resynchronisation."""
+    (tmp_path / "rs").mkdir()
+    (tmp_path / "ox").mkdir()
+    log = tmp_path / "oxidis.log"
+    master = redis_server(tmp_path / "rs", "--save", "", "--repl-diskless-sync", "no")
+    for i in range(2000):
+        master.client.set(f"key:{i}", "x" * 20)
+    replica = oxidis(tmp_path / "ox", "--save", "", "--logfile", str(log))
+    tamperer = Tamperer(master.port)
+    try:
+        replica.client.set("old", "data")
+        tamperer.damage_rdb = True
+        assert replica.client.replicaof("127.0.0.1", tamperer.port) == b"OK"
+        wait_for(lambda: "damaged, keeping the old data" in log.read_text(), message="the damaged RDB")
+        assert replica.client.get("old") == b"data"
+        assert replica.client.dbsize() == 1
+        # The next attempt gets an undamaged RDB.
+        wait_for(lambda: in_sync(master, replica), message="the retried full sync")
+        assert replica.client.dbsize() == 2000
+        assert replica.client.get("old") is None
+        assert info(master, "stats")["sync_full"] == 2
+        # Not a command: the replica drops the link, and continues where it was.
+        tamperer.inject(b"*-5x\r\n")
+        wait_for(lambda: "protocol error from MASTER: invalid multibulk length" in log.read_text(),
+                 message="the protocol error")
+        master.client.set("after", "garbage")
+        wait_for(lambda: in_sync(master, replica) and replica.client.get("after") == b"garbage",
+                 message="the partial resync")
+        stats = info(master, "stats")
+        assert (stats["sync_full"], stats["sync_partial_ok"]) == (2, 1)
+        assert replica.client.dbsize() == 2001
+    finally:
+        tamperer.close()
+        replica.stop()
+        master.stop()
+
+
+def test_psync_with_a_history_we_do_not_have_gets_a_full_resync(tmp_path):
+    """A redis-server replica moved from another master asks to continue that master's
+    history: Oxidis does not have it, counts a refused partial resync, and sends a full one."""
+    for name in ("a", "b", "ox"):
+        (tmp_path / name).mkdir()
+    other = redis_server(tmp_path / "a", "--save", "", "--repl-diskless-sync-delay", "0")
+    master = oxidis(tmp_path / "ox", "--save", "", "--repl-diskless-sync-delay", "0")
+    replica = redis_server(tmp_path / "b", "--save", "", "--replicaof", "127.0.0.1", str(other.port))
+    try:
+        other.client.set("from", "other")
+        master.client.set("from", "oxidis")
+        wait_for(lambda: in_sync(other, replica), message="the first master's sync")
+        asked = info(replica)["master_replid"]
+        assert asked == info(other)["master_replid"] != info(master)["master_replid"]
+        assert replica.client.replicaof("127.0.0.1", master.port) == b"OK"
+        wait_for(lambda: in_sync(master, replica), message="the full resync")
+        stats = info(master, "stats")
+        assert (stats["sync_full"], stats["sync_partial_ok"], stats["sync_partial_err"]) == (1, 0, 1)
+        assert replica.client.get("from") == b"oxidis"
+    finally:
+        replica.stop()
+        master.stop()
+        other.stop()
