@@ -20,6 +20,10 @@ pub fn get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// Settings that cannot change under a load (Redis's `DENY_LOADING_CONFIG`).
+const DENIED_WHILE_LOADING: [usize; 3] =
+    [config::DIR, config::APPENDONLY, config::REPL_DISKLESS_LOAD];
+
 pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let pairs = &args[2..];
     if !pairs.len().is_multiple_of(2) {
@@ -48,6 +52,9 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             && !super::protected_action_allowed(ctx, config::ENABLE_PROTECTED_CONFIGS)
         {
             return Err(fail("can't set protected config"));
+        }
+        if DENIED_WHILE_LOADING.contains(&index) && ctx.server.loading.refuses_commands() {
+            return Err(crate::server::loading::LOADING_ERROR.into());
         }
         if chosen.contains(&index) {
             return Err(fail("duplicate parameter"));

@@ -13,6 +13,7 @@ use crate::blocking::Wake;
 use crate::client::{Blocked, Client, Queued};
 use crate::protocol::{Reply, peek_requests};
 use crate::server::Server;
+use crate::server::loading::LOADING_ERROR;
 use crate::store::PREFETCH_BATCH;
 use crate::store::evict::Outcome;
 use crate::util::clock::Ticks;
@@ -31,6 +32,8 @@ const SKIP_SLOWLOG: u32 = flag_bit("skip_slowlog");
 const ALLOW_BUSY: u32 = flag_bit("allow_busy");
 const NOSCRIPT: u32 = flag_bit("noscript");
 const MAY_REPLICATE: u32 = flag_bit("may_replicate");
+const LOADING: u32 = flag_bit("loading");
+const NO_ASYNC_LOADING: u32 = flag_bit("no_async_loading");
 
 /// Prefetches the keys of the next requests waiting whole in `input` (see `Db::prefetch`).
 /// Worth its cost only for different keys, which is where lookups miss the cache: runs of one
@@ -251,6 +254,9 @@ fn check<'s>(
     if let Some(refusal) = replica_refusal(server, client, command, &flags) {
         return Err((Some(command), refusal.into()));
     }
+    if loading_refusal(server, client, command) {
+        return Err((Some(command), LOADING_ERROR.into()));
+    }
     if !running.is_timed_out()
         && out_of_memory(server)
         && needs_memory(server, client, command, flags())
@@ -299,6 +305,16 @@ fn replica_refusal(
     None
 }
 
+/// While a dump loads: commands that need the data (without the `loading` flag) wait for
+/// it, or, while old data is served beside the load, those marked `no_async_loading`. The
+/// server's own clients (the AOF's replay) are not refused.
+fn loading_refusal(server: &Server, client: &Client, command: &Command) -> bool {
+    let loading = &server.loading;
+    client.acl_generation != Client::INTERNAL
+        && ((loading.refuses_commands() && command.flags & LOADING == 0)
+            || (loading.is_async() && command.flags & NO_ASYNC_LOADING != 0))
+}
+
 /// Why writes are refused now (a failed background save, a failed AOF write), if they are.
 fn write_refusal(server: &Server) -> Option<String> {
     if server.snapshots.refuses_writes(&server.config) {
@@ -338,9 +354,6 @@ pub fn effective_flags(server: &Server, command: &Command, args: &[Bytes]) -> u3
 /// command that writes or may replicate, a script as its declared flags say, and EXEC of a
 /// transaction holding one of those.
 pub fn paused_by_write_pause(server: &Server, client: &Client, args: &[Bytes]) -> bool {
-    let writes = |command: &Command, args: &[Bytes]| {
-        effective_flags(server, command, args) & (WRITE | MAY_REPLICATE) != 0
-    };
     // A call Redis refuses anyway (unknown command, wrong arity) is answered at once.
     let Ok(command) = server.commands.resolve(args) else {
         return false;
@@ -348,15 +361,10 @@ pub fn paused_by_write_pause(server: &Server, client: &Client, args: &[Bytes]) -
     if !command.arity_ok(args.len()) {
         return false;
     }
-    match (&client.multi, command.tx) {
-        (Some(multi), TxRole::Exec) => multi.queued.iter().any(|queued| {
-            server
-                .commands
-                .resolve_queued(queued)
-                .is_ok_and(|c| writes(c, &queued.args))
-        }),
-        _ => writes(command, args),
-    }
+    let flags = effective_flags(server, command, args);
+    call_has(server, client, command, flags, |f| {
+        f & (WRITE | MAY_REPLICATE) != 0
+    })
 }
 
 /// Evicts keys as `maxmemory-policy` says while `maxmemory` is exceeded (before every
@@ -712,27 +720,23 @@ fn log_if_slow(
 /// The arguments as the slow log and MONITOR show them: passwords, ACL rules and secret
 /// settings replaced by `(redacted)`, as Redis's `redactClientCommandArgument` does.
 fn redacted<'a>(command: &Command, args: &'a [Bytes]) -> std::borrow::Cow<'a, [Bytes]> {
-    let secret = |i: usize| -> bool {
-        match command.name.as_str() {
-            "auth" => i >= 1,
-            "acl|setuser" => i >= 2,
-            "hello" => (2..i).any(|j| eq_ignore_case(&args[j], "auth") && i - j <= 2),
-            "config|set" => {
-                i >= 3
-                    && i % 2 == 1
-                    && crate::config::Config::is_sensitive(
-                        &String::from_utf8_lossy(&args[i - 1]).to_ascii_lowercase(),
-                    )
-            }
-            _ => false,
-        }
+    // Which arguments hold a secret, by command; None: the command holds none.
+    let secret: Option<&dyn Fn(usize) -> bool> = match command.name.as_str() {
+        "auth" => Some(&|i| i >= 1),
+        "acl|setuser" => Some(&|i| i >= 2),
+        "hello" => Some(&|i| (2..i).any(|j| eq_ignore_case(&args[j], "auth") && i - j <= 2)),
+        "config|set" => Some(&|i| {
+            i >= 3
+                && i % 2 == 1
+                && crate::config::Config::is_sensitive(
+                    &String::from_utf8_lossy(&args[i - 1]).to_ascii_lowercase(),
+                )
+        }),
+        _ => None,
     };
-    if !matches!(
-        command.name.as_str(),
-        "auth" | "acl|setuser" | "hello" | "config|set"
-    ) {
+    let Some(secret) = secret else {
         return std::borrow::Cow::Borrowed(args);
-    }
+    };
     let redaction = Bytes::from_static(b"(redacted)");
     args.iter()
         .enumerate()

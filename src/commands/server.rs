@@ -140,7 +140,10 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if abort {
         return Err("ERR No shutdown in progress.".into());
     }
-    let wanted = if save {
+    // Half a dataset is not saved over the whole one on disk.
+    let wanted = if ctx.server.loading.refuses_commands() {
+        Some(false)
+    } else if save {
         Some(true)
     } else {
         nosave.then_some(false)
@@ -831,9 +834,11 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
         "persistence" => {
             let snapshot = server.snapshots.status();
             let aof = server.store.notifier.aof.status();
+            w.push_str("# Persistence\r\n");
+            server.loading.info(w);
             let _ = write!(
                 w,
-                "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n\
+                "current_cow_peak:0\r\ncurrent_cow_size:0\r\n\
                  current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\n\
                  current_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\n\
                  rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\n\
@@ -867,6 +872,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                     aof.current_size, aof.base_size, aof.buffer
                 );
             }
+            server.loading.progress_info(w);
         }
         "stats" => {
             let hub = &server.store.notifier.pubsub;

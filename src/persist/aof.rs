@@ -1052,6 +1052,7 @@ fn upgrade_old_file(
 
 /// Loads every file of `manifest`, base first; returns the base's size and the total size.
 fn replay(server: &Server, dir: &Path, manifest: &Manifest) -> Result<(u64, u64), String> {
+    let _loading = server.loading.start(0, false);
     let files: Vec<&String> = manifest
         .base
         .iter()

@@ -474,6 +474,7 @@ pub fn load(
     merge: bool,
 ) -> Result<Loaded, String> {
     let limits = Limits::from_config(config);
+    let mut key_delay = KeyDelay::new(config.int(config::KEY_LOAD_DELAY));
     let mut decoder = Decoder::new(input, config.bool(config::RDBCHECKSUM));
     let header = decoder.bytes(9).map_err(short)?;
     if &header[..5] != b"REDIS" {
@@ -571,6 +572,7 @@ pub fn load(
         locked.set_with_expire(&key, value, expire);
         locked.restore_clock(&key, freq, idle);
         loaded.keys += 1;
+        key_delay.after_key();
     }
     if version >= 5 {
         let computed = decoder.digest.take().map(|d| d.finalize());
@@ -592,6 +594,33 @@ pub fn load(
         });
     }
     Ok(loaded)
+}
+
+/// `key-load-delay`: microseconds to sleep after each key loaded, so that tests can catch a
+/// load running; a negative -N sleeps 1 µs once in N keys on average (Redis's `debugDelay`).
+struct KeyDelay {
+    micros: i64,
+    rng: crate::util::Rng,
+}
+
+impl KeyDelay {
+    fn new(micros: i64) -> KeyDelay {
+        KeyDelay {
+            micros,
+            rng: crate::util::Rng::new(),
+        }
+    }
+
+    fn after_key(&mut self) {
+        let sleep = match self.micros {
+            0 => return,
+            n if n < 0 => u64::from(self.rng.next_u64().is_multiple_of(n.unsigned_abs())),
+            n => n as u64,
+        };
+        if sleep > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(sleep));
+        }
+    }
 }
 
 fn short(_: io::Error) -> String {

@@ -260,7 +260,9 @@ impl Snapshots {
             Err(e) => return Err(format!("Fatal error loading the DB: {e}. Exiting.")),
         };
         let started = Instant::now();
-        let reader = io::BufReader::with_capacity(1 << 16, file);
+        let size = file.metadata().map_or(0, |m| m.len());
+        let _loading = server.loading.start(size, false);
+        let reader = io::BufReader::with_capacity(1 << 16, server.loading.counting(file));
         let loaded = rdb::load(reader, &server.store, &server.config, false)?;
         server
             .scripts

@@ -367,6 +367,8 @@ fn load(server: &Server, path: &str, replid: &str, offset: u64) -> io::Result<()
         );
         return Err(io::Error::other(e));
     }
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let _loading = server.loading.start(size, false);
     let _gate = server.store.enter(true);
     tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
     notifier.loading.store(true, Ordering::Relaxed);
@@ -376,7 +378,7 @@ fn load(server: &Server, path: &str, replid: &str, offset: u64) -> io::Result<()
     let loaded = std::fs::File::open(path)
         .map_err(|e| e.to_string())
         .and_then(|file| {
-            let reader = io::BufReader::with_capacity(1 << 16, file);
+            let reader = io::BufReader::with_capacity(1 << 16, server.loading.counting(file));
             let loaded = crate::persist::rdb::load(reader, &server.store, &server.config, false)?;
             server
                 .scripts

@@ -51,25 +51,36 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         .stats
         .startup_allocated
         .store(crate::alloc::allocated() as u64, Ordering::Relaxed);
-    load_data(&server).map_err(std::io::Error::other)?;
+    // Clients are served while the data loads: those that need it get -LOADING meanwhile.
     let _ = server.ports.server.set(Arc::downgrade(&server));
-    tracing::info!("Ready to accept connections tcp");
     server.ports.start(&server, PortKind::Tcp, listeners);
-    if !tls_listeners.is_empty() {
-        tracing::info!("Ready to accept connections tls");
-    }
+    let (tls, has_unix) = (!tls_listeners.is_empty(), unix.is_some());
     server.ports.start(&server, PortKind::Tls, tls_listeners);
     if let Some((listener, path)) = unix {
-        tracing::info!("Ready to accept connections unix");
         tokio::spawn(unix_accept_loop(server.clone(), listener, path));
     }
     tokio::spawn(crate::timer::drive());
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let loader = server.clone();
+    tokio::select! {
+        loaded = tokio::task::spawn_blocking(move || load_data(&loader)) => {
+            loaded.map_err(std::io::Error::other)?.map_err(std::io::Error::other)?;
+        }
+        _ = sigterm.recv() => exit_while_loading("SIGTERM"),
+        _ = sigint.recv() => exit_while_loading("SIGINT"),
+    }
+    tracing::info!("Ready to accept connections tcp");
+    if tls {
+        tracing::info!("Ready to accept connections tls");
+    }
+    if has_unix {
+        tracing::info!("Ready to accept connections unix");
+    }
     tokio::spawn(cron::run(server.clone()));
     tokio::spawn(cron::evict_on(server.clone()));
     crate::replication::start(&server);
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = sigterm.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
@@ -271,6 +282,14 @@ async fn unix_accept_loop(server: Arc<Server>, listener: UnixListener, path: Str
             }
         }
     }
+}
+
+/// A shutdown signal while the data loads: nothing to save (the files on disk hold more than
+/// memory does), so out at once.
+fn exit_while_loading(signal: &str) -> ! {
+    tracing::warn!("Received {signal} scheduling shutdown...");
+    tracing::warn!("Oxidis is now ready to exit, bye bye...");
+    std::process::exit(0);
 }
 
 /// Loads the append-only file when `appendonly` is on (creating it if there is none), else

@@ -4,6 +4,7 @@ mod connection;
 mod cron;
 mod fd_limit;
 mod listener;
+pub mod loading;
 pub use listener::PortKind;
 pub mod stream;
 mod tls;
@@ -43,6 +44,7 @@ pub struct Server {
     pub slowlog: Mutex<SlowLog>,
     pub monitors: Monitors,
     pub pause: Pause,
+    pub loading: loading::Loading,
     pub started: Instant,
     pub run_id: String,
     /// Turned off by DEBUG SET-ACTIVE-EXPIRE 0.
@@ -366,6 +368,7 @@ impl Server {
             slowlog: Mutex::default(),
             monitors: Monitors::default(),
             pause,
+            loading: Default::default(),
             started: Instant::now(),
             run_id,
             active_expire: AtomicBool::new(true),

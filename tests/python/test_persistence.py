@@ -429,3 +429,48 @@ def test_corrupt_dump_stops_the_server_with_redis_message(tmp_path):
                           timeout=20)
     assert proc.returncode != 0
     assert "CRC error" in log.read_text()
+
+
+def test_clients_get_loading_errors_while_the_dump_loads(tmp_path):
+    """The server accepts clients while its dump loads: commands that need the data get
+    -LOADING, INFO shows the progress, settings that loading depends on cannot change; then
+    everything is there."""
+    ox = oxidis(tmp_path, "--save", "", "--rdbcompression", "no", "--enable-debug-command", "yes")
+    ox.client.execute_command("DEBUG", "POPULATE", 20000, "key", 1000)
+    ox.client.save()
+    ox.stop()
+    port = free_port()
+    proc = subprocess.Popen([BINARY, "--port", str(port), "--dir", str(tmp_path), "--save", "",
+                             "--key-load-delay", "200"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # redis-py retries a -LOADING reply (its BusyLoadingError is a ConnectionError): not here.
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    r = redis.Redis(port=port, retry=Retry(NoBackoff(), 0))
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                info = r.info("persistence")
+                break
+            except redis.ConnectionError:
+                assert time.time() < deadline
+                time.sleep(0.01)
+        assert (info["loading"], info["async_loading"]) == (1, 0)
+        assert info["loading_total_bytes"] == (tmp_path / "dump.rdb").stat().st_size
+        assert 0 <= info["loading_loaded_perc"] < 100
+        with pytest.raises(redis.exceptions.BusyLoadingError, match="^Redis is loading the dataset in memory$"):
+            r.get("key:1")
+        with pytest.raises(redis.exceptions.BusyLoadingError):
+            r.config_set("appendonly", "yes")
+        assert r.config_set("loglevel", "debug") is True
+        deadline = time.time() + 30
+        while r.info("persistence")["loading"] == 1:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        assert "loading_total_bytes" not in r.info("persistence")
+        assert r.dbsize() == 20000
+        assert r.get("key:1") == b"value:1" + b"\0" * (1000 - len("value:1"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
