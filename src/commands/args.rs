@@ -22,6 +22,11 @@ pub fn close_client(ctx: &mut Ctx, handle: &crate::client::ClientHandle) {
         ctx.client.close_after_reply = true;
     } else {
         handle.kill();
+        if handle.has_flag(crate::client::FLAG_REPLICA) {
+            // A killed replica no longer holds the backlog's bytes back, from now on (as
+            // Redis frees it at once): a write that follows trims them.
+            ctx.server.store.notifier.repl.detach(handle.id);
+        }
     }
 }
 

@@ -53,7 +53,7 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         {
             return Err(fail("can't set protected config"));
         }
-        if DENIED_WHILE_LOADING.contains(&index) && ctx.server.loading.refuses_commands() {
+        if DENIED_WHILE_LOADING.contains(&index) && ctx.server.loading.is_active() {
             return Err(crate::server::loading::LOADING_ERROR.into());
         }
         if chosen.contains(&index) {
@@ -171,6 +171,7 @@ fn apply_side_effects(ctx: &Ctx, changed: &[usize]) {
         config::TRACKING_TABLE_MAX_KEYS,
         config::MAXMEMORY,
         config::MAXMEMORY_CLIENTS,
+        config::REPL_BACKLOG_SIZE,
     ];
     if cached.iter().any(|index| changed.contains(index)) {
         ctx.server.apply_cached_settings();

@@ -149,10 +149,20 @@ async fn full_sync<S: ClientStream>(
             .await?;
     }
     replica.state.store(SEND_BULK, Ordering::Relaxed);
-    let sent = if diskless {
-        send_eof_marked(stream, pipe).await
-    } else {
-        send_with_length(stream, pipe).await
+    let sending = async {
+        if diskless {
+            send_eof_marked(stream, pipe).await
+        } else {
+            send_with_length(stream, pipe).await
+        }
+    };
+    // CLIENT KILL ends the transfer (and the child that makes it) at once.
+    let sent = tokio::select! {
+        sent = sending => sent,
+        _ = replica.handle.kill_notify.notified() => {
+            child.kill();
+            Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the replica was killed"))
+        }
     };
     let ok = reap(&child).await;
     sent?;

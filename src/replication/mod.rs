@@ -6,6 +6,7 @@ pub mod backlog;
 pub mod failover;
 pub mod master;
 pub mod replica;
+mod streamed_load;
 
 use std::collections::HashSet;
 use std::fmt::Write;

@@ -56,9 +56,9 @@ pub async fn run(server: Arc<Server>) {
 }
 
 /// The master's connection, with what was read but not used yet.
-struct Conn {
+pub(super) struct Conn {
     stream: TcpStream,
-    buf: BytesMut,
+    pub(super) buf: BytesMut,
     /// `repl-timeout`: how long a read may wait before the link is given up, and what to
     /// log then (it depends on the stage, as in Redis).
     timeout: Duration,
@@ -81,7 +81,7 @@ impl Conn {
         self.stream.write_all(&out).await
     }
 
-    async fn fill(&mut self) -> io::Result<()> {
+    pub(super) async fn fill(&mut self) -> io::Result<()> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(16 * 1024);
         }
@@ -255,9 +255,16 @@ async fn handshake(server: &Server, conn: &mut Conn) -> io::Result<(String, Opti
     }
 }
 
-/// Reads the RDB (`$<length>` or `$EOF:<mark>`), into a temporary file as Redis's
-/// `repl-diskless-load disabled` does, then replaces the data with it.
-async fn full_sync(server: &Server, conn: &mut Conn, replid: &str, offset: u64) -> io::Result<()> {
+/// Reads the RDB (`$<length>` or `$EOF:<mark>`): into a temporary file as Redis's
+/// `repl-diskless-load disabled` does, then replaces the data with it; or, under `swapdb`
+/// (and `on-empty-db` with no data), straight from the socket beside the old data
+/// (`streamed_load`).
+async fn full_sync(
+    server: &Arc<Server>,
+    conn: &mut Conn,
+    replid: &str,
+    offset: u64,
+) -> io::Result<()> {
     let replication = &server.replication;
     replication.set_link(LINK_SYNCING);
     conn.timeout_message = TRANSFER_TIMEOUT;
@@ -277,6 +284,14 @@ async fn full_sync(server: &Server, conn: &mut Conn, replid: &str, offset: u64) 
             &header,
         ));
     };
+    let streamed = match server.config.text(config::REPL_DISKLESS_LOAD).as_str() {
+        "swapdb" => true,
+        "on-empty-db" => server.store.dbs().iter().all(|db| db.is_empty()),
+        _ => false,
+    };
+    if streamed {
+        return super::streamed_load::run(server, conn, size, replid, offset).await;
+    }
     let temp = format!("temp-{}.{}.rdb", now_ms() / 1000, std::process::id());
     let received = receive_payload(server, conn, size, &temp).await;
     let loaded = received.and_then(|()| load(server, &temp, replid, offset));
@@ -397,6 +412,14 @@ fn load(server: &Server, path: &str, replid: &str, offset: u64) -> io::Result<()
         loaded.keys,
         loaded.expired
     );
+    took_new_data(server, replid, offset);
+    Ok(())
+}
+
+/// After a full sync replaced the data: our history is the master's from `offset`, our own
+/// replicas and AOF start again from the new data. The caller holds the gate exclusively.
+pub(super) fn took_new_data(server: &Server, replid: &str, offset: u64) {
+    let notifier = &server.store.notifier;
     // Our replicas held the old data: they must synchronise again.
     server.replication.disconnect_replicas();
     let backlog = &notifier.repl;
@@ -411,7 +434,6 @@ fn load(server: &Server, path: &str, replid: &str, offset: u64) -> io::Result<()
         }
     }
     tracing::info!("MASTER <-> REPLICA sync: Finished with success");
-    Ok(())
 }
 
 /// Applies the master's stream, as the master client, until the link breaks, times out, is

@@ -41,6 +41,11 @@ impl Loading {
         Guard(self)
     }
 
+    /// Whether a load of either kind runs.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// Whether commands that need the data are refused (a load that replaces it).
     pub fn refuses_commands(&self) -> bool {
         self.active.load(Ordering::Relaxed) && !self.asynchronous.load(Ordering::Relaxed)

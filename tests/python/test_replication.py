@@ -469,3 +469,54 @@ def test_psync_with_a_history_we_do_not_have_gets_a_full_resync(tmp_path):
         replica.stop()
         master.stop()
         other.stop()
+
+
+def test_diskless_load_swapdb_keeps_old_data_until_the_new_is_whole(tmp_path):
+    """`repl-diskless-load swapdb`: the RDB loads from the socket beside the old data. While
+    the master's history is the one the old data came from, reads are served from the old
+    data (async_loading); a transfer cut in the middle leaves the old data in place; a whole
+    one replaces it."""
+    (tmp_path / "rs").mkdir()
+    (tmp_path / "ox").mkdir()
+    master = redis_server(tmp_path / "rs", "--save", "", "--repl-diskless-sync-delay", "0", *DEBUG)
+    replica = oxidis(tmp_path / "ox", "--save", "", "--repl-diskless-load", "swapdb",
+                     "--replicaof", "127.0.0.1", str(master.port))
+    try:
+        master.client.set("old", "1")
+        wait_for(lambda: in_sync(master, replica), message="the first sync")
+        master.client.execute_command("DEBUG", "POPULATE", 2000, "key", 1000)
+        master.client.config_set("rdb-key-save-delay", 2000)  # 2000 keys: 4 s to produce
+        master.client.config_set("repl-backlog-size", 16384)
+        # The link cut, then more written than the backlog keeps: the replica must sync in
+        # full, from the history its data came from.
+        with master.client.pipeline(transaction=True) as p:
+            p.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            for i in range(10):
+                p.set(f"big:{i}", "x" * 16384)
+            p.execute()
+        wait_for(lambda: info(replica, "persistence")["async_loading"] == 1, message="async loading")
+        # The old data is served meanwhile.
+        assert info(replica, "persistence")["loading"] == 0
+        assert replica.client.get("old") == b"1"
+        assert replica.client.exists("key:1") == 0
+        # redis-py retries a -LOADING reply (BusyLoadingError is a ConnectionError): not here.
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+        once = redis.Redis(port=replica.port, retry=Retry(NoBackoff(), 0))
+        with pytest.raises(redis.exceptions.BusyLoadingError, match="^Redis is loading the dataset in memory$"):
+            once.config_set("repl-diskless-load", "disabled")
+        with pytest.raises(redis.exceptions.BusyLoadingError):
+            once.replicaof("NO", "ONE")
+        # Cut in the middle: the old data stays.
+        master.client.config_set("repl-diskless-sync-delay", 3)
+        assert master.client.client_kill_filter(_type="replica") == 1
+        wait_for(lambda: info(replica, "persistence")["async_loading"] == 0, message="the load to stop")
+        assert replica.client.get("old") == b"1"
+        assert replica.client.exists("key:1") == 0
+        master.client.config_set("rdb-key-save-delay", 0)
+        wait_for(lambda: in_sync(master, replica), message="the whole sync", timeout=30)
+        assert replica.client.dbsize() == master.client.dbsize() == 2011
+        assert info(master, "stats")["sync_full"] == 3
+    finally:
+        replica.stop()
+        master.stop()
