@@ -38,13 +38,23 @@ pub async fn run(server: Arc<Server>) {
             outcome = link(&server, &target) => outcome,
             _ = &mut changed => Ok(()),
         };
+        // A transfer that failed starts again at once (Redis's cancelReplicationHandshake);
+        // a link that broke after it, or never came up, waits for the next second.
+        let transfer_failed =
+            outcome.is_err() && replication.link.load(Ordering::Relaxed) == LINK_SYNCING;
         replication.link_down();
         match outcome {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => tracing::warn!("{e}"),
             Err(e) => tracing::warn!("Error condition on socket for SYNC: {e}"),
             Ok(()) => {}
         }
-        if replication.target().as_ref() == Some(&target) {
+        if transfer_failed && replication.target().as_ref() == Some(&target) {
+            tracing::info!(
+                "Reconnecting to MASTER {}:{} after failure",
+                target.host,
+                target.port
+            );
+        } else if replication.target().as_ref() == Some(&target) {
             // The same master: try again in a second, as Redis's replicationCron does.
             let changed = replication.changed.notified();
             tokio::select! {

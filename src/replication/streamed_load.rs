@@ -129,7 +129,9 @@ pub(super) async fn run(
             filled = conn.fill(), if tx.is_some() => {
                 if let Err(e) = filled {
                     drop(tx.take());
-                    let _ = (&mut loader).await;
+                    if let Ok((Err(cut), _)) = (&mut loader).await {
+                        report(server, &cut);
+                    }
                     return Err(e);
                 }
             }
@@ -138,7 +140,7 @@ pub(super) async fn run(
     drop(tx);
     let mut rest = chunks.rest();
     let loaded = loaded.map_err(|e| {
-        tracing::warn!("Failed trying to load the MASTER synchronization DB from socket: {e}");
+        report(server, &e);
         io::Error::other(e)
     })?;
     if let Some(mark) = mark {
@@ -177,4 +179,13 @@ pub(super) async fn run(
     // The old data goes with the scratch store, off the link's thread.
     tokio::task::spawn_blocking(move || drop(scratch));
     Ok(())
+}
+
+/// A load that failed, in the words of Redis's log (tests look for them).
+fn report(server: &Server, error: &str) {
+    tracing::warn!(
+        "Internal error in RDB reading offset {}: {error}",
+        server.loading.loaded_bytes()
+    );
+    tracing::warn!("Failed trying to load the MASTER synchronization DB from socket");
 }

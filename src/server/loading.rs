@@ -46,6 +46,10 @@ impl Loading {
         self.active.load(Ordering::Relaxed)
     }
 
+    pub fn loaded_bytes(&self) -> u64 {
+        self.loaded_bytes.load(Ordering::Relaxed)
+    }
+
     /// Whether commands that need the data are refused (a load that replaces it).
     pub fn refuses_commands(&self) -> bool {
         self.active.load(Ordering::Relaxed) && !self.asynchronous.load(Ordering::Relaxed)
