@@ -45,7 +45,13 @@ pub fn replconf(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// PSYNC replid offset: answered by the connection, which becomes the replica's.
 pub fn psync(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let offset = parse_i64(&args[2]).ok_or(Error::from(NOT_INTEGER))?;
+    let Some(offset) = parse_i64(&args[2]) else {
+        tracing::warn!(
+            "Replica {} asks for synchronization but with a wrong offset",
+            ctx.client.handle.addr
+        );
+        return Err(NOT_INTEGER.into());
+    };
     if args.len() > 3 && eq_ignore_case(&args[3], "failover") {
         take_over(ctx, &args[1])?;
     }

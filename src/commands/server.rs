@@ -848,7 +848,7 @@ fn write_section(server: &Server, section: &str, out: &mut String) {
                  aof_rewrites:{}\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\n\
                  aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
                 load(&server.store.notifier.dirty),
-                u8::from(snapshot.in_progress),
+                u8::from(snapshot.in_progress || server.replication.sync_child_running()),
                 server.lastsave.load(Ordering::Relaxed),
                 if snapshot.last_ok { "ok" } else { "err" },
                 snapshot.last_bgsave_secs,

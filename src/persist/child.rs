@@ -36,6 +36,17 @@ impl Child {
         })
     }
 
+    /// Whether child `pid` has ended, without reaping it (its owner does that).
+    pub fn has_exited(pid: libc::pid_t) -> bool {
+        // SAFETY: a zeroed siginfo_t is valid; waitid with WNOWAIT leaves the child as it is.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let options = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, options) != 0
+                || info.si_pid() != 0
+        }
+    }
+
     /// None while the child runs; then whether it succeeded.
     pub fn poll(&self) -> Option<bool> {
         let mut status = 0;

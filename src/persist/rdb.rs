@@ -373,7 +373,8 @@ pub fn save(
             if !key_delay.is_zero() {
                 std::thread::sleep(key_delay);
             }
-            if encoder.buf.len() >= 1 << 16 {
+            // A slowed save (tests) writes as it goes, so that a reader sees it progress.
+            if encoder.buf.len() >= 1 << 16 || !key_delay.is_zero() {
                 result = flush(&mut encoder, &mut digest);
             }
         });

@@ -5,7 +5,7 @@
 //! come back on the same connection.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -57,11 +57,19 @@ pub async fn serve<S: ClientStream>(
     handle.set_flag(FLAG_REPLICA, true);
     server.replication.add(replica.clone());
     let backlog = &server.store.notifier.repl;
+    let mut from = FromReplica {
+        input,
+        parser: RequestParser::default(),
+        args: Vec::new(),
+    };
     let served = async {
+        if !from.take(server, &replica) {
+            return Ok(());
+        }
         if !try_partial(server, stream, &replica, &request, hello.capa_psync2).await? {
             full_sync(server, stream, &replica, hello.capa_eof, request.psync).await?;
         }
-        feed(server, stream, &replica, input).await
+        feed(server, stream, &replica, &mut from).await
     }
     .await;
     backlog.detach(handle.id);
@@ -137,7 +145,7 @@ async fn full_sync<S: ClientStream>(
         backlog.reselect();
         backlog.attach(replica.handle.id, offset);
         let (child, pipe) = fork_rdb(server)?;
-        (child, pipe, replid, offset)
+        (SyncChild::new(server, child), pipe, replid, offset)
     };
     tracing::info!(
         "Starting BGSAVE for SYNC with target: {}",
@@ -148,23 +156,25 @@ async fn full_sync<S: ClientStream>(
             .write_all(format!("+FULLRESYNC {replid} {offset}\r\n").as_bytes())
             .await?;
     }
-    replica.state.store(SEND_BULK, Ordering::Relaxed);
+    // `wait_bgsave` while the child makes the RDB (streamed as it comes when diskless), then
+    // `send_bulk` while a payload with a length goes out, as Redis's states say.
     let sending = async {
         if diskless {
             send_eof_marked(stream, pipe).await
         } else {
-            send_with_length(stream, pipe).await
+            send_with_length(stream, pipe, replica).await
         }
     };
     // CLIENT KILL ends the transfer (and the child that makes it) at once.
     let sent = tokio::select! {
         sent = sending => sent,
         _ = replica.handle.kill_notify.notified() => {
-            child.kill();
+            child.child.kill();
             Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the replica was killed"))
         }
     };
-    let ok = reap(&child).await;
+    let ok = reap(&child.child).await;
+    drop(child);
     sent?;
     if !ok {
         return Err(io::Error::other("the child making the RDB for SYNC failed"));
@@ -177,6 +187,33 @@ async fn full_sync<S: ClientStream>(
     replica.ack_at_ms.store(now_ms(), Ordering::Relaxed);
     replica.state.store(ONLINE, Ordering::Relaxed);
     Ok(())
+}
+
+/// The child making a full sync's RDB, counted in INFO's `rdb_bgsave_in_progress` while it
+/// runs; if the sync ends before it is reaped (the replica left), it is stopped.
+struct SyncChild<'a> {
+    child: Child,
+    server: &'a Server,
+}
+
+impl<'a> SyncChild<'a> {
+    fn new(server: &'a Server, child: Child) -> SyncChild<'a> {
+        server.replication.sync_children().push(child.pid);
+        SyncChild { child, server }
+    }
+}
+
+impl Drop for SyncChild<'_> {
+    fn drop(&mut self) {
+        if self.child.poll().is_none() {
+            self.child.kill();
+        }
+        let pid = self.child.pid;
+        self.server
+            .replication
+            .sync_children()
+            .retain(|&p| p != pid);
+    }
 }
 
 /// Forks a child that writes an RDB of the data to a pipe; the caller holds the gate
@@ -193,7 +230,12 @@ fn fork_rdb(server: &Server) -> io::Result<(Child, tokio::net::unix::pipe::Recei
     let repl = super::save_info(server);
     // The closure owns the write end: the parent's copy closes when `spawn` returns, so the
     // pipe ends when the child is done.
+    let read_end = read.as_raw_fd();
     let child = Child::spawn(move || {
+        // The child's copy of the read end goes: once the parent's is gone (it died), the
+        // next write fails and the child ends.
+        // SAFETY: closing a descriptor the child owns a copy of and never uses.
+        unsafe { libc::close(read_end) };
         let out = std::fs::File::from(write);
         rdb::save(
             &server.store,
@@ -225,9 +267,11 @@ async fn send_eof_marked<S: ClientStream>(
 async fn send_with_length<S: ClientStream>(
     stream: &mut S,
     mut pipe: impl AsyncRead + Unpin,
+    replica: &Replica,
 ) -> io::Result<()> {
     let mut payload = Vec::new();
     pipe.read_to_end(&mut payload).await?;
+    replica.state.store(SEND_BULK, Ordering::Relaxed);
     stream
         .write_all(format!("${}\r\n", payload.len()).as_bytes())
         .await?;
@@ -249,17 +293,14 @@ async fn feed<S: ClientStream>(
     server: &Server,
     stream: &mut S,
     replica: &Replica,
-    mut input: BytesMut,
+    from: &mut FromReplica,
 ) -> io::Result<()> {
     let backlog = &server.store.notifier.repl;
     let handle = &replica.handle;
     let mut inbox = Inbox::default();
-    let mut parser = RequestParser::default();
-    let mut args: Vec<Bytes> = Vec::new();
-    let limits = Limits {
-        max_bulk_len: server.config.int(config::PROTO_MAX_BULK_LEN) as usize,
-        authenticated: true,
-    };
+    if !from.take(server, replica) {
+        return Ok(());
+    }
     loop {
         if handle.killed.load(Ordering::Relaxed) {
             return Ok(());
@@ -283,29 +324,85 @@ async fn feed<S: ClientStream>(
             }
             Read::Nothing => {}
         }
-        if input.capacity() - input.len() < 1024 {
-            input.reserve(4096);
+        if from.input.capacity() - from.input.len() < 1024 {
+            from.input.reserve(4096);
         }
         tokio::select! {
             _ = &mut fed => {}
             _ = std::future::poll_fn(|cx| inbox.poll_take(&handle.mailbox, cx)) => {
                 inbox.drain(|_| {});
             }
-            read = stream.read_buf(&mut input) => {
+            read = stream.read_buf(&mut from.input) => {
                 if read? == 0 {
                     return Ok(());
                 }
-                while let Ok(true) = parser.parse(&mut input, &mut args, limits) {
-                    acknowledged(server, replica, &args);
-                    args.clear();
+                if !from.take(server, replica) {
+                    return Ok(());
                 }
             }
         }
     }
 }
 
-/// REPLCONF ACK <offset> from a replica; anything else it sends is ignored, as Redis
-/// discards replicas' replies.
+/// What a replica sent and was not taken yet (a command may come over several reads).
+struct FromReplica {
+    input: BytesMut,
+    parser: RequestParser,
+    args: Vec<Bytes>,
+}
+
+impl FromReplica {
+    /// Takes the whole commands read; false when one of them gets the replica dropped.
+    fn take(&mut self, server: &Server, replica: &Replica) -> bool {
+        let limits = Limits {
+            max_bulk_len: server.config.int(config::PROTO_MAX_BULK_LEN) as usize,
+            authenticated: true,
+        };
+        while let Ok(true) = self.parser.parse(&mut self.input, &mut self.args, limits) {
+            if !from_replica(server, replica, &self.args) {
+                return false;
+            }
+            self.args.clear();
+        }
+        true
+    }
+}
+
+/// What a replica sends: REPLCONF ACK <offset> records how far it got, other REPLCONFs are
+/// ignored. Anything else would put a reply into the replication stream: as Redis, the master
+/// drops the replica then, saying why (false).
+fn from_replica(server: &Server, replica: &Replica, args: &[Bytes]) -> bool {
+    let Some(name) = args.first() else {
+        return true;
+    };
+    if eq_ignore_case(name, "replconf") {
+        acknowledged(server, replica, args);
+        return true;
+    }
+    let command = server.commands.resolve(args).ok();
+    let name = command.map_or_else(
+        || String::from_utf8_lossy(name).to_lowercase(),
+        |c| c.name.clone(),
+    );
+    let keyspace = command.is_some_and(|c| c.flags & KEYSPACE_FLAGS != 0);
+    if keyspace {
+        tracing::warn!(
+            "== CRITICAL == This master is sending an error to its replica: 'Replica can't \
+             interact with the keyspace' after processing the command '{name}'"
+        );
+    }
+    tracing::warn!(
+        "Replica generated a reply to command '{name}', disconnecting it: {}",
+        replica.handle.describe(&server.commands)
+    );
+    false
+}
+
+/// Commands a replica may not run on its master (Redis's read, write and may-replicate).
+const KEYSPACE_FLAGS: u32 = crate::commands::meta::flag_bit("readonly")
+    | crate::commands::meta::flag_bit("write")
+    | crate::commands::meta::flag_bit("may_replicate");
+
 fn acknowledged(server: &Server, replica: &Replica, args: &[Bytes]) {
     if let [name, sub, offset, ..] = args
         && eq_ignore_case(name, "replconf")

@@ -124,11 +124,24 @@ pub struct Replication {
     /// that much ahead of `slave_repl_offset`).
     read_ahead: AtomicU64,
     failover: Mutex<failover::Failover>,
+    /// Children making a full sync's RDB (they count as a BGSAVE in progress, as Redis's).
+    sync_children: Mutex<Vec<libc::pid_t>>,
 }
 
 impl Replication {
     pub fn replicas(&self) -> MutexGuard<'_, Vec<Arc<Replica>>> {
         self.replicas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn sync_children(&self) -> MutexGuard<'_, Vec<libc::pid_t>> {
+        self.sync_children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a child making a full sync's RDB still runs.
+    pub fn sync_child_running(&self) -> bool {
+        self.sync_children()
+            .iter()
+            .any(|&pid| !crate::persist::child::Child::has_exited(pid))
     }
 
     pub fn add(&self, replica: Arc<Replica>) {
